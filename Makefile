@@ -1,0 +1,36 @@
+# Two commands for a fresh machine:  make run   and   make test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+ADDRESS ?= localhost
+
+.PHONY: run test bench venv dev browser clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+dev: $(VENV)/.dev
+
+browser:
+	bash scripts/ensure_chromium.sh
+
+run: venv
+	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
+
+test: dev browser
+	$(PY) -m pytest
+
+bench: dev
+	$(PY) -m bench $(if $(FULL),--full,)
+
+clean:
+	rm -rf $(VENV) artifacts

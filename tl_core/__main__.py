@@ -1,0 +1,200 @@
+"""Command line: the same runs as the dashboard, without it.
+
+    python -m tl_core run --preset mnist-mnist-m --method dann --backbone lenet --epochs 10
+    python -m tl_core list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any, Sequence
+
+from tl_core.config import RunConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tl_core", description="Transfer Lab from the command line.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="backbones (with offline weight availability), data sets, presets, methods")
+    r = sub.add_parser("run", help="train one run; prints a progress bar, then one JSON line of final metrics")
+    r.add_argument("--config", help="a RunConfig JSON file; flags below override it")
+    r.add_argument("--preset", help="domain pair, e.g. mnist-mnist-m")
+    r.add_argument("--source"), r.add_argument("--target")
+    r.add_argument("--source-path"), r.add_argument("--target-path"), r.add_argument("--data-root")
+    r.add_argument("--method", choices=["finetune", "dann"])
+    r.add_argument("--train-on", choices=["source", "target"], help="finetune only: whose labels to train on")
+    r.add_argument("--backbone"), r.add_argument("--freeze", type=int)
+    r.add_argument("--no-pretrained", action="store_true")
+    r.add_argument("--head", choices=["linear", "mlp"])
+    r.add_argument("--epochs", type=int), r.add_argument("--batch-size", type=int)
+    r.add_argument("--lr", type=float), r.add_argument("--backbone-lr-mult", type=float)
+    r.add_argument("--weight-decay", type=float), r.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    r.add_argument("--image-size", type=int), r.add_argument("--max-train", type=int)
+    r.add_argument("--seed", type=int), r.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    r.add_argument("--no-amp", action="store_true"), r.add_argument("--no-snapshots", action="store_true")
+    r.add_argument("--allow-download", action="store_true", help="let data sets and weights download")
+    r.add_argument("--name", default="")
+    r.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/interrupted run from its last checkpoint")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def build_config(a: argparse.Namespace) -> RunConfig:
+    """Turn parsed flags into a RunConfig (a preset first, then explicit flags)."""
+    cfg = RunConfig.from_json(open(a.config).read()) if a.config else RunConfig()
+    if a.preset:
+        from tl_core.data import PRESETS
+
+        if a.preset not in PRESETS:
+            raise SystemExit(f"unknown preset '{a.preset}'; known: {', '.join(PRESETS)}")
+        cfg.data.source, cfg.data.target = PRESETS[a.preset].source, PRESETS[a.preset].target
+    sets: list[tuple[Any, str, Any]] = [
+        (cfg.data, "source", a.source), (cfg.data, "target", a.target), (cfg.data, "source_path", a.source_path),
+        (cfg.data, "target_path", a.target_path), (cfg.data, "data_root", a.data_root),
+        (cfg.data, "image_size", a.image_size), (cfg.data, "max_train", a.max_train),
+        (cfg.method, "name", a.method), (cfg.method, "train_on", a.train_on),
+        (cfg.model, "backbone", a.backbone), (cfg.model, "freeze", a.freeze), (cfg.model, "head", a.head),
+        (cfg.optim, "epochs", a.epochs), (cfg.optim, "batch_size", a.batch_size), (cfg.optim, "lr", a.lr),
+        (cfg.optim, "backbone_lr_mult", a.backbone_lr_mult), (cfg.optim, "weight_decay", a.weight_decay),
+        (cfg.optim, "optimizer", a.optimizer), (cfg, "seed", a.seed), (cfg, "device", a.device),
+    ]
+    for obj, attr, value in sets:
+        if value is not None:
+            setattr(obj, attr, value)
+    if a.backbone and a.image_size is None:
+        from tl_core.backbones import get_info
+
+        try:
+            cfg.data.image_size = get_info(a.backbone).input_size if a.backbone == "lenet" else min(
+                get_info(a.backbone).input_size, 64)
+        except KeyError:
+            pass
+    if a.no_pretrained:
+        cfg.model.pretrained = False
+    if a.no_amp:
+        cfg.amp = False
+    if a.no_snapshots:
+        cfg.snapshot.enabled = False
+    if a.allow_download:
+        cfg.data.allow_download = True
+    if a.name:
+        cfg.name = a.name
+    return cfg
+
+
+def cmd_list() -> int:
+    from tl_core import backbones, data
+    from tl_core.methods import list_methods
+
+    print("Backbones:")
+    for info in backbones.list_backbones():
+        ok, why = backbones.weights_available(info.name)
+        print(f"  {info.name:20s} {info.params / 1e6:6.2f} M params  features {info.feature_dim:5d}  "
+              f"stages {len(info.stage_names)}  weights: {'available' if ok else 'NOT available offline'} ({why})")
+    print("Data sets:")
+    for d in data.list_datasets():
+        print(f"  {d.name:12s} {'offline' if d.offline else 'needs download or local files':30s} {d.description}")
+    print("Presets:")
+    for key, p in data.PRESETS.items():
+        print(f"  {key:20s} {p.title}")
+    print("Methods:")
+    for name, desc in list_methods().items():
+        print(f"  {name:10s} {desc}")
+    return 0
+
+
+class _ProgressRecorder:
+    """Wraps a StoreRecorder and drives a tqdm bar on stderr."""
+
+    def __init__(self, inner: Any, quiet: bool) -> None:
+        self.inner, self.quiet, self.bar = inner, quiet, None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def progress(self, **kw: Any) -> None:
+        self.inner.progress(**kw)
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=kw["total_steps"], unit="step", file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = kw["step"]
+        post = {"epoch": kw["epoch"]}
+        if kw.get("images_per_s"):
+            post["img/s"] = f"{kw['images_per_s']:.0f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.refresh()
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
+        self.inner.log_epoch(epoch, step, metrics, extra)
+        if self.bar is not None:
+            self.bar.write(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from tl_core import trainer
+    from tl_core.jobs import SnapshotProjector
+    from tl_core.recorder import StoreRecorder
+    from tl_core.store import RunStore
+
+    store = RunStore()
+    store.mark_interrupted()
+    resume = None
+    if a.resume:
+        rec = store.get_run(a.resume)
+        if rec is None:
+            print(f"error: no run with id {a.resume}", file=sys.stderr)
+            return 2
+        cfg, run_id = RunConfig.from_dict(rec.config), a.resume
+        resume = store.run_dir(run_id) / "checkpoint.pt"
+        meta = trainer.load_checkpoint_file(resume)
+        store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
+    else:
+        cfg = build_config(a)
+        problems = cfg.validate()
+        if problems:
+            print("error: the run cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 2
+        run_id = store.create_run(cfg, owner="cli")
+    projector = SnapshotProjector(store) if cfg.snapshot.enabled else None
+    recorder = _ProgressRecorder(StoreRecorder(store, run_id, projector.submit if projector else None), a.quiet)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly after this step
+    store.set_status(run_id, "running")
+    try:
+        result = trainer.run(cfg, recorder, stop, resume=resume)
+    except BaseException as exc:
+        message, hint = trainer.describe_exception(exc)
+        store.set_status(run_id, getattr(exc, "status", "failed"), error=message, hint=hint)
+        if recorder.bar is not None:
+            recorder.bar.close()
+        print(f"error: {message}" + (f"\nhint: {hint}" if hint else ""), file=sys.stderr)
+        print(json.dumps({"run_id": run_id, "status": getattr(exc, "status", "failed"), "error": message}))
+        return 1
+    if recorder.bar is not None:
+        recorder.bar.close()
+    if projector is not None:
+        projector.wait_idle(timeout=120)
+    store.set_status(run_id, "stopped" if result["status"] == "stopped" else "completed",
+                     error="Stopped by the user." if result["status"] == "stopped" else None)
+    summary = {k: v for k, v in result.items() if k != "status"}
+    store.set_summary(run_id, summary)
+    print(json.dumps({"run_id": run_id, **result}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    if a.cmd == "list":
+        return cmd_list()
+    return cmd_run(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Run configuration: dataclasses that fully describe a run and round-trip through JSON.
+
+A run is fully described by its :class:`RunConfig`; the same config from the command line
+or the dashboard gives the same run. :meth:`RunConfig.validate` returns one message per
+invalid value, each prefixed by the field path and saying how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+METHODS = ("finetune", "dann")
+HEADS = ("linear", "mlp")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("anneal", "constant", "cosine")
+LAMBDA_SCHEDULES = ("warmup", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PROJECTIONS = ("umap", "pca")
+TRAIN_ON = ("source", "target")
+MAX_LR = 10.0
+
+
+@dataclass
+class DataConfig:
+    """Which images a run trains and evaluates on."""
+
+    source: str = "mnist"
+    target: str = "mnist-m"
+    image_size: int = 28
+    max_train: int | None = None
+    max_test: int | None = None
+    source_path: str | None = None
+    target_path: str | None = None
+    data_root: str | None = None
+    allow_download: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Backbone, how much of it stays frozen, and the new head."""
+
+    backbone: str = "lenet"
+    pretrained: bool = True
+    freeze: int = 0
+    head: str = "linear"
+    head_hidden: int = 256
+    dropout: float = 0.5
+
+
+@dataclass
+class MethodConfig:
+    """Training method and its own settings (DANN settings are ignored by finetune)."""
+
+    name: str = "dann"
+    train_on: str = "source"
+    lambda_max: float = 1.0
+    lambda_schedule: str = "warmup"
+    gamma: float = 10.0
+    disc_hidden: int = 1024
+    disc_layers: int = 2
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    backbone_lr_mult: float = 1.0
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    batch_size: int = 64
+    epochs: int = 10
+    lr_schedule: str = "anneal"
+    augment: bool = False
+
+
+@dataclass
+class SnapshotConfig:
+    """Feature snapshots for the feature-space view."""
+
+    enabled: bool = True
+    per_domain: int = 500
+    every_epochs: int = 1
+    every_steps: int = 0
+    projection: str = "umap"
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "optim": OptimConfig,
+    "snapshot": SnapshotConfig,
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs. Serialises to JSON and back without loss."""
+
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a dict; unknown keys raise ValueError naming them."""
+        d = dict(d)
+        kwargs: dict[str, Any] = {}
+        for name, section_cls in _SECTIONS.items():
+            sub = d.pop(name, None) or {}
+            known = {f.name for f in fields(section_cls)}
+            unknown = set(sub) - known
+            if unknown:
+                raise ValueError(f"{name}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+            kwargs[name] = section_cls(**sub)
+        known_top = {f.name for f in fields(cls)} - set(_SECTIONS)
+        unknown = set(d) - known_top
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known_top | set(_SECTIONS))}")
+        kwargs.update(d)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return cls.from_dict(json.loads(text))
+
+    # ----------------------------------------------------------- describing
+    def label(self) -> str:
+        """A short human name when the user gave none, e.g. 'DANN · lenet · mnist→mnist-m'."""
+        if self.name:
+            return self.name
+        method = "DANN" if self.method.name == "dann" else (
+            "Target supervised" if self.method.train_on == "target" else "Source only")
+        return f"{method} · {self.model.backbone} · {self.data.source}→{self.data.target}"
+
+    # ----------------------------------------------------------- validation
+    def validate(self) -> list[str]:
+        """Return a list of problems; empty when the config can run."""
+        errs: list[str] = []
+        o, m, me, d, s = self.optim, self.model, self.method, self.data, self.snapshot
+
+        def choice(path: str, value: Any, options: tuple[str, ...]) -> None:
+            if value not in options:
+                errs.append(f"{path}: '{value}' is not one of {', '.join(options)}.")
+
+        def positive_int(path: str, value: Any, hint: str = "") -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                errs.append(f"{path}: must be a whole number of at least 1, got {value!r}.{hint}")
+
+        def finite(path: str, value: Any) -> bool:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                errs.append(f"{path}: must be a finite number, got {value!r}.")
+            return ok
+
+        if finite("optim.lr", o.lr):
+            if o.lr <= 0:
+                errs.append(f"optim.lr: the learning rate must be above 0, got {o.lr}; try 0.01 for SGD or 0.001 for Adam.")
+            elif o.lr > MAX_LR:
+                errs.append(f"optim.lr: {o.lr} is far too large (at most {MAX_LR}); try 0.01 for SGD or 0.001 for Adam.")
+        if finite("optim.backbone_lr_mult", o.backbone_lr_mult) and not 0 <= o.backbone_lr_mult <= 100:
+            errs.append("optim.backbone_lr_mult: must be between 0 and 100 (0 keeps the backbone fixed, 0.1 is common for pretrained ones).")
+        if finite("optim.weight_decay", o.weight_decay) and not 0 <= o.weight_decay <= 1:
+            errs.append("optim.weight_decay: must be between 0 and 1; 5e-4 is a common value.")
+        if finite("optim.momentum", o.momentum) and not 0 <= o.momentum < 1:
+            errs.append("optim.momentum: must be at least 0 and below 1; 0.9 is common.")
+        positive_int("optim.batch_size", o.batch_size, " Try 64.")
+        positive_int("optim.epochs", o.epochs, " A run needs at least one epoch.")
+        choice("optim.optimizer", o.optimizer, OPTIMIZERS)
+        choice("optim.lr_schedule", o.lr_schedule, LR_SCHEDULES)
+
+        if not isinstance(m.freeze, int) or isinstance(m.freeze, bool) or m.freeze < 0:
+            errs.append(f"model.freeze: the number of frozen stages must be 0 or more, got {m.freeze!r}.")
+        choice("model.head", m.head, HEADS)
+        positive_int("model.head_hidden", m.head_hidden)
+        if finite("model.dropout", m.dropout) and not 0 <= m.dropout < 1:
+            errs.append("model.dropout: must be at least 0 and below 1.")
+
+        choice("method.name", me.name, METHODS)
+        choice("method.train_on", me.train_on, TRAIN_ON)
+        if me.name == "dann":
+            choice("method.lambda_schedule", me.lambda_schedule, LAMBDA_SCHEDULES)
+            if finite("method.lambda_max", me.lambda_max) and not 0 <= me.lambda_max <= 10:
+                errs.append("method.lambda_max: must be between 0 and 10; 1.0 is the DANN paper's value.")
+            if finite("method.gamma", me.gamma) and me.gamma <= 0:
+                errs.append("method.gamma: must be above 0; the DANN paper uses 10.")
+            positive_int("method.disc_hidden", me.disc_hidden)
+            positive_int("method.disc_layers", me.disc_layers)
+            if me.train_on != "source":
+                errs.append("method.train_on: DANN trains on source labels only; choose 'finetune' to train on target labels.")
+
+        positive_int("data.image_size", d.image_size)
+        if isinstance(d.image_size, int) and d.image_size > 1024:
+            errs.append(f"data.image_size: {d.image_size} is too large (at most 1024).")
+        for path, v in (("data.max_train", d.max_train), ("data.max_test", d.max_test)):
+            if v is not None:
+                positive_int(path, v)
+        if not d.source:
+            errs.append("data.source: choose a source data set.")
+        if not d.target:
+            errs.append("data.target: choose a target data set.")
+        for role in ("source", "target"):
+            if getattr(d, role) == "folder" and not getattr(d, f"{role}_path"):
+                errs.append(f"data.{role}_path: give the folder that holds one sub-folder per class.")
+
+        choice("device", self.device, DEVICES)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            errs.append(f"seed: must be a whole number of 0 or more, got {self.seed!r}.")
+        choice("snapshot.projection", s.projection, PROJECTIONS)
+        if s.enabled:
+            positive_int("snapshot.per_domain", s.per_domain)
+            if not isinstance(s.every_epochs, int) or s.every_epochs < 0:
+                errs.append("snapshot.every_epochs: must be 0 (off) or more.")
+            if not isinstance(s.every_steps, int) or s.every_steps < 0:
+                errs.append("snapshot.every_steps: must be 0 (off) or more.")
+        return errs
+
+
+def demo_config(preset: str, method: str, *, seed: int = 0) -> RunConfig:
+    """Defaults for the one-click teaching demo: about a minute on a laptop CPU."""
+    from tl_core.data import PRESETS  # local import: data pulls in heavier modules
+
+    p = PRESETS[preset]
+    cfg = RunConfig()
+    cfg.data.source, cfg.data.target = p.source, p.target
+    cfg.method.name = method
+    cfg.optim.epochs = 10
+    cfg.seed = seed
+    cfg.name = f"{'DANN' if method == 'dann' else 'Source only'} · {p.title}"
+    return cfg

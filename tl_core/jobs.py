@@ -1,0 +1,245 @@
+"""Process-wide job manager: a queue, worker threads, cancel, live status.
+
+One manager per process (``get_manager()``), shared by every browser session. Pages call
+``submit`` and get a run id back at once; a worker thread runs the trainer and writes
+everything through the run store. A run that raises is marked failed with its message;
+the manager keeps serving. Workers never call Streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tl_core.config import RunConfig
+from tl_core.recorder import StoreRecorder
+from tl_core.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The config cannot run; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class _Job:
+    run_id: str
+    config: RunConfig
+    stop: threading.Event = field(default_factory=threading.Event)
+    resume: Path | None = None
+
+
+class JobManager:
+    """Queue of runs served by ``workers`` threads (one by default)."""
+
+    def __init__(self, store: RunStore | None = None, workers: int = 1, project: bool = True) -> None:
+        self.store = store or RunStore()
+        self.store.mark_interrupted()  # runs a dead process left behind
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._projector = SnapshotProjector(self.store) if project else None
+        self._threads = [threading.Thread(target=self._work, name=f"tl-worker-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for t in self._threads:
+            t.start()
+
+    # -------------------------------------------------------------- public
+    def submit(self, config: RunConfig, owner: str | None = None) -> str:
+        """Validate, record as queued, enqueue; returns the run id at once."""
+        problems = config.validate()
+        if problems:
+            raise ConfigError(problems)
+        run_id = self.store.create_run(config, owner=owner)
+        self._enqueue(_Job(run_id, config))
+        return run_id
+
+    def resume(self, run_id: str, owner: str | None = None) -> str:
+        """Continue an interrupted/stopped/failed run from its last checkpoint, in place."""
+        rec = self.store.get_run(run_id)
+        if rec is None:
+            raise KeyError(f"no run with id {run_id}")
+        if rec.active:
+            raise ValueError("this run is still active")
+        ckpt = self.store.run_dir(run_id) / "checkpoint.pt"
+        if not ckpt.exists():
+            raise ValueError("this run has no checkpoint yet (one is written at the end of each epoch); start it again instead")
+        from tl_core.trainer import load_checkpoint_file
+
+        meta = load_checkpoint_file(ckpt)
+        self.store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
+        self.store.set_status(run_id, "queued")
+        self._enqueue(_Job(run_id, RunConfig.from_dict(rec.config), resume=ckpt))
+        return run_id
+
+    def cancel(self, run_id: str) -> bool:
+        """Ask a queued or running run to stop; True if it was active here."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is None:
+            return False
+        job.stop.set()
+        return True
+
+    def is_active(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._jobs
+
+    def active_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._jobs)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> bool:
+        """Block until the run leaves the manager (tests, CLI). True if it finished in time."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_active(run_id):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        if self._projector is not None:
+            self._projector.wait_idle(timeout=30)
+        return True
+
+    def shutdown(self) -> None:
+        for job in list(self._jobs.values()):
+            job.stop.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=30)
+        if self._projector is not None:
+            self._projector.close()
+
+    # ------------------------------------------------------------- workers
+    def _enqueue(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs[job.run_id] = job
+        self._queue.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                self._run_one(job)
+            finally:
+                with self._lock:
+                    self._jobs.pop(job.run_id, None)
+
+    def _run_one(self, job: _Job) -> None:
+        from tl_core import trainer  # torch is imported only when a run starts
+
+        if job.stop.is_set():
+            self.store.set_status(job.run_id, "stopped", error="Stopped before it started.")
+            return
+        self.store.set_status(job.run_id, "running")
+        on_snap = self._projector.submit if self._projector is not None else None
+        recorder = StoreRecorder(self.store, job.run_id, on_snapshot=on_snap)
+        try:
+            result = trainer.run(job.config, recorder, job.stop, resume=job.resume)
+        except BaseException as exc:  # the manager must keep serving whatever a run does
+            message, hint = trainer.describe_exception(exc)
+            status = getattr(exc, "status", "failed")
+            log.warning("run %s %s: %s", job.run_id, status, message)
+            try:
+                self.store.set_status(job.run_id, status, error=message, hint=hint)
+            except Exception:  # the database itself failed (disk full): nothing more to do
+                log.exception("could not record the failure of %s", job.run_id)
+            return
+        summary = {k: v for k, v in result.items() if k != "status"}
+        epochs = self.store.epoch_metrics(job.run_id)
+        if not epochs.empty and "target_test_acc" in epochs:
+            summary["best_target_test_acc"] = float(epochs["target_test_acc"].max())
+            summary["final_target_test_acc"] = float(epochs["target_test_acc"].iloc[-1])
+            summary["final_source_val_acc"] = float(epochs["source_val_acc"].iloc[-1])
+        self.store.set_summary(job.run_id, summary)
+        if result["status"] == "stopped":
+            self.store.set_status(job.run_id, "stopped", error="Stopped by the user.",
+                                  hint="Its metrics so far are kept; resume it to continue from the last epoch.")
+        else:
+            self.store.set_status(job.run_id, "completed")
+
+
+class SnapshotProjector:
+    """Turns stored feature snapshots into aligned 2-D coordinates and domain metrics.
+
+    Runs in its own thread so the training thread never waits for UMAP.
+    """
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        self._busy = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="tl-projector", daemon=True)
+        self._thread.start()
+
+    def submit(self, run_id: str, idx: int) -> None:
+        self._busy.set()
+        self._queue.put((run_id, idx))
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while (self._busy.is_set() or not self._queue.empty()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self.project_one(*item)
+            except Exception:
+                log.exception("projection of %s failed", item)
+            finally:
+                if self._queue.empty():
+                    self._busy.clear()
+
+    def project_one(self, run_id: str, idx: int) -> None:
+        from tl_core import embedding
+
+        rec = self.store.get_run(run_id)
+        sample = self.store.snapshot_sample(run_id)
+        if rec is None or sample is None:
+            return
+        method = rec.config.get("snapshot", {}).get("projection", "umap")
+        feats = self.store.load_snapshot(run_id, idx)
+        previous = self.store.load_coords(run_id, idx - 1) if idx > 0 else None
+        coords = embedding.project(feats, method=method, previous=previous, seed=0)
+        self.store.save_coords(run_id, idx, coords)
+        self.store.update_snapshot_metrics(run_id, idx, embedding.domain_metrics(feats, sample["domains"]))
+
+
+_MANAGER: JobManager | None = None
+_MANAGER_LOCK = threading.Lock()
+
+
+def get_manager(home: str | Path | None = None) -> JobManager:
+    """The process-wide manager (created on first use)."""
+    global _MANAGER
+    with _MANAGER_LOCK:
+        if _MANAGER is None:
+            _MANAGER = JobManager(RunStore(home))
+        return _MANAGER
+
+
+def manager_status() -> dict[str, Any]:
+    m = _MANAGER
+    return {"active": m.active_ids() if m else []}

@@ -1,0 +1,47 @@
+"""Gradient reversal layer (Ganin & Lempitsky, ICML 2015).
+
+Identity on the forward pass; multiplies the gradient by -λ on the backward pass, so the
+feature extractor is trained to *increase* the domain discriminator's loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class _ReverseGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return -ctx.coeff * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
+    """Identity forward, gradient times ``-coeff`` backward.
+
+    Shape:
+        x: any shape; output has the same shape.
+    """
+    return _ReverseGrad.apply(x, float(coeff))
+
+
+class GradientReversal(nn.Module):
+    """Module form of :func:`reverse_gradient`; ``coeff`` is passed per call, not kept as state."""
+
+    def forward(self, x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
+        return reverse_gradient(x, coeff)
+
+
+def dann_lambda(progress: float, gamma: float = 10.0, lambda_max: float = 1.0, schedule: str = "warmup") -> float:
+    """λ as a pure function of training progress p in [0, 1]: λ_max·(2/(1+exp(−γp)) − 1)."""
+    if schedule == "constant":
+        return float(lambda_max)
+    p = min(max(progress, 0.0), 1.0)
+    return float(lambda_max * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0))

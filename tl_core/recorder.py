@@ -1,0 +1,122 @@
+"""Where the trainer writes what it learns: the run store, or memory (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+
+class Recorder(Protocol):
+    """What the trainer needs from its surroundings."""
+
+    def progress(self, *, epoch: int, step: int, total_steps: int, eta_s: float | None = None,
+                 images_per_s: float | None = None) -> None: ...
+    def log_steps(self, rows: list[dict[str, Any]]) -> None: ...
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None: ...
+    def save_checkpoint(self, state: dict[str, Any]) -> None: ...
+    def save_backbone(self, backbone: Any) -> None: ...
+    def save_snapshot_sample(self, **arrays: np.ndarray) -> None: ...
+    def snapshot_labels(self) -> tuple[np.ndarray, np.ndarray] | None: ...
+    def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None: ...
+
+
+def _atomic_torch_save(state: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    import torch
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class StoreRecorder:
+    """Writes one run's data into a :class:`tl_core.store.RunStore`."""
+
+    def __init__(self, store: Any, run_id: str,
+                 on_snapshot: Callable[[str, int], None] | None = None) -> None:
+        self.store, self.run_id = store, run_id
+        self.on_snapshot = on_snapshot
+        self.run_dir = store.run_dir(run_id)
+        self._labels: tuple[np.ndarray, np.ndarray] | None = None
+
+    def progress(self, *, epoch: int, step: int, total_steps: int, eta_s: float | None = None,
+                 images_per_s: float | None = None) -> None:
+        self.store.set_progress(self.run_id, epoch=epoch, step=step, total_steps=total_steps,
+                                eta_s=eta_s, images_per_s=images_per_s)
+
+    def log_steps(self, rows: list[dict[str, Any]]) -> None:
+        self.store.log_steps(self.run_id, rows)
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
+        self.store.log_epoch(self.run_id, epoch, step, metrics, extra)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        _atomic_torch_save(state, self.run_dir / "checkpoint.pt")
+
+    def save_backbone(self, backbone: Any) -> None:
+        from tl_core.backbones import save_backbone
+
+        save_backbone(backbone, self.run_dir)
+
+    def save_snapshot_sample(self, **arrays: np.ndarray) -> None:
+        self.store.save_snapshot_sample(self.run_id, **arrays)
+        self._labels = (arrays["labels"], arrays["domains"])
+
+    def snapshot_labels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._labels
+
+    def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None:
+        self.store.save_snapshot(self.run_id, idx, step, epoch, features, metrics)
+        if self.on_snapshot is not None:
+            self.on_snapshot(self.run_id, idx)
+
+
+class MemoryRecorder:
+    """Keeps everything in lists; used by tests, benchmarks and the quiet CLI path."""
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        self.run_dir = run_dir
+        self.steps: list[dict[str, Any]] = []
+        self.epochs: list[dict[str, Any]] = []
+        self.snapshots: list[dict[str, Any]] = []
+        self.checkpoints: list[dict[str, Any]] = []
+        self.sample: dict[str, np.ndarray] = {}
+        self.last_progress: dict[str, Any] = {}
+        self.keep_checkpoints = False
+
+    def progress(self, **kw: Any) -> None:
+        self.last_progress = kw
+
+    def log_steps(self, rows: list[dict[str, Any]]) -> None:
+        self.steps.extend(rows)
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
+        self.epochs.append({"epoch": epoch, "step": step, **metrics, "extra": extra})
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            _atomic_torch_save(state, Path(self.run_dir) / "checkpoint.pt")
+        if self.keep_checkpoints:
+            self.checkpoints.append(state)
+
+    def save_backbone(self, backbone: Any) -> None:
+        if self.run_dir is not None:
+            from tl_core.backbones import save_backbone
+
+            save_backbone(backbone, Path(self.run_dir))
+
+    def save_snapshot_sample(self, **arrays: np.ndarray) -> None:
+        self.sample = arrays
+
+    def snapshot_labels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return (self.sample["labels"], self.sample["domains"]) if self.sample else None
+
+    def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None:
+        self.snapshots.append({"idx": idx, "step": step, "epoch": epoch, "features": features, **metrics})

@@ -1,0 +1,343 @@
+"""Run store: SQLite (WAL) for runs and metrics, one folder per run for artifacts.
+
+Layout under ``TL_HOME`` (default ``~/.transfer-lab``)::
+
+    runs.db                 runs, step_metrics, epoch_metrics, snapshots
+    runs/<run_id>/          config.json, checkpoint.pt, backbone.safetensors, snapshots/
+
+Every thread gets its own SQLite connection; WAL mode lets pages read while a worker
+writes, so a reader never blocks the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from tl_core.config import RunConfig
+
+ACTIVE = ("queued", "running")
+FINISHED = ("completed", "stopped", "failed", "diverged", "interrupted")
+STATUSES = ACTIVE + FINISHED
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
+    created REAL NOT NULL, started REAL, finished REAL, error TEXT, hint TEXT,
+    epoch INTEGER DEFAULT 0, step INTEGER DEFAULT 0, total_steps INTEGER DEFAULT 0,
+    eta_s REAL, images_per_s REAL, owner TEXT, summary TEXT, resumed_from TEXT
+);
+CREATE TABLE IF NOT EXISTS step_metrics (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL, t REAL NOT NULL,
+    metrics TEXT NOT NULL, PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, step INTEGER NOT NULL, t REAL NOT NULL,
+    metrics TEXT NOT NULL, extra TEXT NOT NULL, PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id TEXT NOT NULL, idx INTEGER NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    t REAL NOT NULL, metrics TEXT NOT NULL DEFAULT '{}', projected INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, idx)
+);
+"""
+
+
+def default_home() -> Path:
+    """``TL_HOME`` if set, else ``~/.transfer-lab``."""
+    return Path(os.environ.get("TL_HOME") or Path.home() / ".transfer-lab").expanduser()
+
+
+@dataclass
+class RunRecord:
+    """One row of the runs table, decoded."""
+
+    id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    hint: str | None = None
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    eta_s: float | None = None
+    images_per_s: float | None = None
+    owner: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    resumed_from: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+
+class RunStore:
+    """Thread-safe access to runs, metrics and artifacts under one home folder."""
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.home = Path(home).expanduser() if home else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "runs").mkdir(exist_ok=True)
+        self.db_path = self.home / "runs.db"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._write_lock:
+            self._conn().executescript(_SCHEMA)
+
+    # ------------------------------------------------------------ plumbing
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
+        with self._write_lock:
+            self._conn().execute(sql, tuple(params))
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---------------------------------------------------------------- runs
+    def create_run(self, config: RunConfig, owner: str | None = None, resumed_from: str | None = None) -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        (self.run_dir(run_id) / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        self._write(
+            "INSERT INTO runs (id, name, status, config, created, owner, resumed_from) VALUES (?,?,?,?,?,?,?)",
+            (run_id, config.label(), "queued", config.to_json(), time.time(), owner, resumed_from),
+        )
+        return run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+            raise ValueError(f"not a run id: {run_id!r}")
+        return self.home / "runs" / run_id
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._conn().execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return _record(row) if row else None
+
+    def list_runs(self) -> list[RunRecord]:
+        rows = self._conn().execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
+        return [_record(r) for r in rows]
+
+    def config(self, run_id: str) -> RunConfig:
+        rec = self.get_run(run_id)
+        if rec is None:
+            raise KeyError(f"no run with id {run_id}")
+        return RunConfig.from_dict(rec.config)
+
+    def set_status(self, run_id: str, status: str, error: str | None = None, hint: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        now = time.time()
+        if status == "running":
+            self._write("UPDATE runs SET status=?, started=COALESCE(started, ?) WHERE id=?", (status, now, run_id))
+        elif status in FINISHED:
+            self._write("UPDATE runs SET status=?, finished=?, error=?, hint=?, eta_s=NULL WHERE id=?",
+                        (status, now, error, hint, run_id))
+        else:
+            self._write("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+
+    def set_progress(self, run_id: str, *, epoch: int, step: int, total_steps: int,
+                     eta_s: float | None = None, images_per_s: float | None = None) -> None:
+        self._write("UPDATE runs SET epoch=?, step=?, total_steps=?, eta_s=?, images_per_s=? WHERE id=?",
+                    (epoch, step, total_steps, eta_s, images_per_s, run_id))
+
+    def set_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        self._write("UPDATE runs SET summary=? WHERE id=?", (json.dumps(_plain(summary)), run_id))
+
+    def rename(self, run_id: str, name: str) -> None:
+        name = name.strip()
+        if not name:
+            raise ValueError("a run name cannot be empty")
+        self._write("UPDATE runs SET name=? WHERE id=?", (name[:200], run_id))
+
+    def delete(self, run_id: str) -> None:
+        rec = self.get_run(run_id)
+        if rec is not None and rec.active:
+            raise ValueError("stop the run before deleting it")
+        with self._write_lock:
+            conn = self._conn()
+            for table, col in (("step_metrics", "run_id"), ("epoch_metrics", "run_id"),
+                               ("snapshots", "run_id"), ("runs", "id")):
+                conn.execute(f"DELETE FROM {table} WHERE {col}=?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def mark_interrupted(self) -> list[str]:
+        """At process start: runs left queued or running by a dead process become interrupted."""
+        ids = [r["id"] for r in self._conn().execute(
+            "SELECT id FROM runs WHERE status IN ('queued','running')").fetchall()]
+        for run_id in ids:
+            self.set_status(run_id, "interrupted", error="The server stopped while this run was active.",
+                            hint="Its metrics up to the last completed step are kept; resume it from its last checkpoint.")
+        return ids
+
+    # ------------------------------------------------------------- metrics
+    def log_steps(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Append step rows; each has 'step', 'epoch' and metric values."""
+        if not rows:
+            return
+        now = time.time()
+        data = []
+        for r in rows:
+            metrics = {k: v for k, v in r.items() if k not in ("step", "epoch")}
+            data.append((run_id, int(r["step"]), int(r["epoch"]), r.get("t", now), json.dumps(_plain(metrics))))
+        self._write_many("INSERT OR REPLACE INTO step_metrics VALUES (?,?,?,?,?)", data)
+
+    def log_epoch(self, run_id: str, epoch: int, step: int, metrics: dict[str, Any],
+                  extra: dict[str, Any] | None = None) -> None:
+        self._write("INSERT OR REPLACE INTO epoch_metrics VALUES (?,?,?,?,?,?)",
+                    (run_id, epoch, step, time.time(), json.dumps(_plain(metrics)), json.dumps(_plain(extra or {}))))
+
+    def step_metrics(self, run_id: str, since_step: int = -1) -> pd.DataFrame:
+        rows = self._conn().execute(
+            "SELECT step, epoch, t, metrics FROM step_metrics WHERE run_id=? AND step>? ORDER BY step",
+            (run_id, since_step)).fetchall()
+        return pd.DataFrame([{"step": r["step"], "epoch": r["epoch"], "t": r["t"], **json.loads(r["metrics"])}
+                             for r in rows], columns=None if rows else ["step", "epoch", "t"])
+
+    def epoch_metrics(self, run_id: str) -> pd.DataFrame:
+        rows = self._conn().execute(
+            "SELECT epoch, step, t, metrics, extra FROM epoch_metrics WHERE run_id=? ORDER BY epoch",
+            (run_id,)).fetchall()
+        return pd.DataFrame([{"epoch": r["epoch"], "step": r["step"], "t": r["t"], **json.loads(r["metrics"]),
+                              "extra": json.loads(r["extra"])} for r in rows],
+                            columns=None if rows else ["epoch", "step", "t", "extra"])
+
+    def truncate_after(self, run_id: str, step: int, epoch: int) -> None:
+        """Drop metrics written after a checkpoint (used when resuming)."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("DELETE FROM step_metrics WHERE run_id=? AND step>?", (run_id, step))
+            conn.execute("DELETE FROM epoch_metrics WHERE run_id=? AND epoch>?", (run_id, epoch))
+            conn.execute("DELETE FROM snapshots WHERE run_id=? AND epoch>?", (run_id, epoch))
+
+    # ----------------------------------------------------------- snapshots
+    def _snap_dir(self, run_id: str) -> Path:
+        d = self.run_dir(run_id) / "snapshots"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def save_snapshot_sample(self, run_id: str, **arrays: np.ndarray) -> None:
+        """The fixed sample: labels, domains (0 source, 1 target), indices into each split."""
+        np.savez_compressed(self._snap_dir(run_id) / "sample.npz", **arrays)
+
+    def snapshot_sample(self, run_id: str) -> dict[str, np.ndarray] | None:
+        path = self.run_dir(run_id) / "snapshots" / "sample.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+    def save_snapshot(self, run_id: str, idx: int, step: int, epoch: int, features: np.ndarray,
+                      metrics: dict[str, Any] | None = None) -> None:
+        np.save(self._snap_dir(run_id) / f"feat_{idx:04d}.npy", features.astype(np.float16))
+        self._write("INSERT OR REPLACE INTO snapshots (run_id, idx, step, epoch, t, metrics) VALUES (?,?,?,?,?,?)",
+                    (run_id, idx, step, epoch, time.time(), json.dumps(_plain(metrics or {}))))
+
+    def update_snapshot_metrics(self, run_id: str, idx: int, metrics: dict[str, Any]) -> None:
+        row = self._conn().execute("SELECT metrics FROM snapshots WHERE run_id=? AND idx=?", (run_id, idx)).fetchone()
+        merged = {**(json.loads(row["metrics"]) if row else {}), **_plain(metrics)}
+        self._write("UPDATE snapshots SET metrics=? WHERE run_id=? AND idx=?", (json.dumps(merged), run_id, idx))
+
+    def save_coords(self, run_id: str, idx: int, coords: np.ndarray) -> None:
+        np.save(self._snap_dir(run_id) / f"coords_{idx:04d}.npy", coords.astype(np.float32))
+        self._write("UPDATE snapshots SET projected=1 WHERE run_id=? AND idx=?", (run_id, idx))
+
+    def list_snapshots(self, run_id: str) -> pd.DataFrame:
+        rows = self._conn().execute(
+            "SELECT idx, step, epoch, t, metrics, projected FROM snapshots WHERE run_id=? ORDER BY idx",
+            (run_id,)).fetchall()
+        return pd.DataFrame([{"idx": r["idx"], "step": r["step"], "epoch": r["epoch"], "t": r["t"],
+                              "projected": bool(r["projected"]), **json.loads(r["metrics"])} for r in rows],
+                            columns=None if rows else ["idx", "step", "epoch", "t", "projected"])
+
+    def load_snapshot(self, run_id: str, idx: int) -> np.ndarray:
+        return np.load(self.run_dir(run_id) / "snapshots" / f"feat_{idx:04d}.npy").astype(np.float32)
+
+    def load_coords(self, run_id: str, idx: int) -> np.ndarray | None:
+        path = self.run_dir(run_id) / "snapshots" / f"coords_{idx:04d}.npy"
+        return np.load(path) if path.exists() else None
+
+    # ----------------------------------------------------------- exporting
+    def export_metrics_csv(self, run_id: str) -> str:
+        """Step and epoch metrics as one CSV text (epoch rows carry the evaluation columns)."""
+        steps = self.step_metrics(run_id)
+        epochs = self.epoch_metrics(run_id).drop(columns=["extra"], errors="ignore")
+        if not epochs.empty:
+            epochs = epochs.rename(columns={"t": "t_eval"})
+            merged = steps.merge(epochs.drop(columns=["epoch"]), on="step", how="outer") if not steps.empty else epochs
+        else:
+            merged = steps
+        return merged.sort_values("step").to_csv(index=False) if not merged.empty else "step,epoch\n"
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    d = dict(row)
+    d["config"] = json.loads(d["config"])
+    d["summary"] = json.loads(d["summary"]) if d.get("summary") else {}
+    return RunRecord(**d)
+
+
+def _plain(obj: Any) -> Any:
+    """Make numpy/torch scalars and arrays JSON-serialisable; NaN/inf become None."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if hasattr(obj, "item") and callable(obj.item):
+        return _plain(obj.item())
+    return obj
