@@ -1,0 +1,203 @@
+"""The training loop on small real data: metrics, freezing, caching, stop, divergence, resume."""
+
+import copy
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from tl_core import config as config_mod
+from tl_core import trainer
+from tl_core.methods import register_method
+from tl_core.methods.finetune import FineTune
+from tl_core.recorder import MemoryRecorder
+
+from _tiny import tiny_config
+
+
+def test_dann_run_records_step_epoch_and_snapshot_metrics():
+    rec = MemoryRecorder()
+    result = trainer.run(tiny_config("dann"), rec)
+    assert result["status"] == "completed" and result["step"] == 8  # 256 / 32
+    assert {"loss", "loss_task", "loss_domain", "lambda", "lr", "images_per_s", "domain_acc"} <= set(rec.steps[0])
+    assert [r["step"] for r in rec.steps] == list(range(1, 9))
+    lam = [r["lambda"] for r in rec.steps]
+    assert lam == sorted(lam) and lam[0] < 0.05  # warm-up starts near 0
+    lrs = [r["lr"] for r in rec.steps]
+    assert lrs == sorted(lrs, reverse=True)  # annealed
+    (ep,) = rec.epochs
+    assert 0 <= ep["target_test_acc"] <= 1 and 0 <= ep["source_val_acc"] <= 1
+    conf = np.array(ep["extra"]["confusion"])
+    assert conf.shape == (10, 10) and conf.sum() == 100
+    assert len(rec.snapshots) == 2  # before training and after epoch 1
+    assert rec.snapshots[0]["features"].shape == (80, rec.snapshots[1]["features"].shape[1])
+    assert rec.sample["domains"].tolist() == [0] * 40 + [1] * 40
+
+
+def test_source_only_never_sees_target_training_images(monkeypatch):
+    seen = []
+    orig = FineTune.forward
+
+    def spy(self, batch, *a, **k):
+        seen.append(batch.x_tgt)
+        return orig(self, batch, *a, **k)
+
+    monkeypatch.setattr(FineTune, "forward", spy)
+    trainer.run(tiny_config("finetune"), MemoryRecorder())
+    assert seen and all(x is None for x in seen)
+
+
+def _capture_prepared(monkeypatch):
+    box = {}
+    orig = trainer.prepare
+
+    def wrapped(cfg, device):
+        p = orig(cfg, device)
+        box["p"] = p
+        box["initial"] = copy.deepcopy(p.backbone.state_dict())
+        return p
+
+    monkeypatch.setattr(trainer, "prepare", wrapped)
+    return box
+
+
+def test_frozen_stages_and_their_batchnorm_statistics_do_not_move(monkeypatch):
+    box = _capture_prepared(monkeypatch)
+    cfg = tiny_config("dann")
+    cfg.model.freeze = 1
+    cfg.optim.augment = True  # no caching: the frozen stage really runs forward in train mode
+    trainer.run(cfg, MemoryRecorder())
+    p, initial = box["p"], box["initial"]
+    frozen_prefix = "stages.0."
+    after = p.backbone.state_dict()
+    frozen = [k for k in initial if k.startswith(frozen_prefix)]
+    trainable = [k for k in initial if not k.startswith(frozen_prefix) and initial[k].is_floating_point()]
+    assert frozen and trainable
+    for k in frozen:
+        assert torch.equal(initial[k], after[k]), k
+    assert any(not torch.equal(initial[k], after[k]) for k in trainable)
+
+
+def test_cached_frozen_stages_give_the_same_numbers(monkeypatch):
+    cfg = tiny_config("finetune")
+    cfg.model.freeze = 2
+    cfg.snapshot.enabled = False
+    a = MemoryRecorder()
+    res_a = trainer.run(cfg, a)
+    monkeypatch.setattr(trainer, "CACHE_BUDGET_BYTES", 0)
+    b = MemoryRecorder()
+    res_b = trainer.run(cfg, b)
+    assert res_a["cached_frozen_stages"] and not res_b["cached_frozen_stages"]
+    assert np.allclose([r["loss"] for r in a.steps], [r["loss"] for r in b.steps], atol=1e-4)
+    assert res_a["target_test_acc"] == pytest.approx(res_b["target_test_acc"], abs=0.011)
+
+
+class _StopAfterFirstStep(MemoryRecorder):
+    def __init__(self, stop):
+        super().__init__()
+        self.stop = stop
+
+    def log_steps(self, rows):
+        super().log_steps(rows)
+        self.stop.set()
+
+
+def test_stop_ends_the_run_within_one_step(monkeypatch):
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)  # flush after every step
+    stop = threading.Event()
+    rec = _StopAfterFirstStep(stop)
+    result = trainer.run(tiny_config("dann"), rec, stop)
+    assert result["status"] == "stopped"
+    assert len(rec.steps) == 1 and result["step"] == 1
+
+
+@register_method("nan-after-3", "test only: the loss becomes NaN at the fourth step")
+class _NanAfter3(FineTune):
+    calls = 0
+
+    def forward(self, batch, features, head, progress):
+        loss, m = super().forward(batch, features, head, progress)
+        type(self).calls += 1
+        return (loss * float("nan") if type(self).calls > 3 else loss), m
+
+
+def test_nan_loss_stops_as_diverged_keeping_earlier_metrics(monkeypatch):
+    monkeypatch.setattr(config_mod, "METHODS", config_mod.METHODS + ("nan-after-3",))
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
+    _NanAfter3.calls = 0
+    rec = MemoryRecorder()
+    cfg = tiny_config("nan-after-3")
+    with pytest.raises(trainer.Diverged, match="step 4") as info:
+        trainer.run(cfg, rec)
+    assert info.value.status == "diverged" and "learning rate" in info.value.hint
+    assert [r["step"] for r in rec.steps] == [1, 2, 3]
+
+
+def test_invalid_and_impossible_configs_raise_clear_errors():
+    cfg = tiny_config()
+    cfg.model.freeze = 9
+    with pytest.raises(trainer.RunError, match="has 3 stages"):
+        trainer.run(cfg, MemoryRecorder())
+    cfg = tiny_config()
+    cfg.optim.batch_size = 10_000
+    with pytest.raises(trainer.RunError, match="larger than the training set"):
+        trainer.run(cfg, MemoryRecorder())
+    cfg = tiny_config()
+    cfg.optim.lr = 0
+    with pytest.raises(trainer.RunError, match="optim.lr"):
+        trainer.run(cfg, MemoryRecorder())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_refused():
+    cfg = tiny_config()
+    cfg.device = "cuda"
+    with pytest.raises(trainer.RunError, match="no usable CUDA"):
+        trainer.run(cfg, MemoryRecorder())
+
+
+def test_resume_from_checkpoint_reaches_the_same_end(tmp_path, monkeypatch):
+    cfg = tiny_config("dann")
+    cfg.optim.epochs = 2
+    cfg.snapshot.enabled = False
+    full = MemoryRecorder(tmp_path / "a")
+    (tmp_path / "a").mkdir()
+    res_full = trainer.run(cfg, full)
+
+    # Interrupt during epoch 2, then resume from the epoch-1 checkpoint.
+    (tmp_path / "b").mkdir()
+    stop = threading.Event()
+
+    class StopInEpoch2(MemoryRecorder):
+        def log_steps(self, rows):
+            super().log_steps(rows)
+            if any(r["epoch"] == 2 for r in rows):
+                stop.set()
+
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
+    part = StopInEpoch2(tmp_path / "b")
+    assert trainer.run(cfg, part, stop)["status"] == "stopped"
+    resumed = MemoryRecorder(tmp_path / "b")
+    res = trainer.run(cfg, resumed, resume=tmp_path / "b" / "checkpoint.pt")
+    assert res["status"] == "completed" and res["step"] == res_full["step"]
+    assert res["target_test_acc"] == pytest.approx(res_full["target_test_acc"])
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in full.steps[8:]], rel=1e-5)
+
+
+def test_foreign_or_corrupt_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(trainer.RunError, match="not a readable"):
+        trainer.load_checkpoint_file(bad)
+    torch.save({"some": torch.zeros(2)}, bad)
+    with pytest.raises(trainer.RunError, match="not a Transfer Lab checkpoint"):
+        trainer.load_checkpoint_file(bad)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "transfer-lab-checkpoint/1", "x": Evil()}, bad, _use_new_zipfile_serialization=True)
+    with pytest.raises(trainer.RunError):
+        trainer.load_checkpoint_file(bad)  # weights_only refuses arbitrary objects
