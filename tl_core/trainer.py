@@ -80,6 +80,21 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def device_availability() -> dict[str, tuple[bool, str]]:
+    """Which device choices work here: name -> (available, one-line reason) for the dashboard."""
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
+    if cuda:
+        cuda_why = f"{torch.cuda.get_device_name(0)}"
+    elif torch.version.cuda is None:
+        cuda_why = "this torch build has no CUDA support"
+    else:
+        cuda_why = "torch found no CUDA GPU on this machine"
+    auto = "cuda" if cuda else "mps" if mps else "cpu"
+    return {"auto": (True, f"picks {auto} here"), "cpu": (True, "always available"), "cuda": (cuda, cuda_why),
+            "mps": (mps, "Apple GPU" if mps else "no Apple GPU on this machine")}
+
+
 def lr_factor(progress: float, schedule: str) -> float:
     """Learning-rate multiplier at progress p: DANN's lr0/(1+10p)^0.75, cosine, or 1."""
     p = min(max(progress, 0.0), 1.0)

@@ -18,8 +18,8 @@ class DataError(ValueError):
 class ImageSet:
     """A labelled set of images held in memory.
 
-    The arrays of built-in and cached sets can be read-only views of a shared in-memory
-    cache: copy them before changing them in place.
+    The images of built-in and cached sets can be read-only views of a shared in-memory
+    cache: copy them before changing them in place (labels are always a writable array).
 
     Attributes:
         images: uint8 array (N, H, W, C) with C in {1, 3}.
@@ -45,8 +45,8 @@ class ImageSet:
         if imgs.dtype != np.uint8:
             raise DataError(f"{self.name}: images must be uint8, got {imgs.dtype}.")
         labels = np.asarray(self.labels)
-        if labels.dtype != np.int64:
-            labels = labels.astype(np.int64)
+        if labels.dtype != np.int64 or not labels.flags.writeable:
+            labels = labels.astype(np.int64)  # a copy: labels are small, and torch warns on read-only arrays
         if labels.shape != (imgs.shape[0],):
             raise DataError(f"{self.name}: {imgs.shape[0]} images but labels of shape {labels.shape}.")
         self.labels = labels

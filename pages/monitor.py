@@ -1,0 +1,193 @@
+"""Monitor: live status, progress and charts of one or several runs, read from the run store.
+
+Nothing here holds training state: a fragment re-reads the store every couple of seconds,
+so a reload, a second tab or a restarted server show the same picture.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from tl_core.store import RunRecord
+from tl_ui import charts, keys, resources, runinfo, theme, widgets
+from tl_ui.feature_space import render_feature_space
+
+REFRESH_S = 2.0
+CHART_CONFIG = {"displaylogo": False}
+
+
+# -------------------------------------------------------------- selection
+def choose_runs(runs: list[RunRecord]) -> list[str]:
+    """The multiselect of runs; default: what this session just started, else the latest run."""
+    ss = st.session_state
+    ids = [r.id for r in runs]
+    by_id = {r.id: r for r in runs}
+    requested = ss.pop(keys.MONITOR_REQUEST, None)
+    if requested is not None:
+        ss[keys.MONITOR_PICK] = [i for i in requested if i in by_id]
+    elif keys.MONITOR_PICK not in ss:
+        started = [i for i in ss.get(keys.STARTED, []) if i in by_id]
+        ss[keys.MONITOR_PICK] = started[-2:] if started else ids[:1]
+    else:
+        ss[keys.MONITOR_PICK] = [i for i in ss[keys.MONITOR_PICK] if i in by_id]
+    return st.multiselect("Runs to show", ids, key=keys.MONITOR_PICK,
+                          format_func=lambda i: runinfo.option_label(by_id[i]),
+                          placeholder="Choose one or more runs", persist_state="session")
+
+
+# ------------------------------------------------------------- run cards
+def _stop(run_id: str) -> None:
+    if resources.get_manager().cancel(run_id):
+        st.session_state[keys.MONITOR_MESSAGE] = ("info", "Stopping after the current step…")
+
+
+def _resume(run_id: str) -> None:
+    try:
+        resources.get_manager().resume(run_id, owner=resources.owner_id())
+    except (ValueError, KeyError) as exc:
+        st.session_state[keys.MONITOR_MESSAGE] = ("error", f"Could not resume: {exc}")
+
+
+def render_controls(rec: RunRecord, mine: bool) -> None:
+    """Stop (with a confirmation for someone else's run) or Resume."""
+    manager = resources.get_manager()
+    if rec.active:
+        if not manager.is_active(rec.id):
+            st.caption("Running in another process (the command line?); stop it there.")
+            return
+        if mine:
+            st.button("Stop", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
+                      on_click=_stop, args=(rec.id,), width="stretch")
+        else:
+            sure = st.checkbox("Stop someone else's run", key=keys.MONITOR_CONFIRM_PREFIX + rec.id)
+            st.button("Stop their run", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
+                      disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch")
+    elif rec.status in ("interrupted", "stopped") and mine:
+        has_ckpt = (resources.get_store().run_dir(rec.id) / "checkpoint.pt").exists()
+        st.button("Resume", key=keys.MONITOR_RESUME_PREFIX + rec.id, icon=":material/play_arrow:",
+                  type="primary" if rec.status == "interrupted" else "secondary",
+                  on_click=_resume, args=(rec.id,), disabled=not has_ckpt, width="stretch",
+                  help=None if has_ckpt else "No checkpoint yet: one is written at the end of each epoch.")
+
+
+def render_run_card(rec: RunRecord) -> None:
+    owner = st.session_state.get(keys.OWNER)
+    mine = rec.owner is None or rec.owner == owner
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([3, 5, 1.4], vertical_alignment="center")
+        with c1:
+            st.markdown(f"**{runinfo.run_title(rec)}**")
+            widgets.status_badge(rec.status)
+            who = "" if mine else " · someone else's run (read-only)"
+            st.caption(f"{runinfo.method_label(rec.config)} · {rec.config.get('model', {}).get('backbone', '?')} · "
+                       f"{runinfo.data_pair(rec.config)}{who}")
+        with c2:
+            st.progress(rec.progress, text=runinfo.progress_text(rec))
+            bits = []
+            if rec.active and rec.eta_s is not None:
+                bits.append(f"ETA {runinfo.fmt_duration(rec.eta_s)}")
+            if rec.images_per_s:
+                bits.append(f"{rec.images_per_s:,.0f} images/s")
+            if rec.duration_s is not None:
+                bits.append(f"{'running for' if rec.active else 'took'} {runinfo.fmt_duration(rec.duration_s)}")
+            final, best = runinfo.accuracies(rec)
+            if final is not None:
+                bits.append(f"target accuracy {runinfo.fmt_pct(final)} (best {runinfo.fmt_pct(best)})")
+            st.caption(" · ".join(bits) if bits else ("Waiting in the queue…" if rec.status == "queued" else ""))
+        with c3:
+            render_controls(rec, mine)
+        render_outcome(rec, mine)
+
+
+def render_outcome(rec: RunRecord, mine: bool) -> None:
+    """Failed, diverged, interrupted and stopped runs say what happened and what to do."""
+    if rec.status == "failed":
+        st.error(f"**The run failed.** {rec.error or 'No reason was recorded.'}", icon=":material/error:")
+        if rec.hint:
+            st.warning(rec.hint, icon=":material/lightbulb:")
+    elif rec.status == "diverged":
+        st.warning(f"**The run diverged.** {rec.error or ''}", icon=":material/trending_up:")
+        if rec.hint:
+            st.info(rec.hint, icon=":material/lightbulb:")
+    elif rec.status == "interrupted":
+        text = rec.error or "The server stopped while this run was active."
+        st.warning(f"**Interrupted.** {text} {rec.hint or ''}"
+                   + ("" if mine else " Its owner can resume it."), icon=":material/power_off:")
+    elif rec.status == "stopped" and rec.error:
+        st.info(f"{rec.error} {rec.hint or ''}".strip(), icon=":material/stop_circle:")
+
+
+# ---------------------------------------------------------------- charts
+def _series(recs: list[RunRecord]) -> list[charts.Series]:
+    store = resources.get_store()
+    out = []
+    for i, rec in enumerate(recs):
+        out.append(charts.Series(label=runinfo.run_title(rec), steps=store.step_metrics(rec.id),
+                                 epochs=store.epoch_metrics(rec.id), color=theme.run_color(i),
+                                 dash=theme.run_dash(i)))
+    return out
+
+
+def render_charts(recs: list[RunRecord]) -> None:
+    series = _series(recs)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(charts.accuracy_figure(series), key="monitor.chart.accuracy", config=CHART_CONFIG)
+    with right:
+        st.plotly_chart(charts.loss_figure(series), key="monitor.chart.loss", config=CHART_CONFIG)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(charts.domain_accuracy_figure(series), key="monitor.chart.domain_acc", config=CHART_CONFIG)
+    with right:
+        st.plotly_chart(charts.schedule_figure(series), key="monitor.chart.schedule", config=CHART_CONFIG)
+
+
+def render_live(run_ids: list[str]) -> None:
+    """Everything that changes while runs train; refreshed by a fragment while any is active."""
+    store = resources.get_store()
+    recs = [r for r in (store.get_run(i) for i in run_ids) if r is not None]
+    if len(recs) < len(run_ids):
+        st.caption("Some of the chosen runs were deleted.")
+    widgets.show_once(keys.MONITOR_MESSAGE)
+    for rec in recs:
+        render_run_card(rec)
+    if not recs:
+        return
+    render_charts(recs)
+    st.subheader("Feature space")
+    st.caption("Each dot is an image's backbone features, projected to 2-D: blue source, orange target. "
+               "When adaptation works, the two colours mix while the classes stay apart.")
+    cols = st.columns(min(len(recs), 2))
+    for i, rec in enumerate(recs):
+        with cols[i % len(cols)]:
+            st.markdown(f"**{runinfo.run_title(rec)}**")
+            render_feature_space(rec.id)
+
+
+def main() -> None:
+    st.title("Monitor")
+    store = resources.get_store()
+    runs = store.list_runs()
+    if not runs:
+        st.info("No runs yet. Start a one-click demo on Home, or set up a run on Setup.")
+        st.page_link(keys.PAGE_HOME, label="Go to Home", icon=":material/home:")
+        return
+    selected = choose_runs(runs)
+    if not selected:
+        st.info("Choose one or more runs above.")
+        return
+    manager = resources.get_manager()
+    live = any(r.active or manager.is_active(r.id) for r in runs if r.id in selected)
+
+    @st.fragment(run_every=REFRESH_S if live else None)
+    def live_view() -> None:
+        render_live(selected)
+        if live:
+            now_active = [i for i in selected if (rec := store.get_run(i)) is not None and rec.active]
+            if not now_active:
+                st.rerun()  # everything finished: one full rerun turns the timer off
+
+    live_view()
+
+
+main()

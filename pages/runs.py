@@ -1,0 +1,167 @@
+"""Runs: every run in the store as a table; select runs to compare their curves, rename,
+delete, or download their config, metrics and checkpoint."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+from tl_core.store import RunRecord, RunStore
+from tl_ui import charts, keys, resources, runinfo, theme, widgets
+
+CHART_CONFIG = {"displaylogo": False}
+STATUS_ICONS = {"queued": "🕒", "running": "⏳", "completed": "✅", "stopped": "⏹️", "failed": "❌",
+                "diverged": "📈", "interrupted": "⚡"}
+
+
+def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
+    """One row per run, in the order of ``runs``."""
+    rows = []
+    for rec in runs:
+        c = rec.config
+        epochs = None if rec.summary.get("final_target_test_acc") is not None else store.epoch_metrics(rec.id)
+        final, best = runinfo.accuracies(rec, epochs)
+        rows.append({
+            "Name": runinfo.run_title(rec),
+            "Status": f"{STATUS_ICONS.get(rec.status, '')} {theme.STATUS_STYLE.get(rec.status, (rec.status,))[0]}",
+            "Method": runinfo.method_label(c),
+            "Backbone": c.get("model", {}).get("backbone", "?"),
+            "Frozen stages": c.get("model", {}).get("freeze", 0),
+            "Data": runinfo.data_pair(c),
+            "Final target acc": None if final is None else 100 * final,
+            "Best target acc": None if best is None else 100 * best,
+            "Duration": runinfo.fmt_duration(rec.duration_s),
+            "Created": runinfo.fmt_when(rec.created),
+        })
+    return pd.DataFrame(rows)
+
+
+def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
+    """The table; returns the ids of the selected rows."""
+    ss = st.session_state
+    ids = tuple(r.id for r in runs)
+    if ss.get(keys.RUNS_TABLE_IDS) != ids:  # runs came or went: row numbers changed, start afresh
+        ss[keys.RUNS_TABLE_IDS] = ids
+        ss[keys.RUNS_TABLE_GEN] = ss.get(keys.RUNS_TABLE_GEN, 0) + 1
+    event = st.dataframe(
+        table(runs, store), key=f"{keys.RUNS_TABLE_PREFIX}{ss[keys.RUNS_TABLE_GEN]}", on_select="rerun",
+        selection_mode="multi-row", hide_index=True, width="stretch",
+        column_config={
+            "Name": st.column_config.TextColumn(width="large"),
+            "Final target acc": st.column_config.NumberColumn("Final target acc (%)", format="%.1f"),
+            "Best target acc": st.column_config.NumberColumn("Best target acc (%)", format="%.1f"),
+            "Frozen stages": st.column_config.NumberColumn(width="small"),
+        })
+    rows = event.selection.rows if event is not None else []
+    return [ids[i] for i in rows if 0 <= i < len(ids)]
+
+
+def render_compare(recs: list[RunRecord], store: RunStore) -> None:
+    st.subheader("Compare")
+    series = [charts.Series(label=runinfo.run_title(r), steps=store.step_metrics(r.id),
+                            epochs=store.epoch_metrics(r.id), color=theme.run_color(i)) for i, r in enumerate(recs)]
+    x = st.segmented_control("Loss against", ["step", "epoch"], key=keys.RUNS_X_AXIS, default="step",
+                             required=True)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(charts.compare_accuracy_figure(series), key="runs.chart.accuracy", config=CHART_CONFIG)
+    with right:
+        st.plotly_chart(charts.compare_loss_figure(series, x=x or "step"), key="runs.chart.loss",
+                        config=CHART_CONFIG)
+
+
+def _rename(run_id: str, key: str) -> None:
+    try:
+        resources.get_store().rename(run_id, st.session_state.get(key, ""))
+        st.session_state[keys.RUNS_MESSAGE] = ("success", "Renamed.")
+    except ValueError as exc:
+        st.session_state[keys.RUNS_MESSAGE] = ("error", f"Could not rename: {exc}.")
+
+
+def _delete(run_ids: list[str]) -> None:
+    store = resources.get_store()
+    deleted, kept = 0, []
+    for run_id in run_ids:
+        try:
+            store.delete(run_id)
+            deleted += 1
+        except ValueError:
+            kept.append(run_id)
+    st.session_state.pop(keys.RUNS_CONFIRM_DELETE, None)
+    if kept:
+        st.session_state[keys.RUNS_MESSAGE] = (
+            "warning", f"Deleted {deleted} run(s); {len(kept)} still active — stop them on the Monitor first.")
+    else:
+        st.session_state[keys.RUNS_MESSAGE] = ("success", f"Deleted {deleted} run{'s' if deleted != 1 else ''}.")
+
+
+def _read_bytes(path) -> bytes:
+    return path.read_bytes()
+
+
+def render_actions(recs: list[RunRecord], store: RunStore) -> None:
+    st.subheader("Rename, download, delete")
+    by_id = {r.id: r for r in recs}
+    if len(recs) > 1:
+        run_id = st.selectbox("Run to rename or download", list(by_id), key=keys.RUNS_ACT_ON,
+                              format_func=lambda i: runinfo.option_label(by_id[i]))
+    else:
+        run_id = recs[0].id
+    rec = by_id[run_id]
+    left, right = st.columns(2, gap="large")
+    with left:
+        name_key = f"{keys.RUNS_RENAME}.{run_id}"
+        st.text_input("Name", value=runinfo.run_title(rec), key=name_key)
+        st.button("Rename", key=keys.RUNS_RENAME_BUTTON, icon=":material/edit:", on_click=_rename,
+                  args=(run_id, name_key))
+    with right:
+        st.markdown("**Download**")
+        c1, c2, c3 = st.columns(3)
+        c1.download_button("Config (JSON)", json.dumps(rec.config, indent=2), file_name=f"{run_id}-config.json",
+                           mime="application/json", icon=":material/download:", on_click="ignore",
+                           key=f"runs.dl.config.{run_id}")
+        c2.download_button("Metrics (CSV)", partial(store.export_metrics_csv, run_id),
+                           file_name=f"{run_id}-metrics.csv", mime="text/csv", icon=":material/download:",
+                           on_click="ignore", key=f"runs.dl.metrics.{run_id}")
+        ckpt = store.run_dir(run_id) / "checkpoint.pt"
+        has_ckpt = ckpt.exists()
+        c3.download_button("Checkpoint", partial(_read_bytes, ckpt) if has_ckpt else b"",
+                           file_name=f"{run_id}-checkpoint.pt", mime="application/octet-stream",
+                           icon=":material/download:", on_click="ignore", disabled=not has_ckpt,
+                           key=f"runs.dl.ckpt.{run_id}",
+                           help=None if has_ckpt else "No checkpoint yet: one is written at the end of each epoch.")
+    st.markdown("")
+    n = len(recs)
+    what = f"these {n} runs" if n > 1 else f"'{runinfo.run_title(rec)}'"
+    sure = st.checkbox(f"Yes, delete {what} with their metrics and files", key=keys.RUNS_CONFIRM_DELETE)
+    st.button(f"Delete {n} run{'s' if n != 1 else ''}", key=keys.RUNS_DELETE_BUTTON, icon=":material/delete:",
+              disabled=not sure, on_click=_delete, args=([r.id for r in recs],),
+              help=None if sure else "Tick the box above to confirm.")
+
+
+def main() -> None:
+    st.title("Runs")
+    store = resources.get_store()
+    widgets.show_once(keys.RUNS_MESSAGE)
+    runs = store.list_runs()
+    if not runs:
+        st.info("No runs yet. Start a one-click demo on Home, or set up a run on Setup.")
+        return
+    st.caption("Select runs with the boxes at the left of the table to compare their curves, rename, "
+               "download or delete them. The table shows the store as of this page load.")
+    c1, _ = st.columns([1, 5])
+    c1.button("Refresh", icon=":material/refresh:", key="runs.refresh")  # a click reruns the page
+    selected = select_runs(runs, store)
+    if not selected:
+        return
+    recs = [r for r in runs if r.id in selected]
+    render_compare(recs, store)
+    if st.button("Open in Monitor", key="runs.open_monitor", icon=":material/monitoring:"):
+        widgets.open_in_monitor([r.id for r in recs])
+    render_actions(recs, store)
+
+
+main()

@@ -1,0 +1,415 @@
+"""Setup: every setting of a run, filled from a preset; Start submits it and opens the Monitor.
+
+Each widget's key is built from the RunConfig field path it edits (see tl_ui.keys), so a
+validation message prefixed by a field path ("optim.lr: ...") is shown under its widget.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+import streamlit as st
+
+from tl_core.config import LAMBDA_SCHEDULES, LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, RunConfig, demo_config
+from tl_core.jobs import ConfigError
+from tl_ui import keys, resources, runinfo, theme, validation, widgets
+
+DEFAULT_PRESET = "mnist-mnist-m"
+FOLDER = "folder"
+#: Settings the form edits; the rest of a RunConfig comes from the preset unchanged.
+OPTIONAL_INT = {"data.max_train", "data.max_test"}   # widget 0 means None ("all")
+OPTIONAL_STR = {"data.source_path", "data.target_path"}  # widget "" means None
+METHOD_CHOICES = {
+    "source": "Fine-tune on source labels (source only)",
+    "target": "Fine-tune on target labels (upper bound: uses target labels)",
+    "dann": "DANN: domain-adversarial training (source labels + unlabelled target images)",
+}
+HEAD_LABELS = {"linear": "Linear", "mlp": "MLP (one hidden layer)"}
+OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
+SCHEDULE_LABELS = {"anneal": "DANN annealing: lr / (1 + 10p)^0.75", "constant": "Constant", "cosine": "Cosine"}
+LAMBDA_LABELS = {"warmup": "Warm-up: 0 → λ max (DANN paper)", "constant": "Constant λ max"}
+
+k = keys.setup_key
+PERSIST = {"persist_state": "session"}
+
+
+# ------------------------------------------------------------------ state
+def flatten(cfg: RunConfig) -> dict[str, Any]:
+    """{'optim.lr': 0.01, 'seed': 0, ...} for every field of the config."""
+    out: dict[str, Any] = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            for g in fields(value):
+                out[f"{f.name}.{g.name}"] = getattr(value, g.name)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _field_types() -> dict[str, type]:
+    types = {path: type(v) for path, v in flatten(RunConfig()).items()}
+    types.update({p: int for p in OPTIONAL_INT} | {p: str for p in OPTIONAL_STR})
+    return types
+
+
+FIELD_TYPES = _field_types()
+
+
+def preset_config(preset: str) -> RunConfig:
+    """A preset's defaults: the one-click demo's DANN config, or a start for own folders."""
+    if preset != FOLDER:
+        return demo_config(preset, "dann")
+    cfg = RunConfig()
+    cfg.data.source = cfg.data.target = FOLDER
+    cfg.method.name, cfg.method.train_on = "finetune", "source"
+    names = [b["name"] for b in resources.backbones()]
+    for candidate in ("efficientnet_lite0", "resnet18", "mobilenet_v3_small"):
+        if candidate in names and resources.weights_available(candidate)[0]:
+            info = next(b for b in resources.backbones() if b["name"] == candidate)
+            cfg.model.backbone = candidate
+            cfg.data.image_size = int(info["input_size"])
+            cfg.model.freeze = max(0, len(info["stage_names"]) - 2)
+            cfg.optim.backbone_lr_mult = 0.1
+            break
+    cfg.optim.batch_size, cfg.optim.epochs = 32, 5
+    return cfg
+
+
+def load_preset(preset: str) -> None:
+    """Fill every widget of the form from a preset's defaults."""
+    cfg = preset_config(preset)
+    ss = st.session_state
+    for path, value in flatten(cfg).items():
+        if path in OPTIONAL_INT:
+            value = int(value or 0)
+        elif path in OPTIONAL_STR:
+            value = value or ""
+        elif FIELD_TYPES[path] is float:
+            value = float(value)
+        ss[k(path)] = value
+    ss[keys.SETUP_METHOD] = runinfo.method_key(cfg.to_dict())
+    ss[keys.SETUP_PRESET] = preset
+
+
+def _on_preset_change() -> None:
+    load_preset(st.session_state[keys.SETUP_PRESET])
+
+
+def init_state() -> None:
+    ss = st.session_state
+    requested = ss.pop(keys.SETUP_REQUEST_PRESET, None)
+    if requested:
+        load_preset(requested)
+    elif k("data.source") not in ss:
+        load_preset(ss.get(keys.SETUP_PRESET) or DEFAULT_PRESET)
+
+
+def build_config() -> RunConfig:
+    """The RunConfig the form describes now."""
+    ss = st.session_state
+    d: dict[str, Any] = preset_config(ss.get(keys.SETUP_PRESET) or DEFAULT_PRESET).to_dict()
+    for path in FIELD_TYPES:
+        key = k(path)
+        if key not in ss:
+            continue
+        value = ss[key]
+        if path in OPTIONAL_INT:
+            value = int(value) if value else None
+        elif path in OPTIONAL_STR:
+            value = str(value).strip() or None
+        if "." in path:
+            section, name = path.split(".", 1)
+            d[section][name] = value
+        else:
+            d[path] = value
+    choice = ss.get(keys.SETUP_METHOD, "dann")
+    d["method"]["name"] = "dann" if choice == "dann" else "finetune"
+    d["method"]["train_on"] = "target" if choice == "target" else "source"
+    return RunConfig.from_dict(d)
+
+
+# --------------------------------------------------------------- sections
+def render_data(slots: dict[str, Any]) -> None:
+    st.subheader("Data")
+    infos = {d["name"]: d for d in resources.datasets()}
+
+    def label(name: str) -> str:
+        info = infos[name]
+        return info["title"] + ("" if info["offline"] else " (downloads)")
+
+    cols = st.columns(2)
+    for col, role, title in ((cols[0], "source", "Source (labelled, trained on)"),
+                             (cols[1], "target", "Target (tested on)")):
+        with col:
+            name = st.selectbox(title, list(infos), key=k(f"data.{role}"), format_func=label, **PERSIST)
+            slots[f"data.{role}"] = st.empty()
+            if name == FOLDER:
+                st.text_input(f"{role.capitalize()} folder", key=k(f"data.{role}_path"),
+                              placeholder="/path/to/images (one sub-folder per class)", **PERSIST)
+                slots[f"data.{role}_path"] = st.empty()
+            st.caption(infos[name]["description"] if name in infos else "")
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Image size (pixels)", min_value=1, step=1, key=k("data.image_size"),
+                    help="Images are resized to this square size before the backbone.", **PERSIST)
+    c2.number_input("Max training images per domain", min_value=0, step=500, key=k("data.max_train"),
+                    help="0 uses all of them. Fewer images train faster.", **PERSIST)
+    c3.number_input("Max test images per domain", min_value=0, step=500, key=k("data.max_test"),
+                    help="0 uses all of them.", **PERSIST)
+    slots["data.image_size"] = c1.empty()
+    slots["data.max_train"] = c2.empty()
+    slots["data.max_test"] = c3.empty()
+    st.checkbox("Allow downloads (torchvision data sets and weights)", key=k("data.allow_download"),
+                help="Off by default: everything built in works offline.", **PERSIST)
+    slots["data"] = st.empty()
+
+
+def _backbone_table(bbs: list[dict[str, Any]]) -> None:
+    rows = []
+    for b in bbs:
+        ok, why = resources.weights_available(b["name"])
+        rows.append({"Backbone": b["title"], "Parameters": runinfo.fmt_count(b["params"]),
+                     "Feature dim": b["feature_dim"], "Stages": len(b["stage_names"]),
+                     "Input size": b["input_size"],
+                     "Pretrained weights": ("✅ here" if ok else "❌ not here") + f" — {why}"})
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"Pretrained weights": st.column_config.TextColumn(width="large")})
+
+
+def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
+    st.subheader("Backbone")
+    bbs = resources.backbones()
+    by_name = {b["name"]: b for b in bbs}
+    if st.session_state.get(k("model.backbone")) not in by_name and bbs:
+        st.session_state[k("model.backbone")] = bbs[0]["name"]
+
+    def label(name: str) -> str:
+        b = by_name[name]
+        ok, _ = resources.weights_available(name)
+        return (f"{b['title']} · {runinfo.fmt_count(b['params'])} params · {b['feature_dim']}-d features · "
+                + ("weights here" if ok else "no weights here"))
+
+    name = st.selectbox("Pretrained backbone", list(by_name), key=k("model.backbone"), format_func=label, **PERSIST)
+    slots["model.backbone"] = st.empty()
+    st.checkbox("Start from pretrained weights (untick to train from scratch)", key=k("model.pretrained"),
+                **PERSIST)
+    slots["model.pretrained"] = st.empty()
+    with st.expander("All backbones: size, feature width and whether their weights are here"):
+        _backbone_table(bbs)
+    return by_name.get(name)
+
+
+def stage_diagram(stage_names: list[str], per_stage: list[int], frozen: int) -> str:
+    """HTML: the backbone's stages in order, the frozen ones greyed, then the new head."""
+    boxes = []
+    for i, (stage, n) in enumerate(zip(stage_names, per_stage)):
+        if i < frozen:
+            style = (f"background:{theme.FROZEN_FILL};color:{theme.FROZEN_TEXT};"
+                     f"border:2px dashed #9ca3af")
+            state = "🔒 frozen"
+        else:
+            style = f"background:{theme.TRAINABLE_FILL};color:#14532d;border:2px solid {theme.TRAINABLE_BORDER}"
+            state = "trained"
+        boxes.append(f'<div class="tl-stage" style="{style}"><b>{i + 1}. {html.escape(stage)}</b>'
+                     f"<small>{runinfo.fmt_count(n)} params · {state}</small></div>")
+    boxes.append(f'<div class="tl-stage" style="background:{theme.HEAD_FILL};color:#78350f;'
+                 f'border:2px solid {theme.HEAD_BORDER}"><b>new head</b><small>always trained</small></div>')
+    arrow = '<div class="tl-arrow">→</div>'
+    return '<div class="tl-stages">' + arrow.join(boxes) + "</div>"
+
+
+def render_freezing(slots: dict[str, Any], info: dict[str, Any] | None) -> None:
+    st.subheader("Freezing")
+    if info is None:
+        st.caption("Choose a backbone first.")
+        return
+    stages = list(info["stage_names"])
+    n = len(stages)
+    key = k("model.freeze")
+    current = int(st.session_state.get(key, 0) or 0)
+    st.session_state[key] = max(0, current)
+    # A value above the stage count (left over from a bigger backbone) stays visible, with its message.
+    k_frozen = st.slider("Freeze the first k stages", 0, max(n, current), key=key,
+                         help="Frozen stages keep their pretrained weights (gradients off, BatchNorm statistics "
+                              "fixed). 0 fine-tunes everything; all stages frozen trains only the new head.",
+                         **PERSIST)
+    slots["model.freeze"] = st.empty()
+    try:
+        per_stage = resources.stage_params(info["name"], n)
+        trainable, frozen = resources.param_counts(info["name"], min(k_frozen, n))
+    except Exception as exc:  # a backbone that cannot be built here: say so, keep the page usable
+        st.warning(f"Could not count the parameters of {info['name']}: {exc}")
+        per_stage, trainable, frozen = [0] * n, None, None
+    st.html(stage_diagram(stages, per_stage, k_frozen))
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Trainable backbone parameters", runinfo.fmt_count(trainable))
+    c2.metric("Frozen backbone parameters", runinfo.fmt_count(frozen))
+    c3.metric("Backbone stages frozen", f"{min(k_frozen, n)} of {n}")
+
+
+def render_method(slots: dict[str, Any]) -> None:
+    st.subheader("Head and method")
+    head = st.radio("New classification head", list(HEAD_LABELS), key=k("model.head"), horizontal=True,
+                    format_func=HEAD_LABELS.get, **PERSIST)
+    slots["model.head"] = st.empty()
+    if head == "mlp":
+        c1, c2 = st.columns(2)
+        c1.number_input("Hidden width", min_value=1, step=64, key=k("model.head_hidden"), **PERSIST)
+        c2.number_input("Dropout", min_value=0.0, max_value=0.99, step=0.05, key=k("model.dropout"), **PERSIST)
+        slots["model.head_hidden"] = c1.empty()
+        slots["model.dropout"] = c2.empty()
+    slots["model"] = st.empty()
+    choice = st.radio("Method", list(METHOD_CHOICES), key=keys.SETUP_METHOD, format_func=METHOD_CHOICES.get,
+                      **PERSIST)
+    slots["method"] = st.empty()
+    if choice == "dann":
+        st.markdown("**DANN settings**")
+        c1, c2, c3 = st.columns(3)
+        c1.number_input("λ max", step=0.1, format="%g", key=k("method.lambda_max"),
+                        help="Weight of the reversed domain gradient at the end of the warm-up (paper: 1.0).",
+                        **PERSIST)
+        c2.selectbox("λ schedule", list(LAMBDA_SCHEDULES), key=k("method.lambda_schedule"),
+                     format_func=lambda s: LAMBDA_LABELS.get(s, s), **PERSIST)
+        c3.number_input("Discriminator width", min_value=1, step=64, key=k("method.disc_hidden"),
+                        help="Hidden units in each layer of the domain discriminator.", **PERSIST)
+        slots["method.lambda_max"] = c1.empty()
+        slots["method.lambda_schedule"] = c2.empty()
+        slots["method.disc_hidden"] = c3.empty()
+        c1, c2, _ = st.columns(3)
+        c1.number_input("Discriminator layers", min_value=1, step=1, key=k("method.disc_layers"), **PERSIST)
+        c2.number_input("λ warm-up steepness γ", step=1.0, format="%g", key=k("method.gamma"), **PERSIST)
+        slots["method.disc_layers"] = c1.empty()
+        slots["method.gamma"] = c2.empty()
+    else:
+        st.caption("DANN's own settings (λ, discriminator) appear when DANN is chosen.")
+
+
+def render_optim(slots: dict[str, Any]) -> None:
+    st.subheader("Optimisation")
+    c1, c2 = st.columns(2)
+    optimizer = c1.selectbox("Optimiser", list(OPTIMIZERS), key=k("optim.optimizer"),
+                             format_func=lambda o: OPTIMIZER_LABELS.get(o, o), **PERSIST)
+    slots["optim.optimizer"] = c1.empty()
+    c2.number_input("Learning rate", step=0.001, format="%g", key=k("optim.lr"),
+                    help="Of the head (and the discriminator); try 0.01 for SGD, 0.001 for Adam.", **PERSIST)
+    slots["optim.lr"] = c2.empty()
+    c1, c2 = st.columns(2)
+    c1.number_input("Backbone learning-rate multiplier", step=0.1, format="%g", key=k("optim.backbone_lr_mult"),
+                    help="The backbone trains at lr × this; 0.1 is common for pretrained backbones.", **PERSIST)
+    slots["optim.backbone_lr_mult"] = c1.empty()
+    c2.number_input("Weight decay", step=1e-4, format="%g", key=k("optim.weight_decay"), **PERSIST)
+    slots["optim.weight_decay"] = c2.empty()
+    c1, c2 = st.columns(2)
+    c1.selectbox("Learning-rate schedule", list(LR_SCHEDULES), key=k("optim.lr_schedule"),
+                 format_func=lambda s: SCHEDULE_LABELS.get(s, s), **PERSIST)
+    slots["optim.lr_schedule"] = c1.empty()
+    if optimizer == "sgd":
+        c2.number_input("Momentum", step=0.05, format="%g", key=k("optim.momentum"), **PERSIST)
+        slots["optim.momentum"] = c2.empty()
+    c1, c2 = st.columns(2)
+    c1.number_input("Batch size", min_value=1, step=16, key=k("optim.batch_size"), **PERSIST)
+    slots["optim.batch_size"] = c1.empty()
+    c2.number_input("Epochs", min_value=1, step=1, key=k("optim.epochs"), **PERSIST)
+    slots["optim.epochs"] = c2.empty()
+    st.checkbox("Augment (random shifts of up to 10 %)", key=k("optim.augment"), **PERSIST)
+    slots["optim"] = st.empty()
+
+
+def render_runtime(slots: dict[str, Any]) -> None:
+    st.subheader("Run")
+    avail = resources.devices()
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Seed", min_value=0, step=1, key=k("seed"), **PERSIST)
+    slots["seed"] = c1.empty()
+    with c2:
+        options = [d for d in ("auto", "cpu", "cuda") if avail.get(d, (d != "cuda",))[0]]
+        if st.session_state.get(k("device")) not in options:
+            st.session_state[k("device")] = "auto"
+        st.radio("Device", options, key=k("device"), horizontal=True,
+                 help=f"auto {avail.get('auto', (True, ''))[1]}.", **PERSIST)
+        if "cuda" not in options:
+            st.caption(f":gray[cuda — not available: {avail.get('cuda', (False, 'unknown'))[1]}]")
+        slots["device"] = st.empty()
+    with c3:
+        st.checkbox("Mixed precision", key=k("amp"), help="Used on CUDA only; ignored on the CPU.", **PERSIST)
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        snap = st.checkbox("Feature snapshots", key=k("snapshot.enabled"),
+                           help="Features of a fixed sample of both domains, every epoch, for the feature-space "
+                                "picture on the Monitor.", **PERSIST)
+    if snap:
+        c2.number_input("Images per domain in a snapshot", min_value=1, step=100, key=k("snapshot.per_domain"),
+                        **PERSIST)
+        c3.selectbox("Projection", list(PROJECTIONS), key=k("snapshot.projection"), format_func=str.upper,
+                     **PERSIST)
+        slots["snapshot.per_domain"] = c2.empty()
+    slots["snapshot"] = st.empty()
+
+
+def render_start(cfg: RunConfig, problems: list[str], unplaced: list[str]) -> None:
+    st.divider()
+    name = st.text_input("Run name", key=k("name"), placeholder=cfg.label(),
+                         help="Leave empty for a name made from the method, backbone and data.", **PERSIST)
+    slots_name = st.empty()
+    if problems:
+        reason = (f"Start is disabled: {len(problems)} setting{'s' if len(problems) != 1 else ''} "
+                  "to fix (see the red messages above).")
+        for msg in unplaced:
+            path, text = validation.split(msg)
+            slots_name.error(f"{path}: {text}" if path else text)
+        st.warning(reason, icon=":material/block:")
+    else:
+        reason = ""
+    widgets.show_once(keys.SETUP_ERROR)
+    if st.button("Start run", key=keys.SETUP_START, type="primary", icon=":material/play_arrow:",
+                 disabled=bool(problems), help=reason or f"Train '{name or cfg.label()}' in the background."):
+        try:
+            run_id = resources.get_manager().submit(cfg, owner=resources.owner_id())
+        except ConfigError as exc:
+            st.session_state[keys.SETUP_ERROR] = ("error", "Could not start: " + " ".join(exc.problems))
+            st.rerun()
+        resources.remember_started([run_id])
+        widgets.switch_to(keys.PAGE_MONITOR)
+    with st.expander("This run's configuration (JSON, also what the command line takes)"):
+        st.code(cfg.to_json(), language="json", wrap_lines=True)
+
+
+def main() -> None:
+    st.title("Set up a run")
+    init_state()
+    presets = resources.presets()
+    options = list(presets) + [FOLDER]
+    if st.session_state.get(keys.SETUP_PRESET) not in options:
+        st.session_state[keys.SETUP_PRESET] = DEFAULT_PRESET
+    st.selectbox("Start from", options, key=keys.SETUP_PRESET, on_change=_on_preset_change,
+                 format_func=lambda p: "Your own image folders" if p == FOLDER else presets[p]["title"],
+                 help="Changing this refills every setting below with that preset's defaults.", **PERSIST)
+    slots: dict[str, Any] = {}
+    left, right = st.columns(2, gap="large")
+    with left:
+        render_data(slots)
+    with right:
+        info = render_backbone(slots)
+    render_freezing(slots, info)
+    left, right = st.columns(2, gap="large")
+    with left:
+        render_method(slots)
+    with right:
+        render_optim(slots)
+    render_runtime(slots)
+
+    try:
+        cfg = build_config()
+    except (TypeError, ValueError) as exc:  # a value the form cannot turn into a config at all
+        st.error(f"These settings do not make a run configuration: {exc}")
+        return
+    problems = validation.problems(cfg)
+    routed, unplaced = validation.route(problems, list(slots))
+    for path, texts in routed.items():
+        slots[path].error("  \n".join(texts), icon=":material/error:")
+    render_start(cfg, problems, unplaced)
+
+
+main()

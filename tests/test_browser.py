@@ -1,0 +1,201 @@
+"""End to end in a real browser: a `streamlit run app.py` server and Chromium via Playwright.
+
+One story, in the order a teacher would live it: look at Setup, start the MNIST → MNIST-M
+demo from Home, watch progress and the loss chart update on the Monitor, stop a run,
+reload and find it all still there, then compare the two runs on the Runs page.
+Screenshots of every page land in artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tl_ui import keys
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = os.environ.get("TL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1600, "height": 1800}  # tall: Streamlit scrolls inside the page, screenshots show the viewport
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def key_css(key: str) -> str:
+    """CSS selector of the element Streamlit wraps a keyed widget in."""
+    return ".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        msg = f"Chromium not found at {CHROMIUM}: install Debian's chromium (make browser) or set TL_CHROMIUM."
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("tl_home")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "TL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    log_text = log_path.read_text()
+    assert "Traceback" not in log_text, log_text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def wait_app(page) -> None:
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    # the script has finished its run when the "running" man in the corner is gone
+    page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=60_000)
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(600)  # let charts finish drawing
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def line_path(page, title: str) -> str:
+    """The SVG path of the first line of the plotly chart whose title starts with ``title``."""
+    chart = page.locator(".js-plotly-plot").filter(has_text=title).first
+    paths = chart.locator("g.scatterlayer path.js-line")
+    return " ".join(paths.nth(i).get_attribute("d") or "" for i in range(paths.count()))
+
+
+def step_of(text: str) -> int:
+    m = re.search(r"step (\d+) of", text)
+    return int(m.group(1)) if m else -1
+
+
+def test_demo_monitor_stop_reload_and_compare(server: str, browser) -> None:
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(60_000)
+
+    # Setup first, while nothing trains: every setting is there, Start is enabled.
+    page.goto(server + "/setup")
+    wait_app(page)
+    page.get_by_role("heading", name="Set up a run").wait_for()
+    page.get_by_text("Freeze the first k stages").wait_for()
+    page.locator(".tl-stages").wait_for()
+    assert page.locator(key_css(keys.SETUP_START) + " button").is_enabled()
+    shot(page, "setup")
+
+    # Home: one click starts the MNIST → MNIST-M pair and opens the Monitor.
+    page.goto(server + "/")
+    wait_app(page)
+    page.get_by_role("heading", name="Transfer Lab").first.wait_for()
+    demo = page.locator(key_css(keys.HOME_RUN_PREFIX + "mnist-mnist-m") + " button")
+    demo.wait_for()
+    shot(page, "home")
+    demo.click()
+    page.wait_for_url(re.compile(r".*/monitor.*"))
+    page.get_by_role("heading", name="Monitor").wait_for()
+
+    # Progress and the loss chart appear, and update.
+    progress = page.locator("[data-testid='stProgress']").first
+    page.wait_for_function(
+        "() => [...document.querySelectorAll(\"[data-testid='stProgress']\")].some(e => /step [1-9]\\d* of/.test(e.innerText))",
+        timeout=90_000)
+    first_step = step_of(progress.inner_text())
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c.innerText.includes('Training loss')"
+        " && c.querySelector('g.scatterlayer path.js-line'))", timeout=60_000)
+    loss_before = line_path(page, "Training loss")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        if step_of(progress.inner_text()) > first_step and line_path(page, "Training loss") != loss_before:
+            break
+    else:
+        pytest.fail("the monitor did not update: progress and the loss chart stayed the same for 30 s")
+
+    # Stop the first run (source only); the DANN run starts after it.
+    cards = page.locator("[data-testid='stVerticalBlockBorderWrapper']").filter(has_text="Source only")
+    page.locator("[class*='st-key-monitor-stop-']").first.locator("button").click()
+    page.get_by_text("Stopped by the user.").wait_for(timeout=30_000)
+    assert cards.count() >= 1
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c.innerText.includes('Domain discriminator')"
+        " && c.querySelector('g.scatterlayer path.js-line'))", timeout=90_000)
+    shot(page, "monitor")
+
+    # Reload: a new session; the runs, their status and ownership come back from the store.
+    page.reload()
+    wait_app(page)
+    page.get_by_role("heading", name="Monitor").wait_for()
+    page.locator("[data-testid='stProgress']").first.wait_for()
+    assert "someone else's run" not in page.locator("[data-testid='stMain']").inner_text()
+
+    # Runs: both runs in the table; select them and their curves are overlaid.
+    page.get_by_role("link", name="Runs").first.click()
+    page.get_by_role("heading", name="Runs").wait_for()
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.wait_for()
+    page.wait_for_timeout(800)
+    box = grid.bounding_box()
+    assert box is not None
+    for row in (0, 1):  # the selection checkboxes sit in the first column, rows are 35 px
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 35 * row + 17)
+        page.wait_for_timeout(700)
+    page.get_by_role("heading", name="Compare").wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c.innerText.includes('Training task loss')"
+        " && c.querySelectorAll('g.scatterlayer .trace').length >= 2)", timeout=30_000)
+    text = page.locator("[data-testid='stMain']").inner_text()
+    assert "Stopped" in text
+    shot(page, "runs")
+    page.close()

@@ -1,0 +1,408 @@
+"""The dashboard's pages, driven by Streamlit's AppTest (no browser).
+
+Each test opens app.py on a page with TL_HOME in a temporary folder. The job manager is
+replaced by a recorder of submitted configs (nothing trains), except in the one test that
+runs a tiny real run through a real JobManager.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tl_core import jobs
+from tl_core.config import RunConfig, demo_config
+from tl_core.jobs import ConfigError, JobManager
+from tl_core.store import RunStore
+from tl_ui import keys, resources
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 90  # the first run of a process imports torch and builds the backbone list
+
+
+class RecordingManager:
+    """Stands in for the JobManager: records what the pages submit, cancel and resume; trains nothing."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.submitted: list[tuple[str, RunConfig, str | None]] = []
+        self.cancelled: list[str] = []
+        self.resumed: list[str] = []
+        self.active: set[str] = set()
+
+    def submit(self, config: RunConfig, owner: str | None = None) -> str:
+        problems = config.validate()
+        if problems:
+            raise ConfigError(problems)
+        run_id = self.store.create_run(config, owner=owner)
+        self.submitted.append((run_id, config, owner))
+        self.active.add(run_id)
+        return run_id
+
+    def cancel(self, run_id: str) -> bool:
+        self.cancelled.append(run_id)
+        return run_id in self.active
+
+    def resume(self, run_id: str, owner: str | None = None) -> str:
+        self.resumed.append(run_id)
+        self.store.set_status(run_id, "queued")
+        self.active.add(run_id)
+        return run_id
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self.active
+
+    def active_ids(self) -> list[str]:
+        return list(self.active)
+
+
+def _use_manager(monkeypatch: pytest.MonkeyPatch, manager) -> None:
+    monkeypatch.setattr(jobs, "_MANAGER", manager)
+    resources.get_manager.clear()
+
+
+@pytest.fixture
+def manager(tl_home: Path, monkeypatch: pytest.MonkeyPatch) -> RecordingManager:
+    m = RecordingManager(RunStore(tl_home))
+    _use_manager(monkeypatch, m)
+    yield m
+    resources.get_manager.clear()
+
+
+def open_app(page: str | None = None) -> AppTest:
+    """app.py, run once, then switched to ``page`` (a path such as keys.PAGE_SETUP)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """All text on the page (markdown, captions, alerts), for 'is this said somewhere' checks."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def add_run(store: RunStore, status: str, *, owner: str | None = None, error: str | None = None,
+            hint: str | None = None, name: str = "") -> str:
+    cfg = RunConfig(name=name)
+    run_id = store.create_run(cfg, owner=owner)
+    if status != "queued":
+        store.set_status(run_id, "running")
+        if status != "running":
+            store.set_status(run_id, status, error=error, hint=hint)
+    time.sleep(0.002)  # distinct creation times keep list order stable
+    return run_id
+
+
+# ------------------------------------------------------------------ rules
+def _python_files(*parts: str) -> list[Path]:
+    files = []
+    for part in parts:
+        p = ROOT / part
+        files += [p] if p.is_file() else sorted(p.rglob("*.py"))
+    return files
+
+
+def test_ui_never_imports_torch_and_core_never_imports_streamlit():
+    ui = _python_files("app.py", "pages", "tl_ui")
+    core = _python_files("tl_core")
+    assert ui and core
+    torch_re = re.compile(r"^\s*(import\s+torch\b|from\s+torch\b)", re.M)
+    st_re = re.compile(r"^\s*(import\s+streamlit\b|from\s+streamlit\b)", re.M)
+    assert [str(f) for f in ui if torch_re.search(f.read_text())] == []
+    assert [str(f) for f in core if st_re.search(f.read_text())] == []
+
+
+# ------------------------------------------------------------------- home
+def test_home_explains_the_tool_and_offers_the_presets(manager):
+    at = open_app()
+    assert at.title[0].value == "Transfer Lab"
+    body = texts(at)
+    for title in ("MNIST → MNIST-M", "MNIST → UCI digits", "Synthetic digits → MNIST", "Your own image folders"):
+        assert title in body
+    for preset in ("mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist"):
+        assert at.button(key=keys.HOME_RUN_PREFIX + preset).label.startswith("Run demo")
+    assert "Traceback" not in body
+
+
+@pytest.mark.parametrize("preset", ["mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist"])
+def test_one_click_on_a_preset_submits_source_only_and_dann_and_opens_the_monitor(manager, preset):
+    at = open_app()
+    at.button(key=keys.HOME_RUN_PREFIX + preset).click().run()
+    assert not at.exception
+    assert [c.to_dict() for _, c, _ in manager.submitted] == [demo_config(preset, "finetune").to_dict(),
+                                                              demo_config(preset, "dann").to_dict()]
+    owner = at.session_state[keys.OWNER]
+    assert [o for _, _, o in manager.submitted] == [owner, owner]
+    assert at.title[0].value == "Monitor"
+    ids = [run_id for run_id, _, _ in manager.submitted]
+    assert at.session_state[keys.MONITOR_PICK] == ids
+    assert at.multiselect(key=keys.MONITOR_PICK).value == ids
+
+
+def test_own_folders_card_opens_setup_with_folder_inputs(manager):
+    at = open_app()
+    at.button(key=keys.HOME_FOLDER).click().run()
+    assert not at.exception
+    assert at.title[0].value == "Set up a run"
+    assert at.selectbox(key=keys.setup_key("data.source")).value == "folder"
+    assert at.selectbox(key=keys.setup_key("data.target")).value == "folder"
+    at.text_input(key=keys.setup_key("data.source_path"))  # present only for folders
+    at.text_input(key=keys.setup_key("data.target_path"))
+    assert manager.submitted == []
+    # No folder given yet: Start is disabled and says why, next to the folder inputs.
+    assert at.button(key=keys.SETUP_START).disabled
+    assert "give the folder" in texts(at).lower()
+
+
+# ------------------------------------------------------------------ setup
+def _setup() -> AppTest:
+    return open_app(keys.PAGE_SETUP)
+
+
+def test_setup_has_every_setting_and_defaults_from_the_preset(manager):
+    at = _setup()
+    k = keys.setup_key
+    cfg = demo_config("mnist-mnist-m", "dann")
+    assert at.selectbox(key=k("data.source")).value == cfg.data.source
+    assert at.selectbox(key=k("data.target")).value == cfg.data.target
+    assert at.selectbox(key=k("model.backbone")).value == cfg.model.backbone
+    assert at.slider(key=k("model.freeze")).value == cfg.model.freeze
+    assert at.number_input(key=k("optim.lr")).value == pytest.approx(cfg.optim.lr)
+    assert at.number_input(key=k("optim.batch_size")).value == cfg.optim.batch_size
+    assert at.number_input(key=k("optim.epochs")).value == cfg.optim.epochs
+    for key in ("data.image_size", "data.max_train", "optim.backbone_lr_mult", "optim.weight_decay", "seed",
+                "method.lambda_max", "method.disc_hidden"):
+        at.number_input(key=k(key))
+    at.radio(key=k("model.head"))
+    at.radio(key=keys.SETUP_METHOD)
+    at.radio(key=k("device"))
+    at.selectbox(key=k("optim.optimizer"))
+    at.checkbox(key=k("amp"))
+    with pytest.raises(KeyError):  # folder paths only for 'folder'
+        at.text_input(key=k("data.source_path"))
+    assert not at.button(key=keys.SETUP_START).disabled
+    # Backbones say whether their weights are here, their size and feature width.
+    assert "params" in at.selectbox(key=k("model.backbone")).format_func(cfg.model.backbone)
+
+
+def test_setup_shows_dann_settings_only_for_dann(manager):
+    at = _setup()
+    at.number_input(key=keys.setup_key("method.lambda_max"))
+    at.radio(key=keys.SETUP_METHOD).set_value("source").run()
+    with pytest.raises(KeyError):
+        at.number_input(key=keys.setup_key("method.lambda_max"))
+    at.radio(key=keys.SETUP_METHOD).set_value("dann").run()
+    at.number_input(key=keys.setup_key("method.lambda_max"))
+
+
+def test_setup_freeze_slider_updates_the_parameter_counts(manager):
+    at = _setup()
+    metrics = {m.label: m.value for m in at.metric}
+    at.slider(key=keys.setup_key("model.freeze")).set_value(1).run()
+    after = {m.label: m.value for m in at.metric}
+    assert after["Frozen backbone parameters"] != metrics["Frozen backbone parameters"] or metrics[
+        "Backbone stages frozen"] == after["Backbone stages frozen"]
+    assert after["Backbone stages frozen"].startswith("1 of")
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    ("optim.lr", 0.0, "learning rate must be above 0"),
+    ("optim.batch_size", 1_000_000, "larger than the training set"),
+    ("model.freeze", 99, "stages; you asked to freeze 99"),
+    ("optim.epochs", 0, "at least one epoch"),
+])
+def test_setup_invalid_values_show_their_message_and_disable_start(manager, path, value, expected):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(keys.PAGE_SETUP).run()
+    key = keys.setup_key(path)
+    if path == "model.freeze":  # the slider cannot go past its end; a bigger backbone's value can be left over
+        at.session_state[key] = value
+        at.run()
+    else:
+        at.number_input(key=key).set_value(value).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert any(expected in e for e in errors), errors
+    start = at.button(key=keys.SETUP_START)
+    assert start.disabled
+    assert "Start is disabled" in texts(at)
+    start.click().run()
+    assert manager.submitted == []
+
+
+def test_setup_start_submits_the_config_the_form_describes(manager):
+    at = _setup()
+    k = keys.setup_key
+    at.radio(key=keys.SETUP_METHOD).set_value("source").run()
+    at.number_input(key=k("optim.lr")).set_value(0.05)
+    at.number_input(key=k("optim.epochs")).set_value(3)
+    at.number_input(key=k("optim.batch_size")).set_value(32)
+    at.number_input(key=k("data.max_train")).set_value(500)
+    at.slider(key=k("model.freeze")).set_value(1)
+    at.radio(key=k("model.head")).set_value("mlp")
+    at.radio(key=k("device")).set_value("cpu")
+    at.text_input(key=k("name")).set_value("my baseline")
+    at.run()
+    assert not at.button(key=keys.SETUP_START).disabled, [e.value for e in at.error]
+    at.button(key=keys.SETUP_START).click().run()
+    assert not at.exception
+    assert len(manager.submitted) == 1
+    run_id, cfg, owner = manager.submitted[0]
+    assert (cfg.method.name, cfg.method.train_on) == ("finetune", "source")
+    assert cfg.optim.lr == pytest.approx(0.05)
+    assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.data.max_train, cfg.data.max_test) == (3, 32, 500, None)
+    assert (cfg.model.freeze, cfg.model.head, cfg.device, cfg.name) == (1, "mlp", "cpu", "my baseline")
+    assert (cfg.data.source, cfg.data.target) == ("mnist", "mnist-m")
+    assert owner == at.session_state[keys.OWNER]
+    assert at.title[0].value == "Monitor"
+    assert at.session_state[keys.MONITOR_PICK] == [run_id]
+
+
+def test_setup_preset_choice_refills_the_form(manager):
+    at = _setup()
+    at.selectbox(key=keys.SETUP_PRESET).set_value("syn-digits-mnist").run()
+    assert at.selectbox(key=keys.setup_key("data.source")).value == "syn-digits"
+    assert at.selectbox(key=keys.setup_key("data.target")).value == "mnist"
+
+
+# ---------------------------------------------------------------- monitor
+def test_monitor_without_runs_points_to_home(manager):
+    at = open_app(keys.PAGE_MONITOR)
+    assert "No runs yet" in texts(at)
+
+
+def test_monitor_shows_a_failed_runs_error_and_hint_without_traceback(manager):
+    add_run(manager.store, "failed", error="The loss exploded in the discriminator (in dann.py:42, forward)",
+            hint="Lower the learning rate.")
+    at = open_app(keys.PAGE_MONITOR)
+    errors = [e.value for e in at.error]
+    assert any("The run failed" in e and "exploded in the discriminator" in e for e in errors), errors
+    assert any("Lower the learning rate." in w.value for w in at.warning)
+    assert "Traceback" not in texts(at)
+    assert len(at.get("plotly_chart")) == 4
+
+
+def test_monitor_shows_a_diverged_run_as_a_warning(manager):
+    add_run(manager.store, "diverged", error="The loss became nan at step 12 (epoch 1).", hint="Lower the lr.")
+    at = open_app(keys.PAGE_MONITOR)
+    assert any("diverged" in w.value and "nan at step 12" in w.value for w in at.warning)
+
+
+def test_monitor_interrupted_run_offers_resume(manager):
+    run_id = add_run(manager.store, "interrupted", error="The server stopped while this run was active.")
+    (manager.store.run_dir(run_id) / "checkpoint.pt").write_bytes(b"x")
+    at = open_app(keys.PAGE_MONITOR)
+    assert any("Interrupted" in w.value for w in at.warning)
+    resume = at.button(key=keys.MONITOR_RESUME_PREFIX + run_id)
+    assert not resume.disabled
+    resume.click().run()
+    assert manager.resumed == [run_id]
+
+
+def test_monitor_stop_of_own_run_and_confirmation_for_someone_elses(manager):
+    at = open_app(keys.PAGE_MONITOR)  # first run: this session gets its owner id
+    owner = at.session_state[keys.OWNER]
+    mine = add_run(manager.store, "running", owner=owner, name="mine")
+    theirs = add_run(manager.store, "running", owner="0123456789ab", name="theirs")
+    manager.active |= {mine, theirs}
+    at.session_state[keys.MONITOR_REQUEST] = [mine, theirs]
+    at.run()
+    assert "someone else's run" in texts(at)
+    their_stop = at.button(key=keys.MONITOR_STOP_PREFIX + theirs)
+    assert their_stop.disabled
+    at.button(key=keys.MONITOR_STOP_PREFIX + mine).click().run()
+    assert manager.cancelled == [mine]
+    at.checkbox(key=keys.MONITOR_CONFIRM_PREFIX + theirs).check().run()
+    assert not at.button(key=keys.MONITOR_STOP_PREFIX + theirs).disabled
+    at.button(key=keys.MONITOR_STOP_PREFIX + theirs).click().run()
+    assert manager.cancelled == [mine, theirs]
+
+
+def test_monitor_defaults_to_the_latest_run(manager):
+    add_run(manager.store, "completed", name="older")
+    newest = add_run(manager.store, "completed", name="newest")
+    at = open_app(keys.PAGE_MONITOR)
+    assert at.multiselect(key=keys.MONITOR_PICK).value == [newest]
+
+
+def test_monitor_draws_a_real_tiny_run_from_the_store(tl_home, monkeypatch):
+    real = JobManager(RunStore(tl_home), project=False)
+    _use_manager(monkeypatch, real)
+    try:
+        cfg = RunConfig(name="tiny", seed=1, device="cpu")
+        cfg.data.max_train, cfg.data.max_test = 200, 100
+        cfg.method.disc_hidden = 32
+        cfg.optim.batch_size, cfg.optim.epochs = 32, 1
+        cfg.snapshot.enabled = False
+        run_id = real.submit(cfg, owner="someone")
+        assert real.wait(run_id, 120)
+        at = open_app(keys.PAGE_MONITOR)
+        assert "Completed" in [b.label for b in at.get("badge")] or "Completed" in str(at.get("badge"))
+        charts = at.get("plotly_chart")
+        assert len(charts) == 4
+        assert "target accuracy" in texts(at)
+    finally:
+        real.shutdown()
+        resources.get_manager.clear()
+
+
+# ------------------------------------------------------------------- runs
+def _select_rows(at: AppTest, rows: list[int]) -> None:
+    key = keys.RUNS_TABLE_PREFIX + str(at.session_state[keys.RUNS_TABLE_GEN])
+    at.session_state[key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+
+
+def test_runs_page_lists_the_runs_of_the_store(manager):
+    a = add_run(manager.store, "completed", name="alpha")
+    manager.store.set_summary(a, {"final_target_test_acc": 0.5, "best_target_test_acc": 0.625})
+    add_run(manager.store, "failed", name="beta", error="boom")
+    at = open_app(keys.PAGE_RUNS)
+    df = at.dataframe[0].value
+    assert list(df["Name"]) == ["beta", "alpha"]
+    assert df.loc[df["Name"] == "alpha", "Best target acc"].item() == pytest.approx(62.5)
+    assert {"Status", "Method", "Backbone", "Frozen stages", "Data", "Final target acc", "Duration"} <= set(df)
+
+
+def test_runs_page_compares_renames_and_deletes(manager):
+    a = add_run(manager.store, "completed", name="alpha")
+    b = add_run(manager.store, "completed", name="beta")
+    for run_id in (a, b):
+        manager.store.log_steps(run_id, [{"step": s, "epoch": 1, "loss_task": 1.0 / s} for s in range(1, 6)])
+        manager.store.log_epoch(run_id, 1, 5, {"source_val_acc": 0.9, "target_test_acc": 0.4})
+    at = open_app(keys.PAGE_RUNS)
+    _select_rows(at, [0, 1])
+    assert len(at.get("plotly_chart")) == 2
+    # rename the run chosen for actions
+    at.selectbox(key=keys.RUNS_ACT_ON).set_value(a).run()
+    at.text_input(key=f"{keys.RUNS_RENAME}.{a}").set_value("alpha renamed").run()
+    at.button(key=keys.RUNS_RENAME_BUTTON).click().run()
+    assert manager.store.get_run(a).name == "alpha renamed"
+    # delete both, only after confirming
+    _select_rows(at, [0, 1])
+    assert at.button(key=keys.RUNS_DELETE_BUTTON).disabled
+    at.checkbox(key=keys.RUNS_CONFIRM_DELETE).check().run()
+    at.button(key=keys.RUNS_DELETE_BUTTON).click().run()
+    assert not at.exception
+    assert manager.store.list_runs() == []
+    assert any("Deleted 2 runs" in s.value for s in at.success)
+
+
+def test_runs_page_offers_config_metrics_and_checkpoint_downloads(manager):
+    a = add_run(manager.store, "completed", name="alpha")
+    (manager.store.run_dir(a) / "checkpoint.pt").write_bytes(b"weights")
+    at = open_app(keys.PAGE_RUNS)
+    _select_rows(at, [0])
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Config (JSON)", "Metrics (CSV)", "Checkpoint"]

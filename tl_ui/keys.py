@@ -1,0 +1,66 @@
+"""Session-state keys and page paths, as named constants namespaced by page.
+
+Widget keys of the Setup page are built from the RunConfig field path they edit
+(``setup_key("optim.lr") == "setup.f.optim.lr"``), so a validation message prefixed by a
+field path finds its widget.
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------ pages
+PAGE_HOME = "pages/home.py"
+PAGE_SETUP = "pages/setup.py"
+PAGE_MONITOR = "pages/monitor.py"
+PAGE_RUNS = "pages/runs.py"
+
+# --------------------------------------------------------------- app-wide
+#: This browser session's owner id (a short uuid), passed as ``owner=`` to submit.
+OWNER = "app.owner"
+#: Query parameter that carries the owner id across a reload of the page.
+OWNER_QUERY_PARAM = "owner"
+#: Ids of the runs this session started, newest last.
+STARTED = "app.started"
+
+# ------------------------------------------------------------------- home
+HOME_RUN_PREFIX = "home.run."          # + preset key: the preset card's button
+HOME_FOLDER = "home.folder"            # the "own image folders" card's button
+HOME_ERROR = "home.error"              # a message from the last click, shown once
+
+# ------------------------------------------------------------------ setup
+SETUP_FIELD_PREFIX = "setup.f."
+#: Which preset the Setup form was last filled from ("folder" for own folders).
+SETUP_PRESET = "setup.preset"
+#: Set by another page to ask Setup to refill its form from this preset.
+SETUP_REQUEST_PRESET = "setup.request_preset"
+#: The method choice: "source", "target" (fine-tune on that domain's labels) or "dann".
+SETUP_METHOD = "setup.method"
+SETUP_START = "setup.start"
+SETUP_ERROR = "setup.error"
+
+
+def setup_key(path: str) -> str:
+    """Widget key of the Setup field that edits the RunConfig field ``path``."""
+    return SETUP_FIELD_PREFIX + path
+
+
+# ---------------------------------------------------------------- monitor
+#: Set by Home/Setup/sidebar to ask the Monitor to show these run ids (consumed once).
+MONITOR_REQUEST = "monitor.request"
+#: The Monitor's run multiselect.
+MONITOR_PICK = "monitor.pick"
+MONITOR_STOP_PREFIX = "monitor.stop."            # + run id
+MONITOR_CONFIRM_PREFIX = "monitor.confirm_stop."  # + run id (someone else's run)
+MONITOR_RESUME_PREFIX = "monitor.resume."        # + run id
+MONITOR_MESSAGE = "monitor.message"              # a message from the last action, shown once
+
+# ------------------------------------------------------------------- runs
+RUNS_TABLE_PREFIX = "runs.table."      # + generation: the table's selection
+RUNS_TABLE_GEN = "runs.table_gen"      # bumped when the set of runs changes (resets the selection)
+RUNS_TABLE_IDS = "runs.table_ids"      # the run ids the table showed, in order
+RUNS_ACT_ON = "runs.act_on"            # which selected run rename/download act on
+RUNS_RENAME = "runs.rename"
+RUNS_RENAME_BUTTON = "runs.rename_button"
+RUNS_CONFIRM_DELETE = "runs.confirm_delete"
+RUNS_DELETE_BUTTON = "runs.delete_button"
+RUNS_MESSAGE = "runs.message"
+RUNS_X_AXIS = "runs.x_axis"

@@ -1,0 +1,149 @@
+"""Long-lived objects and cached queries shared by the pages.
+
+The job manager is process-wide (one per server, shared by every browser session); it
+comes from ``st.cache_resource`` wrapping :func:`tl_core.jobs.get_manager`. Queries that
+are slow or never change (backbones, data sets, parameter counts) go through
+``st.cache_data``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from tl_core import jobs
+from tl_core.store import RunStore
+from tl_ui import keys
+
+_OWNER_RE = re.compile(r"^[0-9a-f]{8,32}$")
+
+
+# ------------------------------------------------------------------ manager
+@st.cache_resource(show_spinner=False)
+def get_manager() -> jobs.JobManager:
+    """The process-wide job manager (its worker threads never call Streamlit)."""
+    return jobs.get_manager()
+
+
+def get_store() -> RunStore:
+    """The run store every page reads (the manager's)."""
+    return get_manager().store
+
+
+def owner_id() -> str:
+    """This browser session's owner id; a reload keeps it through the URL's query string."""
+    ss = st.session_state
+    if keys.OWNER not in ss:
+        from_url = st.query_params.get(keys.OWNER_QUERY_PARAM, "")
+        ss[keys.OWNER] = from_url if _OWNER_RE.match(from_url or "") else uuid.uuid4().hex[:12]
+    if st.query_params.get(keys.OWNER_QUERY_PARAM) != ss[keys.OWNER]:
+        st.query_params[keys.OWNER_QUERY_PARAM] = ss[keys.OWNER]
+    return ss[keys.OWNER]
+
+
+def remember_started(run_ids: list[str]) -> None:
+    """Note runs this session started and ask the Monitor to show them."""
+    ss = st.session_state
+    ss[keys.STARTED] = list(ss.get(keys.STARTED, [])) + list(run_ids)
+    ss[keys.MONITOR_REQUEST] = list(run_ids)
+
+
+# ------------------------------------------------------------ tl_core facts
+@st.cache_data(show_spinner=False, ttl=600)
+def datasets() -> list[dict[str, Any]]:
+    """tl_core.data.list_datasets() as plain dicts."""
+    from dataclasses import asdict
+
+    from tl_core import data
+
+    return [asdict(d) for d in data.list_datasets()]
+
+
+@st.cache_data(show_spinner=False)
+def presets() -> dict[str, dict[str, str]]:
+    from dataclasses import asdict
+
+    from tl_core import data
+
+    return {k: asdict(p) for k, p in data.PRESETS.items()}
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def backbones() -> list[dict[str, Any]]:
+    """tl_core.backbones.list_backbones() as plain dicts."""
+    from dataclasses import asdict
+
+    from tl_core import backbones as bb
+
+    return [asdict(b) for b in bb.list_backbones()]
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def weights_available(name: str) -> tuple[bool, str]:
+    """Whether a backbone's pretrained weights are here (re-checked every 30 s: a user may place the file)."""
+    from tl_core import backbones as bb
+
+    ok, why = bb.weights_available(name)
+    return bool(ok), str(why)
+
+
+@st.cache_data(show_spinner=False)
+def param_counts(name: str, k: int) -> tuple[int, int]:
+    """(trainable, frozen) backbone parameters when the first k stages are frozen."""
+    from tl_core import backbones as bb
+
+    trainable, frozen = bb.param_counts(name, k)
+    return int(trainable), int(frozen)
+
+
+def stage_params(name: str, n_stages: int) -> list[int]:
+    """Parameters of each stage, from the cached frozen counts for k = 0..n."""
+    frozen = [param_counts(name, k)[1] for k in range(n_stages + 1)]
+    return [max(0, frozen[i + 1] - frozen[i]) for i in range(n_stages)]
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def devices() -> dict[str, tuple[bool, str]]:
+    """Which devices this machine offers: name -> (available, reason)."""
+    from tl_core.trainer import device_availability
+
+    return {k: (bool(v[0]), str(v[1])) for k, v in device_availability().items()}
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def train_size(name: str) -> int | None:
+    """Training images in a built-in data set (None for folders and downloads: unknown until loaded)."""
+    from tl_core import data
+
+    info = next((d for d in datasets() if d["name"] == name), None)
+    if info is None or info["kind"] != "builtin":
+        return None
+    try:
+        return len(data.load_split(name, "train"))
+    except data.DataError:
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def sample_strip(name: str, n: int = 8, size: int = 40) -> np.ndarray | None:
+    """A row of n test images of a built-in data set, one per class where possible."""
+    from tl_core import data
+
+    try:
+        imgs = data.load_split(name, "test")
+    except data.DataError:
+        return None
+    picks = []
+    for c in range(n):
+        idx = np.nonzero(imgs.labels == (c % max(1, len(imgs.classes))))[0]
+        picks.append(int(idx[c // max(1, len(imgs.classes))]) if len(idx) else c)
+    tiles = [data.thumbnail(imgs, i, size=size) for i in picks]
+    gap = np.full((size, 3, 3), 255, np.uint8)
+    row: list[np.ndarray] = []
+    for t in tiles:
+        row += [t, gap]
+    return np.concatenate(row[:-1], axis=1)

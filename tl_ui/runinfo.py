@@ -1,0 +1,97 @@
+"""Plain helpers that turn run records into words and numbers for people (no Streamlit)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pandas as pd
+
+from tl_core.store import RunRecord
+
+METHOD_LABELS = {"source": "Source only", "target": "Target supervised", "dann": "DANN"}
+
+
+def method_key(config: dict[str, Any]) -> str:
+    """'source', 'target' or 'dann' from a run's config dict."""
+    method = config.get("method", {})
+    if method.get("name") == "dann":
+        return "dann"
+    return "target" if method.get("train_on") == "target" else "source"
+
+
+def method_label(config: dict[str, Any]) -> str:
+    key = method_key(config)
+    return METHOD_LABELS.get(key, str(config.get("method", {}).get("name", "?")))
+
+
+def data_pair(config: dict[str, Any]) -> str:
+    d = config.get("data", {})
+    return f"{d.get('source', '?')} → {d.get('target', '?')}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min'; '–' when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def fmt_count(n: int | None) -> str:
+    """Parameter counts: '61,706' below a million, '11.2 M' above."""
+    if n is None:
+        return "–"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f} M"
+    return f"{n:,}"
+
+
+def fmt_pct(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{100 * x:.1f} %"
+
+
+def fmt_when(t: float | None) -> str:
+    if t is None:
+        return "–"
+    return time.strftime("%d %b %H:%M", time.localtime(t))
+
+
+def accuracies(rec: RunRecord, epochs: pd.DataFrame | None = None) -> tuple[float | None, float | None]:
+    """(final, best) target test accuracy as fractions, from the summary or the epoch metrics."""
+    s = rec.summary or {}
+    final, best = s.get("final_target_test_acc"), s.get("best_target_test_acc")
+    if (final is None or best is None) and epochs is not None and "target_test_acc" in epochs:
+        acc = epochs["target_test_acc"].dropna()
+        if not acc.empty:
+            final = float(acc.iloc[-1]) if final is None else final
+            best = float(acc.max()) if best is None else best
+    return final, best
+
+
+def run_title(rec: RunRecord) -> str:
+    """The name people see for a run, e.g. 'DANN · MNIST → MNIST-M'."""
+    return rec.name or rec.id
+
+
+def option_label(rec: RunRecord) -> str:
+    """A run as one line in a selection list."""
+    from tl_ui.theme import STATUS_STYLE
+
+    status = STATUS_STYLE.get(rec.status, (rec.status,))[0]
+    return f"{run_title(rec)} — {status.lower()}, {fmt_when(rec.created)}"
+
+
+def progress_text(rec: RunRecord) -> str:
+    """'Epoch 3 of 10 · step 120 of 700'."""
+    epochs = rec.config.get("optim", {}).get("epochs", "?")
+    if rec.total_steps:
+        return f"Epoch {rec.epoch} of {epochs} · step {rec.step} of {rec.total_steps}"
+    return f"Epoch {rec.epoch} of {epochs}"

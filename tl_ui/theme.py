@@ -1,0 +1,49 @@
+"""Colours and sizes shared by every page, so a domain or a status looks the same everywhere."""
+
+from __future__ import annotations
+
+#: Every chart that distinguishes domains draws the source domain in blue ...
+SOURCE = "#1f77b4"
+#: ... and the target domain in orange.
+TARGET = "#ff7f0e"
+DOMAIN_COLORS = {"source": SOURCE, "target": TARGET}
+
+#: One colour per run when runs are overlaid; blue and orange are left out because
+#: they mean "source" and "target".
+RUN_COLORS = ("#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+#: Line styles that tell runs apart in charts whose colours already mean domains.
+RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+NEUTRAL = "#6e7781"
+FROZEN_FILL = "#e5e7eb"
+FROZEN_TEXT = "#6b7280"
+TRAINABLE_FILL = "#dcfce7"
+TRAINABLE_BORDER = "#16a34a"
+HEAD_FILL = "#fef3c7"
+HEAD_BORDER = "#d97706"
+
+#: Readable at projector distance.
+CHART_FONT_SIZE = 16
+CHART_TITLE_SIZE = 19
+CHART_HEIGHT = 380
+
+#: status -> (label shown to people, st.badge colour, material icon)
+STATUS_STYLE: dict[str, tuple[str, str, str]] = {
+    "queued": ("Queued", "gray", ":material/schedule:"),
+    "running": ("Running", "blue", ":material/autorenew:"),
+    "completed": ("Completed", "green", ":material/check_circle:"),
+    "stopped": ("Stopped", "orange", ":material/stop_circle:"),
+    "failed": ("Failed", "red", ":material/error:"),
+    "diverged": ("Diverged", "red", ":material/trending_up:"),
+    "interrupted": ("Interrupted", "violet", ":material/power_off:"),
+}
+
+
+def run_color(i: int) -> str:
+    """Colour of the i-th run in an overlay."""
+    return RUN_COLORS[i % len(RUN_COLORS)]
+
+
+def run_dash(i: int) -> str:
+    """Line style of the i-th run where colours mean domains."""
+    return RUN_DASHES[i % len(RUN_DASHES)]

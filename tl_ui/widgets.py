@@ -1,0 +1,82 @@
+"""Small Streamlit building blocks shared by the pages: page style, status badge, the
+sidebar's list of active runs, one-shot messages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from tl_core.store import RunRecord
+from tl_ui import keys, resources, runinfo, theme
+
+SIDEBAR_REFRESH_S = 2.0
+
+_CSS = """
+<style>
+/* Readable at projector distance: a larger base size everywhere. */
+html { font-size: 17px; }
+[data-testid="stSidebarNav"] a span { font-size: 1.05rem; }
+.tl-stages { display: flex; flex-wrap: wrap; align-items: stretch; gap: 6px; margin: 0.4rem 0 0.6rem 0; }
+.tl-stage { border-radius: 8px; padding: 0.45rem 0.7rem; min-width: 6.5rem; text-align: center;
+            font-size: 0.95rem; line-height: 1.25; }
+.tl-stage small { display: block; font-size: 0.78rem; opacity: 0.85; }
+.tl-arrow { align-self: center; color: #9ca3af; font-size: 1.2rem; }
+</style>
+"""
+
+
+def page_style() -> None:
+    """Inject the dashboard's CSS (larger type for projectors, the stage diagram)."""
+    st.html(_CSS)
+
+
+def status_badge(status: str) -> None:
+    label, color, icon = theme.STATUS_STYLE.get(status, (status, "gray", None))
+    st.badge(label, icon=icon, color=color)
+
+
+def show_once(key: str) -> None:
+    """Show and forget a (kind, text) message left in session state by a callback."""
+    msg = st.session_state.pop(key, None)
+    if msg:
+        kind, text = msg
+        {"error": st.error, "warning": st.warning, "success": st.success}.get(kind, st.info)(text)
+
+
+def switch_to(page: str) -> None:
+    """st.switch_page that keeps the owner id in the URL (so a reload keeps "your runs")."""
+    owner = st.session_state.get(keys.OWNER)
+    st.switch_page(page, query_params={keys.OWNER_QUERY_PARAM: owner} if owner else None)
+
+
+def open_in_monitor(run_ids: list[str]) -> None:
+    """Go to the Monitor showing these runs."""
+    st.session_state[keys.MONITOR_REQUEST] = list(run_ids)
+    switch_to(keys.PAGE_MONITOR)
+
+
+def render_sidebar() -> None:
+    """The shared sidebar below the page list: who you are, and the runs training now."""
+    with st.sidebar:
+        _active_runs()
+
+
+@st.fragment(run_every=SIDEBAR_REFRESH_S)
+def _active_runs() -> None:
+    store = resources.get_store()
+    active: list[RunRecord] = [r for r in store.list_runs() if r.active]
+    st.markdown("#### Active runs")
+    if not active:
+        st.caption("No run is training now.")
+    owner = st.session_state.get(keys.OWNER)
+    for rec in reversed(active):  # oldest first: the order the queue serves them
+        mine = rec.owner == owner
+        with st.container(border=True):
+            st.markdown(f"**{runinfo.run_title(rec)}**" + ("" if mine else "  \n:gray[someone else's run]"))
+            if rec.status == "queued":
+                st.caption("Waiting in the queue…")
+            else:
+                st.progress(rec.progress, text=f"{100 * rec.progress:.0f} % · ETA {runinfo.fmt_duration(rec.eta_s)}")
+            if st.button("Open in Monitor", key=f"sidebar.open.{rec.id}", icon=":material/monitoring:",
+                         width="stretch"):
+                open_in_monitor([rec.id])
+    st.caption(f"Your session: `{owner or '?'}`")
