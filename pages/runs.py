@@ -13,8 +13,6 @@ from tl_core.store import RunRecord, RunStore
 from tl_ui import charts, keys, resources, runinfo, theme, widgets
 
 CHART_CONFIG = {"displaylogo": False}
-STATUS_ICONS = {"queued": "🕒", "running": "⏳", "completed": "✅", "stopped": "⏹️", "failed": "❌",
-                "diverged": "📈", "interrupted": "⚡"}
 
 
 def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
@@ -26,7 +24,7 @@ def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
         final, best = runinfo.accuracies(rec, epochs)
         rows.append({
             "Name": runinfo.run_title(rec),
-            "Status": f"{STATUS_ICONS.get(rec.status, '')} {theme.STATUS_STYLE.get(rec.status, (rec.status,))[0]}",
+            "Status": theme.STATUS_STYLE.get(rec.status, (rec.status,))[0],
             "Method": runinfo.method_label(c),
             "Backbone": c.get("model", {}).get("backbone", "?"),
             "Frozen stages": c.get("model", {}).get("freeze", 0),
@@ -48,9 +46,9 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
         ss[keys.RUNS_TABLE_GEN] = ss.get(keys.RUNS_TABLE_GEN, 0) + 1
     event = st.dataframe(
         table(runs, store), key=f"{keys.RUNS_TABLE_PREFIX}{ss[keys.RUNS_TABLE_GEN]}", on_select="rerun",
-        selection_mode="multi-row", hide_index=True, width="stretch",
+        selection_mode="multi-row", hide_index=True, width="stretch", placeholder="–",
         column_config={
-            "Name": st.column_config.TextColumn(width="large"),
+            "Name": st.column_config.TextColumn(width="medium"),
             "Final target acc": st.column_config.NumberColumn("Final target acc (%)", format="%.1f"),
             "Best target acc": st.column_config.NumberColumn("Best target acc (%)", format="%.1f"),
             "Frozen stages": st.column_config.NumberColumn(width="small"),

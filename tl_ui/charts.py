@@ -39,7 +39,7 @@ def base_layout(fig: go.Figure, title: str, *, revision: str, x_title: str, y_ti
         font={"size": theme.CHART_FONT_SIZE},
         height=height,
         margin={"l": 10, "r": 10, "t": 56, "b": 10},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0.0, "font": {"size": 14}},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.3, "x": 0.0, "font": {"size": 14}},
         hovermode="x unified",
         uirevision=revision,
     )
@@ -49,7 +49,7 @@ def base_layout(fig: go.Figure, title: str, *, revision: str, x_title: str, y_ti
 
 
 def _empty_note(fig: go.Figure, text: str) -> None:
-    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.8, showarrow=False,
                        font={"size": 16, "color": theme.NEUTRAL})
 
 
@@ -163,7 +163,7 @@ def schedule_figure(runs: list[Series], revision: str = "schedule") -> go.Figure
         _empty_note(fig, "Waiting for the first training steps…")
     fig = base_layout(fig, "DANN λ (left) and learning rate (right) per step", revision=revision,
                       x_title="step", y_title="λ")
-    fig.update_yaxes(title_text="learning rate", secondary_y=True, showgrid=False, exponentformat="e")
+    fig.update_yaxes(title_text="learning rate", secondary_y=True, showgrid=False, tickformat=".2~g")
     return fig
 
 
