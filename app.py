@@ -6,17 +6,18 @@ pages/ (one file per page) and tl_ui/ (shared widgets, charts, cached resources)
 
 import streamlit as st
 
-from tl_ui import keys, resources, widgets
+from tl_ui import entry, keys, resources, widgets
 
-st.set_page_config(layout="wide", page_title="Transfer Lab", page_icon=":material/model_training:")
-widgets.page_style()
-resources.owner_id()
-
-navigation = st.navigation([
-    st.Page(keys.PAGE_HOME, title="Home", icon=":material/home:", default=True),
-    st.Page(keys.PAGE_SETUP, title="Setup", icon=":material/tune:"),
-    st.Page(keys.PAGE_MONITOR, title="Monitor", icon=":material/monitoring:"),
-    st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
-], expanded=True)
-widgets.render_sidebar()
-navigation.run()
+with entry.app_run():
+    st.set_page_config(layout="wide", page_title="Transfer Lab", page_icon=":material/model_training:")
+    navigation = st.navigation([
+        st.Page(keys.PAGE_HOME, title="Home", icon=":material/home:", default=True),
+        st.Page(keys.PAGE_SETUP, title="Setup", icon=":material/tune:"),
+        st.Page(keys.PAGE_MONITOR, title="Monitor", icon=":material/monitoring:"),
+        st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
+    ], expanded=True)
+    entry.open_pending_page()
+    widgets.page_style()
+    resources.owner_id()
+    widgets.render_sidebar()
+    navigation.run()

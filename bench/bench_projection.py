@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tl_core import embedding
 
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     warm_up_s = embedding.warm_up()  # fills the on-disk cache too, so cold_process_s is a restart
     results = []
     for n in args.sizes:
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine(),
         "dim": DIM,
+        "loadavg_1min": {"before": load_before, "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
         "warm_up_s": round(warm_up_s, 3),
         "results": results,
         "goal": {"umap_warm_1000_s_max": GOAL_UMAP_WARM_1000_S,

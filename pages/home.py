@@ -6,7 +6,7 @@ import streamlit as st
 
 from tl_core.config import demo_config
 from tl_core.jobs import ConfigError
-from tl_ui import keys, resources, widgets
+from tl_ui import entry, keys, resources, widgets
 
 #: The preset cards, in order; "folder" opens Setup instead of starting runs.
 CARDS = ("mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist", "folder")
@@ -70,4 +70,5 @@ def main() -> None:
             render_card(key, presets)
 
 
+entry.require_app(keys.PAGE_HOME)
 main()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from tl_core.store import RunRecord
-from tl_ui import charts, keys, resources, runinfo, theme, widgets
+from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_space
 
 REFRESH_S = 2.0
@@ -190,4 +190,5 @@ def main() -> None:
     live_view()
 
 
+entry.require_app(keys.PAGE_MONITOR)
 main()

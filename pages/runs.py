@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from tl_core.store import RunRecord, RunStore
-from tl_ui import charts, keys, resources, runinfo, theme, widgets
+from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -162,4 +162,5 @@ def main() -> None:
     render_actions(recs, store)
 
 
+entry.require_app(keys.PAGE_RUNS)
 main()

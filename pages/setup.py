@@ -14,7 +14,7 @@ import streamlit as st
 
 from tl_core.config import LAMBDA_SCHEDULES, LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, RunConfig, demo_config
 from tl_core.jobs import ConfigError
-from tl_ui import keys, resources, runinfo, theme, validation, widgets
+from tl_ui import entry, keys, resources, runinfo, theme, validation, widgets
 
 DEFAULT_PRESET = "mnist-mnist-m"
 FOLDER = "folder"
@@ -412,4 +412,5 @@ def main() -> None:
     render_start(cfg, problems, unplaced)
 
 
+entry.require_app(keys.PAGE_SETUP)
 main()

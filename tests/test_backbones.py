@@ -119,11 +119,10 @@ def test_freezing_fixes_weights_and_batchnorm_but_trains_the_rest(name: str) -> 
     opt.step()
 
     after = backbone.state_dict()
-    for i, stage in enumerate(backbone.stages):
-        prefix = f"stages.{i}."
-        for key in (key for key in before if key.startswith(prefix)):
-            if i < k:  # weights and BatchNorm running statistics alike
-                assert torch.equal(before[key], after[key]), f"frozen {key} moved"
+    frozen_keys = [key for key in before if int(key.split(".")[1]) < k]  # keys are stages.<i>.…
+    assert frozen_keys
+    for key in frozen_keys:  # weights and BatchNorm running statistics alike
+        assert torch.equal(before[key], after[key]), f"frozen {key} moved"
     for pname, p in backbone.named_parameters():
         if p.requires_grad:
             assert not torch.equal(before[pname], p.detach()), f"trainable {pname} did not move"
@@ -154,6 +153,10 @@ def test_freezing_too_many_stages_says_how_many_there_are() -> None:
             bb.freeze_stages(backbone, k)
     with pytest.raises(ValueError, match="resnet18 has 5 stages"):
         bb.param_counts("resnet18", 6)
+    with pytest.raises(ValueError, match="cannot freeze 1.5"):
+        bb.freeze_stages(backbone, 1.5)
+    bb.freeze_stages(backbone, np.int64(2))  # integers from numpy or JSON are fine
+    assert backbone.frozen_stages == 2
 
 
 def test_freezing_fewer_stages_unfreezes_the_rest() -> None:

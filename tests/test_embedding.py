@@ -221,3 +221,11 @@ def test_importing_embedding_does_not_import_umap_or_streamlit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert embedding.__name__ == "tl_core.embedding"
+
+
+def test_blas_thread_limit_is_restored_after_projecting():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
+    project(clustered(50), "pca")
+    mmd_rbf(clustered(20), clustered(20, seed=1))
+    assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before

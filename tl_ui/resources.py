@@ -73,13 +73,26 @@ def presets() -> dict[str, dict[str, str]]:
 
 
 @st.cache_data(show_spinner=False, ttl=600)
-def backbones() -> list[dict[str, Any]]:
-    """tl_core.backbones.list_backbones() as plain dicts."""
+def _registered_backbones() -> list[dict[str, Any]]:
     from dataclasses import asdict
 
     from tl_core import backbones as bb
 
     return [asdict(b) for b in bb.list_backbones()]
+
+
+@st.cache_data(show_spinner=False, ttl=15)
+def _saved_backbones(home: str) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from tl_core import backbones as bb
+
+    return [asdict(b) for b in bb.list_saved_backbones(home)]
+
+
+def backbones() -> list[dict[str, Any]]:
+    """Registered backbones (tl_core.backbones.list_backbones()), then those saved by earlier runs."""
+    return _registered_backbones() + _saved_backbones(str(get_store().home))
 
 
 @st.cache_data(show_spinner=False, ttl=30)

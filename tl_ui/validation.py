@@ -10,6 +10,7 @@ import re
 from tl_core.config import RunConfig
 from tl_ui import resources
 
+_SENTENCE_STARTS = {"the", "must", "choose", "give", "a", "an", "there", "this", "it", "at", "use"}
 _PATH_RE = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", re.S)
 
 
@@ -59,7 +60,10 @@ def split(message: str) -> tuple[str, str]:
     if not m:
         return "", message
     text = m.group(2)
-    return m.group(1), text[:1].upper() + text[1:]
+    first = text.split(" ", 1)[0]
+    if first in _SENTENCE_STARTS:  # "the learning rate ..." reads as a sentence; "lenet has ..." keeps its name
+        text = text[:1].upper() + text[1:]
+    return m.group(1), text
 
 
 def route(messages: list[str], slots: list[str]) -> tuple[dict[str, list[str]], list[str]]:

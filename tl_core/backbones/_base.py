@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -157,6 +158,22 @@ class Backbone(nn.Module):
         return self._imagenet_head
 
 
+def check_freeze(k: object, n: int, name: str, stage_names: Sequence[str]) -> int:
+    """``k`` as an int when ``0 <= k <= n``.
+
+    Raises:
+        ValueError: anything else; the message lists the stages and the valid range.
+    """
+    try:
+        value = None if isinstance(k, bool) else operator.index(k)  # type: ignore[arg-type]
+    except TypeError:
+        value = None
+    if value is None or not 0 <= value <= n:
+        raise ValueError(f"{name} has {n} stages ({', '.join(stage_names)}); cannot freeze {k!r}. "
+                         f"Choose a number from 0 to {n}.")
+    return value
+
+
 def freeze_stages(backbone: Backbone, k: int) -> None:
     """Freeze exactly the first ``k`` stages: no gradients, BatchNorm/Dropout in eval mode.
 
@@ -165,10 +182,7 @@ def freeze_stages(backbone: Backbone, k: int) -> None:
     Raises:
         ValueError: ``k`` is negative or larger than the number of stages.
     """
-    n = len(backbone.stages)
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
-        raise ValueError(f"{backbone.info.name} has {n} stages ({', '.join(backbone.info.stage_names)}); "
-                         f"cannot freeze {k!r}. Choose a number from 0 to {n}.")
+    k = check_freeze(k, len(backbone.stages), backbone.info.name, backbone.info.stage_names)
     for i, stage in enumerate(backbone.stages):
         for p in stage.parameters():
             p.requires_grad_(i >= k)
@@ -183,10 +197,7 @@ def stage_param_counts(backbone: Backbone) -> list[int]:
 
 def split_counts(per_stage: Sequence[int], k: int, name: str, stage_names: Sequence[str]) -> tuple[int, int]:
     """(trainable, frozen) parameter counts when the first ``k`` of these stages are frozen."""
-    n = len(per_stage)
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
-        raise ValueError(f"{name} has {n} stages ({', '.join(stage_names)}); cannot freeze {k!r}. "
-                         f"Choose a number from 0 to {n}.")
+    k = check_freeze(k, len(per_stage), name, stage_names)
     frozen = int(sum(per_stage[:k]))
     return int(sum(per_stage)) - frozen, frozen
 

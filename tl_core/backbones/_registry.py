@@ -77,7 +77,7 @@ def _entry(name: str) -> _Entry:
             f"or {RUN_PREFIX}<run_id> for a backbone saved by an earlier run.") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stage_params(arch: str) -> tuple[int, ...]:
     """Parameters per stage of a registered architecture, built on the meta device (no memory, no weights)."""
     entry = _entry(arch)
