@@ -16,7 +16,6 @@ with entry.app_run():
         st.Page(keys.PAGE_MONITOR, title="Monitor", icon=":material/monitoring:"),
         st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
     ], expanded=True)
-    entry.open_pending_page()
     widgets.page_style()
     resources.owner_id()
     widgets.render_sidebar()

@@ -70,5 +70,5 @@ def main() -> None:
             render_card(key, presets)
 
 
-entry.require_app(keys.PAGE_HOME)
+entry.require_app()
 main()

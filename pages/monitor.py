@@ -190,5 +190,5 @@ def main() -> None:
     live_view()
 
 
-entry.require_app(keys.PAGE_MONITOR)
+entry.require_app()
 main()

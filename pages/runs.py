@@ -162,5 +162,5 @@ def main() -> None:
     render_actions(recs, store)
 
 
-entry.require_app(keys.PAGE_RUNS)
+entry.require_app()
 main()

@@ -412,5 +412,5 @@ def main() -> None:
     render_start(cfg, problems, unplaced)
 
 
-entry.require_app(keys.PAGE_SETUP)
+entry.require_app()
 main()

@@ -122,6 +122,13 @@ def test_ui_never_imports_torch_and_core_never_imports_streamlit():
     assert [str(f) for f in core if st_re.search(f.read_text())] == []
 
 
+@pytest.mark.parametrize("page", [keys.PAGE_HOME, keys.PAGE_SETUP, keys.PAGE_MONITOR, keys.PAGE_RUNS])
+def test_every_page_runs_inside_the_app_with_the_shared_sidebar(manager, page):
+    at = open_app(page)
+    assert "#### Active runs" in [m.value for m in at.sidebar.markdown]
+    assert at.session_state[keys.OWNER]
+
+
 # ------------------------------------------------------------------- home
 def test_home_explains_the_tool_and_offers_the_presets(manager):
     at = open_app()

@@ -463,6 +463,8 @@ def describe_exception(exc: BaseException) -> tuple[str, str | None]:
     """A one-line message with where it happened, and a hint, for a failed run."""
     if isinstance(exc, RunError):
         return str(exc), exc.hint
+    if isinstance(exc, (bb.BackboneError, tld.DataError)):  # their messages already say what to do
+        return str(exc), None
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return ("The GPU ran out of memory.", "Use a smaller batch size or image size, or freeze more stages.")
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:

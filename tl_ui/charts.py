@@ -143,7 +143,7 @@ def domain_accuracy_figure(runs: list[Series], revision: str = "domain_acc") -> 
                   annotation_text="50 %: domains indistinguishable", annotation_position="bottom right",
                   annotation_font={"size": 14, "color": theme.NEUTRAL})
     if not any_data:
-        _empty_note(fig, "Only DANN runs train a domain discriminator.")
+        _empty_note(fig, "No discriminator accuracy yet (DANN runs only).")
     fig = base_layout(fig, "Domain discriminator accuracy (%) per step", revision=revision,
                       x_title="step", y_title="accuracy (%)")
     fig.update_yaxes(range=[0, 101])

@@ -4,21 +4,23 @@ Streamlit keeps honouring the old multipage convention of a ``pages/`` folder un
 first call of ``st.navigation`` in the process. On a freshly started server, a first
 visitor who opens /monitor directly (a bookmark, or a tab reconnecting after a server
 restart) would get ``pages/monitor.py`` run on its own: no page config, no sidebar, no
-owner id. So app.py marks its runs, and each page starts with :func:`require_app`: run
-outside app.py, it sends the session through app.py, which then opens the requested page.
+owner id. (Streamlit's AppTest starts every run that way.) So app.py marks its runs, and
+each page starts with :func:`require_app`: run outside app.py, it runs app.py in its
+place, in the same script run so that no click is lost; app.py's navigation then runs
+the page itself.
 """
 
 from __future__ import annotations
 
+import runpy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
-from tl_ui import keys
-
-APP_SCRIPT = "app.py"
+APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
 _state = threading.local()  # a script run happens on one thread; sessions run on different threads
 
 
@@ -32,16 +34,9 @@ def app_run() -> Iterator[None]:
         _state.active = False
 
 
-def require_app(page: str) -> None:
-    """First line of every page: when app.py is not around this run, go through it to ``page``."""
+def require_app() -> None:
+    """First call of every page: when app.py is not around this run, run app.py instead."""
     if getattr(_state, "active", False):
         return
-    st.session_state[keys.APP_PENDING_PAGE] = page
-    st.switch_page(APP_SCRIPT, query_params=st.query_params.to_dict())
-
-
-def open_pending_page() -> None:
-    """In app.py, after st.navigation: open the page a direct visit asked for."""
-    page = st.session_state.pop(keys.APP_PENDING_PAGE, None)
-    if page:
-        st.switch_page(page, query_params=st.query_params.to_dict())
+    runpy.run_path(str(APP_SCRIPT), run_name="__main__")
+    st.stop()

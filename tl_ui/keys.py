@@ -20,8 +20,6 @@ OWNER = "app.owner"
 OWNER_QUERY_PARAM = "owner"
 #: Ids of the runs this session started, newest last.
 STARTED = "app.started"
-#: A page opened directly before app.py ran in this process (see tl_ui.entry).
-APP_PENDING_PAGE = "app.pending_page"
 
 # ------------------------------------------------------------------- home
 HOME_RUN_PREFIX = "home.run."          # + preset key: the preset card's button

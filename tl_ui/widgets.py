@@ -16,9 +16,9 @@ _CSS = """
 html { font-size: 17px; }
 [data-testid="stSidebarNav"] a span { font-size: 1.05rem; }
 .tl-stages { display: flex; flex-wrap: wrap; align-items: stretch; gap: 6px; margin: 0.4rem 0 0.6rem 0; }
-.tl-stage { border-radius: 8px; padding: 0.45rem 0.7rem; min-width: 6.5rem; text-align: center;
-            font-size: 0.95rem; line-height: 1.25; }
-.tl-stage small { display: block; font-size: 0.78rem; opacity: 0.85; }
+.tl-stage { border-radius: 8px; padding: 0.55rem 0.9rem; min-width: 8rem; text-align: center;
+            font-size: 1.05rem; line-height: 1.3; }
+.tl-stage small { display: block; font-size: 0.85rem; opacity: 0.9; }
 .tl-arrow { align-self: center; color: #9ca3af; font-size: 1.2rem; }
 </style>
 """
