@@ -120,12 +120,10 @@ def render_outcome(rec: RunRecord, mine: bool) -> None:
 # ---------------------------------------------------------------- charts
 def _series(recs: list[RunRecord]) -> list[charts.Series]:
     store = resources.get_store()
-    out = []
-    for i, rec in enumerate(recs):
-        out.append(charts.Series(label=runinfo.run_title(rec), steps=store.step_metrics(rec.id),
-                                 epochs=store.epoch_metrics(rec.id), color=theme.run_color(i),
-                                 dash=theme.run_dash(i)))
-    return out
+    styles = theme.run_styles(recs)
+    return [charts.Series(label=runinfo.run_title(rec), steps=store.step_metrics(rec.id),
+                          epochs=store.epoch_metrics(rec.id), color=styles[rec.id][0], dash=styles[rec.id][1])
+            for rec in recs]
 
 
 def render_charts(recs: list[RunRecord]) -> None:

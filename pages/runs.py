@@ -59,8 +59,9 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
 
 def render_compare(recs: list[RunRecord], store: RunStore) -> None:
     st.subheader("Compare")
+    styles = theme.run_styles(recs)
     series = [charts.Series(label=runinfo.run_title(r), steps=store.step_metrics(r.id),
-                            epochs=store.epoch_metrics(r.id), color=theme.run_color(i)) for i, r in enumerate(recs)]
+                            epochs=store.epoch_metrics(r.id), color=styles[r.id][0]) for r in recs]
     x = st.segmented_control("Loss against", ["step", "epoch"], key=keys.RUNS_X_AXIS, default="step",
                              required=True)
     left, right = st.columns(2)

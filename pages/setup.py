@@ -154,9 +154,9 @@ def render_data(slots: dict[str, Any]) -> None:
     c1, c2, c3 = st.columns(3)
     c1.number_input("Image size (pixels)", min_value=1, step=1, key=k("data.image_size"),
                     help="Images are resized to this square size before the backbone.", **PERSIST)
-    c2.number_input("Max training images per domain", min_value=0, step=500, key=k("data.max_train"),
+    c2.number_input("Max training images per domain (0 = all)", min_value=0, step=500, key=k("data.max_train"),
                     help="0 uses all of them. Fewer images train faster.", **PERSIST)
-    c3.number_input("Max test images per domain", min_value=0, step=500, key=k("data.max_test"),
+    c3.number_input("Max test images per domain (0 = all)", min_value=0, step=500, key=k("data.max_test"),
                     help="0 uses all of them.", **PERSIST)
     slots["data.image_size"] = c1.empty()
     slots["data.max_train"] = c2.empty()
@@ -266,7 +266,7 @@ def render_method(slots: dict[str, Any]) -> None:
     slots["method"] = st.empty()
     if choice == "dann":
         st.markdown("**DANN settings**")
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3 = st.columns([1, 1.6, 1])
         c1.number_input("λ max", step=0.1, format="%g", key=k("method.lambda_max"),
                         help="Weight of the reversed domain gradient at the end of the warm-up (paper: 1.0).",
                         **PERSIST)
@@ -277,7 +277,7 @@ def render_method(slots: dict[str, Any]) -> None:
         slots["method.lambda_max"] = c1.empty()
         slots["method.lambda_schedule"] = c2.empty()
         slots["method.disc_hidden"] = c3.empty()
-        c1, c2, _ = st.columns(3)
+        c1, c2, _ = st.columns([1, 1.6, 1])
         c1.number_input("Discriminator layers", min_value=1, step=1, key=k("method.disc_layers"), **PERSIST)
         c2.number_input("λ warm-up steepness γ", step=1.0, format="%g", key=k("method.gamma"), **PERSIST)
         slots["method.disc_layers"] = c1.empty()

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tl_ui import keys
 
@@ -28,7 +29,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("TL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1600, "height": 1800}  # tall: Streamlit scrolls inside the page, screenshots show the viewport
+VIEWPORT = {"width": 1600, "height": 2400}  # tall: Streamlit scrolls inside the page, screenshots show the viewport
 
 
 def _free_port() -> int:
@@ -105,7 +106,8 @@ def wait_app(page) -> None:
 
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(600)  # let charts finish drawing
+    page.mouse.move(5, VIEWPORT["height"] - 5)  # no tooltip from wherever the last click was
+    page.wait_for_timeout(800)  # let charts finish drawing
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
@@ -132,6 +134,21 @@ def test_demo_monitor_stop_reload_and_compare(server: str, browser) -> None:
     page.get_by_text("Freeze the first k stages").wait_for()
     page.locator(".tl-stages").wait_for()
     assert page.locator(key_css(keys.SETUP_START) + " button").first.is_enabled()
+    # A pretrained backbone, then freeze stages: the diagram greys them and the counts follow.
+    page.locator(key_css(keys.setup_key("model.backbone")) + " [data-baseweb='select']").first.click()
+    page.keyboard.type("EfficientNet-Lite0")
+    page.keyboard.press("Enter")
+    page.get_by_text("9. head conv").wait_for()
+    frozen = page.locator("[data-testid='stMetric']").filter(has_text="Frozen backbone parameters")
+    assert frozen.inner_text().strip().endswith("0")
+    page.locator(key_css(keys.setup_key("model.freeze")) + " [role='slider']").first.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    page.get_by_text("5 of 9").wait_for()
+    page.wait_for_function("() => document.querySelectorAll('.tl-stage').length === 10 &&"
+                           " [...document.querySelectorAll('.tl-stage')].filter(e => e.innerText.includes('frozen'))"
+                           ".length === 5")
+    assert "253,984" in frozen.inner_text()  # stem + stages 1-4 of EfficientNet-Lite0
     shot(page, "setup")
 
     # Home: one click starts the MNIST → MNIST-M pair and opens the Monitor.
@@ -140,6 +157,7 @@ def test_demo_monitor_stop_reload_and_compare(server: str, browser) -> None:
     page.get_by_role("heading", name="Transfer Lab").first.wait_for()
     demo = page.locator(key_css(keys.HOME_RUN_PREFIX + "mnist-mnist-m") + " button").first
     demo.wait_for()
+    page.locator(key_css(keys.HOME_RUN_PREFIX + "syn-digits-mnist") + " button").first.wait_for()  # the last card
     shot(page, "home")
     demo.click()
     page.wait_for_url(re.compile(r".*/monitor.*"))
@@ -169,7 +187,13 @@ def test_demo_monitor_stop_reload_and_compare(server: str, browser) -> None:
     assert "Stopped" in page.locator("[data-testid='stMain']").inner_text()
     page.wait_for_function(
         "() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c.innerText.includes('Domain discriminator')"
-        " && c.querySelector('g.scatterlayer path.js-line'))", timeout=90_000)
+        " && c.querySelector('g.scatterlayer .trace'))", timeout=90_000)
+    try:  # a picture worth looking at: some DANN steps (the second card) when the machine allows
+        page.wait_for_function(
+            "() => { const p = document.querySelectorAll(\"[data-testid='stMain'] [data-testid='stProgress']\")[1];"
+            " const m = p && /step (\\d+) of/.exec(p.innerText); return m && +m[1] >= 40; }", timeout=40_000)
+    except PlaywrightTimeout:
+        pass
     shot(page, "monitor")
 
     # Reload: a new session; the runs, their status and ownership come back from the store.

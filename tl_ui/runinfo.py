@@ -82,11 +82,8 @@ def run_title(rec: RunRecord) -> str:
 
 
 def option_label(rec: RunRecord) -> str:
-    """A run as one line in a selection list."""
-    from tl_ui.theme import STATUS_STYLE
-
-    status = STATUS_STYLE.get(rec.status, (rec.status,))[0]
-    return f"{run_title(rec)} — {status.lower()}, {fmt_when(rec.created)}"
+    """A run as one line in a selection list (no status: lists are not redrawn while runs train)."""
+    return f"{run_title(rec)} · {fmt_when(rec.created)}"
 
 
 def progress_text(rec: RunRecord) -> str:

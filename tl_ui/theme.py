@@ -25,7 +25,7 @@ HEAD_BORDER = "#d97706"
 #: Readable at projector distance.
 CHART_FONT_SIZE = 16
 CHART_TITLE_SIZE = 19
-CHART_HEIGHT = 380
+CHART_HEIGHT = 420
 
 #: status -> (label shown to people, st.badge colour, material icon)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
@@ -42,6 +42,13 @@ STATUS_STYLE: dict[str, tuple[str, str, str]] = {
 def run_color(i: int) -> str:
     """Colour of the i-th run in an overlay."""
     return RUN_COLORS[i % len(RUN_COLORS)]
+
+
+def run_styles(runs: list) -> dict[str, tuple[str, str]]:
+    """run id -> (colour, dash) for overlaid runs, by creation order, so the same runs look the
+    same on every page whatever order they were picked in."""
+    ordered = sorted(runs, key=lambda r: (r.created, r.id))
+    return {r.id: (run_color(i), run_dash(i)) for i, r in enumerate(ordered)}
 
 
 def run_dash(i: int) -> str:
