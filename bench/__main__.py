@@ -1,48 +1,139 @@
-"""`make bench`: run the benchmarks and write BENCHMARKS.md plus raw JSON.
+"""`make bench`: run the benchmarks, write BENCHMARKS.md and bench/out/bench.json.
 
-Quick by default (minutes on 2 CPU cores); `--full` runs 3 seeds for every pair.
-Numbers are measured when this runs; nothing is copied in by hand.
+    .venv/bin/python -m bench            # quick: under 15 minutes on 2 CPU cores
+    .venv/bin/python -m bench --full     # the long version (`make bench FULL=1`)
+    .venv/bin/python -m bench --only overhead frozen   # some sections; the report shows only those
+
+Every number is measured when this runs; nothing is copied in by hand. Speed sections
+run one after the other, each in its own process (see ``bench/_section.py``); their raw
+numbers go to ``bench/out/<section>.json`` and, together, to ``bench/out/bench.json``.
+Runs go to a scratch ``TL_HOME``: the user's run store is never touched.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-OUT = Path("bench/out")
+from bench import report
+from bench.common import load_average, machine_facts
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+SPEED_SECTIONS = ["overhead", "frozen", "projection", "snapshots", "render", "browser", "cuda"]
+ALL = SPEED_SECTIONS + ["accuracy"]
+QUICK_TIMEOUT_S = {"overhead": 300, "frozen": 300, "projection": 240, "snapshots": 300, "render": 300,
+                   "browser": 300, "cuda": 1200, "accuracy": 480}
+
+# Accuracy plan: (pairs, backbones, seeds, epochs per backbone)
+QUICK_ACCURACY = (["mnist-mnist-m"], ["lenet"], [0], {"lenet": 5})
+FULL_ACCURACY = (["mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist"], ["lenet", "efficientnet_lite0"],
+                 [0, 1, 2], {"lenet": 30, "efficientnet_lite0": 10})
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--full", action="store_true")
-    a = ap.parse_args()
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _run(cmd: list[str], timeout: float | None, env: dict[str, str]) -> tuple[int, str, str]:
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return 124, out, f"timed out after {timeout:.0f} s"
+
+
+def _failure(rc: int, err: str) -> dict[str, Any]:
+    tail = [ln for ln in err.strip().splitlines() if ln.strip()][-3:]
+    return {"error": f"exit {rc}: " + " / ".join(tail)[-600:]}
+
+
+def run_section(name: str, full: bool, env: dict[str, str]) -> dict[str, Any]:
+    out = OUT / f"{name}.json"
+    out.unlink(missing_ok=True)
+    timeout = None if full else QUICK_TIMEOUT_S[name]
+    cmd = [sys.executable, "-m", "bench._section", name, "--out", str(out)] + (["--full"] if full else [])
+    rc, _, err = _run(cmd, timeout, env)
+    if rc != 0 or not out.exists():
+        return _failure(rc, err)
+    return json.loads(out.read_text())
+
+
+def run_projection(full: bool, env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, "bench/bench_projection.py", "--repeats", "5" if full else "3"]
+    rc, stdout, err = _run(cmd, None if full else QUICK_TIMEOUT_S["projection"], env)
+    if rc != 0:
+        return _failure(rc, err)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    (OUT / "projection.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def run_accuracy(full: bool, env: dict[str, str]) -> dict[str, Any]:
+    pairs, backbones, seeds, epochs = FULL_ACCURACY if full else QUICK_ACCURACY
+    rows: list[dict[str, Any]] = []
+    errors = []
+    t0 = time.perf_counter()
+    for backbone in backbones:
+        out = OUT / f"accuracy-{backbone}.json"
+        out.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "bench.accuracy", "--pair", *pairs, "--backbone", backbone,
+               "--seeds", *map(str, seeds), "--methods", "source only", "DANN", "target supervised",
+               "--epochs", str(epochs[backbone]), "--out", str(out)]
+        rc, _, err = _run(cmd, None if full else QUICK_TIMEOUT_S["accuracy"], env)
+        if rc != 0 or not out.exists():
+            errors.append(f"{backbone}: {_failure(rc, err)['error']}")
+            continue
+        rows += json.loads(out.read_text())["rows"]
+    res: dict[str, Any] = {"rows": rows, "quick": not full, "pairs": pairs, "backbones": backbones, "seeds": seeds,
+                           "epochs": epochs, "section_s": round(time.perf_counter() - t0, 1)}
+    if errors:
+        res["error"] = "; ".join(errors)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description="Speed and accuracy benchmarks.")
+    ap.add_argument("--full", action="store_true", help="the long version (3 seeds, all pairs, more repeats)")
+    ap.add_argument("--only", nargs="+", choices=ALL, help="run only these sections")
+    ap.add_argument("--skip", nargs="+", choices=ALL, default=[], help="leave these sections out")
+    ap.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"), help="where to write the Markdown report")
+    a = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
-    proj = subprocess.run([py, "bench/bench_projection.py"], capture_output=True, text=True, check=True)
-    projection = json.loads(proj.stdout.strip().splitlines()[-1])
-    seeds = ["0", "1", "2"] if a.full else ["0"]
-    pairs = ["mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist"] if a.full else ["mnist-mnist-m"]
-    acc = subprocess.run([py, "-m", "bench.accuracy", "--pair", *pairs, "--seeds", *seeds,
-                          "--methods", "source only", "DANN", "target supervised",
-                          "--out", str(OUT / "accuracy.json")], capture_output=True, text=True, check=True)
-    table = acc.stdout.strip().split("\n| pair", 1)
-    table_md = "| pair" + table[1] if len(table) > 1 else acc.stdout
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "full": a.full}
-    (OUT / "bench.json").write_text(json.dumps({"meta": meta, "projection": projection}, indent=1))
-    Path("BENCHMARKS.md").write_text(
-        "# Benchmarks\n\nWritten by `make bench` on " + meta["date"] + f" ({meta['machine']}, {meta['processor']}).\n"
-        "Raw numbers: `bench/out/bench.json`, `bench/out/accuracy.json`.\n\n"
-        "## Projection (snapshot → 2-D coordinates)\n\n```json\n" + json.dumps(projection, indent=1) + "\n```\n\n"
-        "Goal: at most 2 s warm for 1,000 points.\n\n"
-        "## Target accuracy (final checkpoint, never chosen by target accuracy)\n\n" + table_md + "\n\n"
-        "For scale, the DANN paper (original MNIST-M): 52.25% source only, 76.66% DANN.\n")
-    print(Path("BENCHMARKS.md").read_text())
+    sections = [s for s in (a.only or ALL) if s not in a.skip]
+    env = {**os.environ, "TL_HOME": tempfile.mkdtemp(prefix="tl-bench-home-"), "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+
+    started = time.time()
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "mode": "full" if a.full else "quick",
+            "machine": machine_facts(), "loadavg_1min_start": load_average(), "sections": sections}
+    results: dict[str, Any] = {}
+    for name in sections:
+        _log(f"{name} …")
+        t0 = time.perf_counter()
+        if name == "projection":
+            results[name] = run_projection(a.full, env)
+        elif name == "accuracy":
+            results[name] = run_accuracy(a.full, env)
+        else:
+            results[name] = run_section(name, a.full, env)
+        _log(f"{name} done in {time.perf_counter() - t0:.0f} s"
+             + (f" — FAILED: {results[name]['error']}" if "error" in results[name] else ""))
+    meta["total_s"] = round(time.time() - started, 1)
+    meta["loadavg_1min_end"] = load_average()
+    bench = {"meta": meta, **results}
+    (OUT / "bench.json").write_text(json.dumps(bench, indent=1))
+    text = report.render(bench)
+    Path(a.report).write_text(text)
+    _log(f"wrote {a.report} and {OUT / 'bench.json'} in {meta['total_s'] / 60:.1f} min")
     return 0
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from tl_core.config import demo_config
 from tl_core.jobs import ConfigError
 from tl_ui import entry, keys, resources, widgets
 
+log = logging.getLogger(__name__)
 #: The preset cards, in order; "folder" opens Setup instead of starting runs.
 CARDS = ("mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist", "folder")
 
@@ -49,8 +52,12 @@ def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
                      icon=":material/play_arrow:", width="stretch"):
             try:
                 ids = start_demo(key)
-            except (ConfigError, ValueError, KeyError) as exc:
-                st.session_state[keys.HOME_ERROR] = ("error", f"Could not start the demo: {exc}")
+            except ConfigError as exc:
+                st.session_state[keys.HOME_ERROR] = ("error", "Could not start the demo: " + " ".join(exc.problems))
+                st.rerun()
+            except Exception as exc:  # say what went wrong, never a traceback
+                log.exception("starting the %s demo failed", key)
+                st.session_state[keys.HOME_ERROR] = ("error", f"Could not start the demo ({type(exc).__name__}: {exc}).")
                 st.rerun()
             resources.remember_started(ids)
             widgets.switch_to(keys.PAGE_MONITOR)

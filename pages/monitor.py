@@ -38,7 +38,7 @@ def choose_runs(runs: list[RunRecord]) -> list[str]:
 # ------------------------------------------------------------- run cards
 def _stop(run_id: str) -> None:
     if resources.get_manager().cancel(run_id):
-        st.session_state[keys.MONITOR_MESSAGE] = ("info", "Stopping after the current step…")
+        st.session_state[keys.MONITOR_MESSAGE] = ("info", "Stop requested: the run ends after its current step.")
 
 
 def _resume(run_id: str) -> None:
@@ -46,6 +46,7 @@ def _resume(run_id: str) -> None:
         resources.get_manager().resume(run_id, owner=resources.owner_id())
     except (ValueError, KeyError) as exc:
         st.session_state[keys.MONITOR_MESSAGE] = ("error", f"Could not resume: {exc}")
+    st.rerun()  # the whole page: its live refresh switches on again
 
 
 def render_controls(rec: RunRecord, mine: bool) -> None:
@@ -64,10 +65,11 @@ def render_controls(rec: RunRecord, mine: bool) -> None:
                       disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch")
     elif rec.status in ("interrupted", "stopped") and mine:
         has_ckpt = (resources.get_store().run_dir(rec.id) / "checkpoint.pt").exists()
-        st.button("Resume", key=keys.MONITOR_RESUME_PREFIX + rec.id, icon=":material/play_arrow:",
-                  type="primary" if rec.status == "interrupted" else "secondary",
-                  on_click=_resume, args=(rec.id,), disabled=not has_ckpt, width="stretch",
-                  help=None if has_ckpt else "No checkpoint yet: one is written at the end of each epoch.")
+        if st.button("Resume", key=keys.MONITOR_RESUME_PREFIX + rec.id, icon=":material/play_arrow:",
+                     type="primary" if rec.status == "interrupted" else "secondary", disabled=not has_ckpt,
+                     width="stretch",
+                     help=None if has_ckpt else "No checkpoint yet: one is written at the end of each epoch."):
+            _resume(rec.id)
 
 
 def render_run_card(rec: RunRecord) -> None:
@@ -115,6 +117,8 @@ def render_outcome(rec: RunRecord, mine: bool) -> None:
                    + ("" if mine else " Its owner can resume it."), icon=":material/power_off:")
     elif rec.status == "stopped" and rec.error:
         st.info(f"{rec.error} {rec.hint or ''}".strip(), icon=":material/stop_circle:")
+    for warning in (rec.summary or {}).get("warnings", []):
+        st.warning(str(warning), icon=":material/warning:")
 
 
 # ---------------------------------------------------------------- charts

@@ -48,10 +48,19 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
         table(runs, store), key=f"{keys.RUNS_TABLE_PREFIX}{ss[keys.RUNS_TABLE_GEN]}", on_select="rerun",
         selection_mode="multi-row", hide_index=True, width="stretch", placeholder="–",
         column_config={
-            "Name": st.column_config.TextColumn(width="medium"),
-            "Final target acc": st.column_config.NumberColumn("Final target acc (%)", format="%.1f"),
-            "Best target acc": st.column_config.NumberColumn("Best target acc (%)", format="%.1f"),
-            "Frozen stages": st.column_config.NumberColumn(width="small"),
+            "Name": st.column_config.TextColumn(width="large"),
+            "Status": st.column_config.TextColumn(width="small"),
+            "Method": st.column_config.TextColumn(width="small"),
+            "Backbone": st.column_config.TextColumn(width="small"),
+            "Frozen stages": st.column_config.NumberColumn("Frozen", width="small",
+                                                           help="Backbone stages kept frozen"),
+            "Data": st.column_config.TextColumn("Source → target", width="medium"),
+            "Final target acc": st.column_config.NumberColumn("Final target (%)", format="%.1f", width="small",
+                                                              help="Target test accuracy after the last epoch"),
+            "Best target acc": st.column_config.NumberColumn("Best target (%)", format="%.1f", width="small",
+                                                             help="Best target test accuracy over the epochs"),
+            "Duration": st.column_config.TextColumn(width="small"),
+            "Created": st.column_config.TextColumn(width="small"),
         })
     rows = event.selection.rows if event is not None else []
     return [ids[i] for i in rows if 0 <= i < len(ids)]

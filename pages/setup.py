@@ -7,6 +7,7 @@ validation message prefixed by a field path ("optim.lr: ...") is shown under its
 from __future__ import annotations
 
 import html
+import logging
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -16,9 +17,11 @@ from tl_core.config import LAMBDA_SCHEDULES, LR_SCHEDULES, OPTIMIZERS, PROJECTIO
 from tl_core.jobs import ConfigError
 from tl_ui import entry, keys, resources, runinfo, theme, validation, widgets
 
+log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
 FOLDER = "folder"
-#: Settings the form edits; the rest of a RunConfig comes from the preset unchanged.
+#: Every RunConfig field lives in session state under setup_key(path); most have a widget,
+#: the others (data_root, snapshot.every_steps, ...) keep the preset's value.
 OPTIONAL_INT = {"data.max_train", "data.max_test"}   # widget 0 means None ("all")
 OPTIONAL_STR = {"data.source_path", "data.target_path"}  # widget "" means None
 METHOD_CHOICES = {
@@ -81,6 +84,7 @@ def preset_config(preset: str) -> RunConfig:
 def load_preset(preset: str) -> None:
     """Fill every widget of the form from a preset's defaults."""
     cfg = preset_config(preset)
+    cfg.name = ""  # the placeholder shows a name that follows the settings (the preset's would say "DANN")
     ss = st.session_state
     for path, value in flatten(cfg).items():
         if path in OPTIONAL_INT:
@@ -193,6 +197,11 @@ def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
 
     name = st.selectbox("Pretrained backbone", list(by_name), key=k("model.backbone"), format_func=label, **PERSIST)
     slots["model.backbone"] = st.empty()
+    info = by_name.get(name)
+    size = st.session_state.get(k("data.image_size"))
+    if info is not None and size != info["input_size"]:
+        st.caption(f"{info['title']} was built for {info['input_size']}×{info['input_size']} images; "
+                   f"this run resizes to {size}×{size} (see Image size).")
     st.checkbox("Start from pretrained weights (untick to train from scratch)", key=k("model.pretrained"),
                 **PERSIST)
     slots["model.pretrained"] = st.empty()
@@ -208,7 +217,7 @@ def stage_diagram(stage_names: list[str], per_stage: list[int], frozen: int) -> 
         if i < frozen:
             style = (f"background:{theme.FROZEN_FILL};color:{theme.FROZEN_TEXT};"
                      f"border:2px dashed #9ca3af")
-            state = "🔒 frozen"
+            state = "frozen"
         else:
             style = f"background:{theme.TRAINABLE_FILL};color:#14532d;border:2px solid {theme.TRAINABLE_BORDER}"
             state = "trained"
@@ -369,6 +378,10 @@ def render_start(cfg: RunConfig, problems: list[str], unplaced: list[str]) -> No
             run_id = resources.get_manager().submit(cfg, owner=resources.owner_id())
         except ConfigError as exc:
             st.session_state[keys.SETUP_ERROR] = ("error", "Could not start: " + " ".join(exc.problems))
+            st.rerun()
+        except Exception as exc:  # say what went wrong, never a traceback
+            log.exception("starting a run failed")
+            st.session_state[keys.SETUP_ERROR] = ("error", f"Could not start ({type(exc).__name__}: {exc}).")
             st.rerun()
         resources.remember_started([run_id])
         widgets.switch_to(keys.PAGE_MONITOR)

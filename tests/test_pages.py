@@ -129,6 +129,19 @@ def test_every_page_runs_inside_the_app_with_the_shared_sidebar(manager, page):
     assert at.session_state[keys.OWNER]
 
 
+def test_sidebar_lists_active_runs_and_opens_them_in_the_monitor(manager):
+    add_run(manager.store, "completed", name="finished")
+    running = add_run(manager.store, "running", name="training now")
+    manager.store.set_progress(running, epoch=1, step=30, total_steps=100, eta_s=42.0, images_per_s=900.0)
+    at = open_app()
+    sidebar = "\n".join(str(m.value) for m in at.sidebar.markdown)
+    assert "training now" in sidebar and "finished" not in sidebar
+    assert at.sidebar.get("progress")[0].proto.text.startswith("30 %")
+    at.button(key=f"sidebar.open.{running}").click().run()
+    assert at.title[0].value == "Monitor"
+    assert at.multiselect(key=keys.MONITOR_PICK).value == [running]
+
+
 # ------------------------------------------------------------------- home
 def test_home_explains_the_tool_and_offers_the_presets(manager):
     at = open_app()
@@ -154,6 +167,18 @@ def test_one_click_on_a_preset_submits_source_only_and_dann_and_opens_the_monito
     ids = [run_id for run_id, _, _ in manager.submitted]
     assert at.session_state[keys.MONITOR_PICK] == ids
     assert at.multiselect(key=keys.MONITOR_PICK).value == ids
+
+
+def test_a_failing_submit_shows_a_message_not_a_traceback(manager, monkeypatch):
+    def boom(config, owner=None):
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(manager, "submit", boom)
+    at = open_app()
+    at.button(key=keys.HOME_RUN_PREFIX + "mnist-mnist-m").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Transfer Lab"
+    assert any("Could not start the demo" in e.value and "the disk is on fire" in e.value for e in at.error)
 
 
 def test_own_folders_card_opens_setup_with_folder_inputs(manager):
@@ -225,7 +250,7 @@ def test_setup_freeze_slider_updates_the_parameter_counts(manager):
 @pytest.mark.parametrize("path, value, expected", [
     ("optim.lr", 0.0, "learning rate must be above 0"),
     ("optim.batch_size", 1_000_000, "larger than the training set"),
-    ("model.freeze", 5, "lenet has 3 stages; you asked to freeze 5"),
+    ("model.freeze", 5, "you asked to freeze 5"),
     ("optim.epochs", 0, "at least one epoch"),
 ])
 def test_setup_invalid_values_show_their_message_and_disable_start(manager, path, value, expected):
@@ -275,6 +300,27 @@ def test_setup_start_submits_the_config_the_form_describes(manager):
     assert owner == at.session_state[keys.OWNER]
     assert at.title[0].value == "Monitor"
     assert at.session_state[keys.MONITOR_PICK] == [run_id]
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_setup_offers_cuda_only_when_this_machine_has_it(manager, monkeypatch, cuda):
+    from tl_core import trainer
+
+    avail = {"auto": (True, "picks cpu here"), "cpu": (True, "always available"),
+             "cuda": (cuda, "NVIDIA H100" if cuda else "torch found no CUDA GPU on this machine"),
+             "mps": (False, "no Apple GPU on this machine")}
+    monkeypatch.setattr(trainer, "device_availability", lambda: avail)
+    resources.devices.clear()
+    try:
+        at = _setup()
+        options = at.radio(key=keys.setup_key("device")).options
+        if cuda:
+            assert options == ["auto", "cpu", "cuda"]
+        else:
+            assert options == ["auto", "cpu"]
+            assert "cuda — not available: torch found no CUDA GPU on this machine" in texts(at)
+    finally:
+        resources.devices.clear()
 
 
 def test_setup_preset_choice_refills_the_form(manager):

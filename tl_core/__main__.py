@@ -2,6 +2,10 @@
 
     python -m tl_core run --preset mnist-mnist-m --method dann --backbone lenet --epochs 10
     python -m tl_core list
+
+Exit status of ``run``: 0 when the run completed or was stopped (Ctrl-C), 1 when it failed
+or diverged while training, 2 when it could not start because of its input (settings, data
+folders, weights, device, checkpoint); the message is on stderr, prefixed by ``error:``.
 """
 
 from __future__ import annotations
@@ -43,14 +47,28 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+class InputError(Exception):
+    """The command line's input cannot make a run (exit status 2)."""
+
+
 def build_config(a: argparse.Namespace) -> RunConfig:
-    """Turn parsed flags into a RunConfig (a preset first, then explicit flags)."""
-    cfg = RunConfig.from_json(open(a.config).read()) if a.config else RunConfig()
+    """Turn parsed flags into a RunConfig (a preset first, then explicit flags).
+
+    Raises:
+        InputError: an unreadable --config file or an unknown preset.
+    """
+    cfg = RunConfig()
+    if a.config:
+        try:
+            with open(a.config, encoding="utf-8") as f:
+                cfg = RunConfig.from_json(f.read())
+        except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise InputError(f"cannot read the config file {a.config}: {e}") from e
     if a.preset:
         from tl_core.data import PRESETS
 
         if a.preset not in PRESETS:
-            raise SystemExit(f"unknown preset '{a.preset}'; known: {', '.join(PRESETS)}")
+            raise InputError(f"unknown preset '{a.preset}'; known: {', '.join(PRESETS)}")
         cfg.data.source, cfg.data.target = PRESETS[a.preset].source, PRESETS[a.preset].target
     sets: list[tuple[Any, str, Any]] = [
         (cfg.data, "source", a.source), (cfg.data, "target", a.target), (cfg.data, "source_path", a.source_path),
@@ -131,60 +149,83 @@ class _ProgressRecorder:
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
 
+    def warn(self, message: str) -> None:
+        self.inner.warn(message)
+        print(f"warning: {message}", file=sys.stderr)
+
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
         self.inner.log_epoch(epoch, step, metrics, extra)
         if self.bar is not None:
             self.bar.write(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
+def _error(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from tl_core import trainer
-    from tl_core.jobs import SnapshotProjector
+    from tl_core.jobs import SnapshotProjector, record_failure
+    from tl_core.preflight import check
     from tl_core.recorder import StoreRecorder
     from tl_core.store import RunStore
 
     store = RunStore()
-    store.mark_interrupted()
+    store.mark_interrupted()  # runs of processes that are gone; live ones are left alone
     resume = None
     if a.resume:
         rec = store.get_run(a.resume)
         if rec is None:
-            print(f"error: no run with id {a.resume}", file=sys.stderr)
-            return 2
+            return _error(f"no run with id {a.resume}")
+        if rec.active:
+            return _error(f"run {a.resume} is still {rec.status} in another process; stop it there first")
+        if rec.status == "completed":
+            return _error(f"run {a.resume} has already completed; start a new run to train longer")
         cfg, run_id = RunConfig.from_dict(rec.config), a.resume
         resume = store.run_dir(run_id) / "checkpoint.pt"
-        meta = trainer.load_checkpoint_file(resume)
+        try:
+            meta = trainer.load_checkpoint_file(resume, expect_config=cfg)
+        except trainer.RunError as e:
+            return _error(f"cannot resume {run_id}: {e}" + (f"\nhint: {e.hint}" if e.hint else ""))
+        store.claim(run_id)
         store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
     else:
-        cfg = build_config(a)
-        problems = cfg.validate()
+        try:
+            cfg = build_config(a)
+        except InputError as e:
+            return _error(str(e))
+        problems = check(cfg)
         if problems:
-            print("error: the run cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
-            return 2
+            return _error("the run cannot start:\n  " + "\n  ".join(problems))
         run_id = store.create_run(cfg, owner="cli")
+        store.claim(run_id)
     projector = SnapshotProjector(store) if cfg.snapshot.enabled else None
     recorder = _ProgressRecorder(StoreRecorder(store, run_id, projector.submit if projector else None), a.quiet)
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly after this step
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly after this step
     store.set_status(run_id, "running")
     try:
         result = trainer.run(cfg, recorder, stop, resume=resume)
     except BaseException as exc:
-        message, hint = trainer.describe_exception(exc)
-        store.set_status(run_id, getattr(exc, "status", "failed"), error=message, hint=hint)
         if recorder.bar is not None:
             recorder.bar.close()
+        status, message, hint = record_failure(store, run_id, exc)
         print(f"error: {message}" + (f"\nhint: {hint}" if hint else ""), file=sys.stderr)
-        print(json.dumps({"run_id": run_id, "status": getattr(exc, "status", "failed"), "error": message}))
-        return 1
+        print(json.dumps({"run_id": run_id, "status": status, "error": message}))
+        # 2: the input could not make a run (settings, data, weights, checkpoint); 1: the run failed.
+        return 2 if isinstance(exc, trainer.EXPECTED_ERRORS) and status == "failed" else 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        store.release(run_id)
     if recorder.bar is not None:
         recorder.bar.close()
     if projector is not None:
         projector.wait_idle(timeout=120)
-    store.set_status(run_id, "stopped" if result["status"] == "stopped" else "completed",
-                     error="Stopped by the user." if result["status"] == "stopped" else None)
     summary = {k: v for k, v in result.items() if k != "status"}
     store.set_summary(run_id, summary)
+    store.set_status(run_id, "stopped" if result["status"] == "stopped" else "completed",
+                     error="Stopped by the user." if result["status"] == "stopped" else None)
     print(json.dumps({"run_id": run_id, **result}))
     return 0
 

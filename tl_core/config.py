@@ -121,11 +121,18 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        """Build from a dict; unknown keys raise ValueError naming them."""
+        """Build from a dict; unknown keys or a section that is not a mapping raise ValueError naming them.
+
+        Values are taken as data, never evaluated; :meth:`validate` checks them.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"a run configuration must be a JSON object, got {type(d).__name__}")
         d = dict(d)
         kwargs: dict[str, Any] = {}
         for name, section_cls in _SECTIONS.items():
             sub = d.pop(name, None) or {}
+            if not isinstance(sub, dict):
+                raise ValueError(f"{name}: must be an object of settings, got {type(sub).__name__}")
             known = {f.name for f in fields(section_cls)}
             unknown = set(sub) - known
             if unknown:
@@ -213,6 +220,9 @@ class RunConfig:
         for path, v in (("data.max_train", d.max_train), ("data.max_test", d.max_test)):
             if v is not None:
                 positive_int(path, v)
+        if (isinstance(d.max_train, int) and isinstance(o.batch_size, int) and 0 < d.max_train < o.batch_size):
+            errs.append(f"optim.batch_size: {o.batch_size} is larger than the training set (data.max_train is "
+                        f"{d.max_train} images); choose a batch size of at most {d.max_train}.")
         if not d.source:
             errs.append("data.source: choose a source data set.")
         if not d.target:

@@ -55,8 +55,14 @@ class JobManager:
 
     # -------------------------------------------------------------- public
     def submit(self, config: RunConfig, owner: str | None = None) -> str:
-        """Validate, record as queued, enqueue; returns the run id at once."""
-        problems = config.validate()
+        """Check (``preflight.check``), record as queued, enqueue; returns the run id at once.
+
+        Raises:
+            ConfigError: the config cannot run here; ``problems`` has one message per reason.
+        """
+        from tl_core.preflight import check
+
+        problems = check(config)
         if problems:
             raise ConfigError(problems)
         run_id = self.store.create_run(config, owner=owner)
@@ -64,18 +70,30 @@ class JobManager:
         return run_id
 
     def resume(self, run_id: str, owner: str | None = None) -> str:
-        """Continue an interrupted/stopped/failed run from its last checkpoint, in place."""
+        """Continue an interrupted/stopped/failed run from its last checkpoint, in place.
+
+        Raises:
+            KeyError: no such run.
+            ValueError: the run is active or completed, or its checkpoint is missing, corrupt,
+                not a Transfer Lab checkpoint, or one of another configuration (the message says which).
+        """
+        from tl_core.trainer import RunError, load_checkpoint_file
+
         rec = self.store.get_run(run_id)
         if rec is None:
             raise KeyError(f"no run with id {run_id}")
         if rec.active:
             raise ValueError("this run is still active")
+        if rec.status == "completed":
+            raise ValueError("this run has already completed; start a new run to train longer")
         ckpt = self.store.run_dir(run_id) / "checkpoint.pt"
         if not ckpt.exists():
             raise ValueError("this run has no checkpoint yet (one is written at the end of each epoch); start it again instead")
-        from tl_core.trainer import load_checkpoint_file
-
-        meta = load_checkpoint_file(ckpt)
+        try:
+            meta = load_checkpoint_file(ckpt, expect_config=RunConfig.from_dict(rec.config))
+        except RunError as e:
+            raise ValueError(f"cannot resume: {e}" + (f" {e.hint}" if e.hint else "")) from e
+        self.store.claim(run_id)  # before it looks active, so no other process takes it for dead
         self.store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
         self.store.set_status(run_id, "queued")
         self._enqueue(_Job(run_id, RunConfig.from_dict(rec.config), resume=ckpt))
@@ -123,6 +141,7 @@ class JobManager:
 
     # ------------------------------------------------------------- workers
     def _enqueue(self, job: _Job) -> None:
+        self.store.claim(job.run_id)  # another process starting up leaves it alone while this one lives
         with self._lock:
             self._jobs[job.run_id] = job
         self._queue.put(job)
@@ -134,9 +153,13 @@ class JobManager:
                 return
             try:
                 self._run_one(job)
+            except Exception:  # the store itself failed (disk full, database locked): keep serving
+                log.exception("run %s could not be recorded", job.run_id)
             finally:
                 with self._lock:
                     self._jobs.pop(job.run_id, None)
+                self.store.release(job.run_id)
+                _release_gpu_memory()
 
     def _run_one(self, job: _Job) -> None:
         from tl_core import trainer  # torch is imported only when a run starts
@@ -150,13 +173,7 @@ class JobManager:
         try:
             result = trainer.run(job.config, recorder, job.stop, resume=job.resume)
         except BaseException as exc:  # the manager must keep serving whatever a run does
-            message, hint = trainer.describe_exception(exc)
-            status = getattr(exc, "status", "failed")
-            log.warning("run %s %s: %s", job.run_id, status, message)
-            try:
-                self.store.set_status(job.run_id, status, error=message, hint=hint)
-            except Exception:  # the database itself failed (disk full): nothing more to do
-                log.exception("could not record the failure of %s", job.run_id)
+            record_failure(self.store, job.run_id, exc)
             return
         summary = {k: v for k, v in result.items() if k != "status"}
         epochs = self.store.epoch_metrics(job.run_id)
@@ -170,6 +187,44 @@ class JobManager:
                                   hint="Its metrics so far are kept; resume it to continue from the last epoch.")
         else:
             self.store.set_status(job.run_id, "completed")
+
+
+def record_failure(store: RunStore, run_id: str, exc: BaseException) -> tuple[str, str, str | None]:
+    """Mark a run failed (or diverged) with a message saying what and where, and a hint.
+
+    The full traceback goes to ``runs/<id>/traceback.txt`` beside the run. Never raises: when
+    the store itself cannot be written (a full disk), the failure is only logged.
+
+    Returns:
+        (status, message, hint).
+    """
+    import traceback
+
+    from tl_core import trainer
+
+    message, hint = trainer.describe_exception(exc)
+    status = getattr(exc, "status", "failed")
+    log.warning("run %s %s: %s", run_id, status, message)
+    try:
+        store.set_status(run_id, status, error=message, hint=hint)
+    except Exception:  # the database itself failed (disk full): nothing more to do
+        log.exception("could not record the failure of %s", run_id)
+    if not isinstance(exc, trainer.EXPECTED_ERRORS):
+        try:
+            (store.run_dir(run_id) / "traceback.txt").write_text(
+                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        except Exception:  # noqa: BLE001 - best effort only
+            pass
+    return status, message, hint
+
+
+def _release_gpu_memory() -> None:
+    """Give cached GPU memory back after a run (an out-of-memory run must not starve the next)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 class SnapshotProjector:

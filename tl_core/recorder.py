@@ -21,6 +21,8 @@ class Recorder(Protocol):
     def save_snapshot_sample(self, **arrays: np.ndarray) -> None: ...
     def snapshot_labels(self) -> tuple[np.ndarray, np.ndarray] | None: ...
     def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None: ...
+    # Optional: ``warn(message)`` for something the user should know that does not stop the run
+    # (unreadable images skipped). The trainer calls it only when the recorder has it.
 
 
 def _atomic_torch_save(state: dict[str, Any], path: Path) -> None:
@@ -53,6 +55,10 @@ class StoreRecorder:
 
     def log_steps(self, rows: list[dict[str, Any]]) -> None:
         self.store.log_steps(self.run_id, rows)
+
+    def warn(self, message: str) -> None:
+        """Kept in the run's summary['warnings'] at once, so the dashboard shows it during the run."""
+        self.store.add_warning(self.run_id, message)
 
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
         self.store.log_epoch(self.run_id, epoch, step, metrics, extra)
@@ -90,6 +96,10 @@ class MemoryRecorder:
         self.sample: dict[str, np.ndarray] = {}
         self.last_progress: dict[str, Any] = {}
         self.keep_checkpoints = False
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
 
     def progress(self, **kw: Any) -> None:
         self.last_progress = kw

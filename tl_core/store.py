@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
     created REAL NOT NULL, started REAL, finished REAL, error TEXT, hint TEXT,
     epoch INTEGER DEFAULT 0, step INTEGER DEFAULT 0, total_steps INTEGER DEFAULT 0,
-    eta_s REAL, images_per_s REAL, owner TEXT, summary TEXT, resumed_from TEXT
+    eta_s REAL, images_per_s REAL, owner TEXT, summary TEXT, resumed_from TEXT, worker TEXT
 );
 CREATE TABLE IF NOT EXISTS step_metrics (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL, t REAL NOT NULL,
@@ -52,6 +53,57 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (run_id, idx)
 );
 """
+
+
+#: Runs this process is working on (queued here or running here); see :meth:`RunStore.claim`.
+_CLAIMED: set[tuple[str, str]] = set()
+_CLAIMED_LOCK = threading.Lock()
+
+
+def _proc_start(pid: int) -> str:
+    """Start time of a process (clock ticks since boot, Linux); '' where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()  # field 22 of stat, counting from 1, after "pid (comm)"
+    except (OSError, IndexError):
+        return ""
+
+
+def process_token(pid: int | None = None) -> str:
+    """``host:pid:start`` naming one process, so a later process can tell whether it still lives."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+
+
+def _process_alive(token: str | None) -> bool:
+    """Whether the process named by ``token`` still runs (a zombie or a reused pid counts as dead).
+
+    A token from another host cannot be checked and counts as dead, as every active run did before
+    tokens were recorded (a server restarted in a new container gets a new host name).
+    """
+    try:
+        host, pid_s, start = (token or "").rsplit(":", 2)
+        pid = int(pid_s)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                return False
+    except (OSError, IndexError):
+        pass
+    return not start or _proc_start(pid) in ("", start)
 
 
 def default_home() -> Path:
@@ -80,6 +132,7 @@ class RunRecord:
     owner: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     resumed_from: str | None = None
+    worker: str | None = None  # process token of the process that queued or runs it
 
     @property
     def active(self) -> bool:
@@ -107,7 +160,11 @@ class RunStore:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         with self._write_lock:
-            self._conn().executescript(_SCHEMA)
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            cols = {r["name"] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
+            if "worker" not in cols:  # a store written before runs recorded their process
+                conn.execute("ALTER TABLE runs ADD COLUMN worker TEXT")
 
     # ------------------------------------------------------------ plumbing
     def _conn(self) -> sqlite3.Connection:
@@ -148,8 +205,9 @@ class RunStore:
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         (self.run_dir(run_id) / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         self._write(
-            "INSERT INTO runs (id, name, status, config, created, owner, resumed_from) VALUES (?,?,?,?,?,?,?)",
-            (run_id, config.label(), "queued", config.to_json(), time.time(), owner, resumed_from),
+            "INSERT INTO runs (id, name, status, config, created, owner, resumed_from, worker) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, config.label(), "queued", config.to_json(), time.time(), owner, resumed_from, process_token()),
         )
         return run_id
 
@@ -192,6 +250,17 @@ class RunStore:
     def set_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         self._write("UPDATE runs SET summary=? WHERE id=?", (json.dumps(_plain(summary)), run_id))
 
+    def add_warning(self, run_id: str, message: str) -> None:
+        """Append a warning (e.g. unreadable images skipped) to the run's summary['warnings']."""
+        with self._write_lock:
+            conn = self._conn()
+            row = conn.execute("SELECT summary FROM runs WHERE id=?", (run_id,)).fetchone()
+            summary = json.loads(row["summary"]) if row and row["summary"] else {}
+            warnings = summary.setdefault("warnings", [])
+            if message not in warnings:
+                warnings.append(message)
+            conn.execute("UPDATE runs SET summary=? WHERE id=?", (json.dumps(_plain(summary)), run_id))
+
     def rename(self, run_id: str, name: str) -> None:
         name = name.strip()
         if not name:
@@ -209,13 +278,42 @@ class RunStore:
                 conn.execute(f"DELETE FROM {table} WHERE {col}=?", (run_id,))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
+    def claim(self, run_id: str) -> None:
+        """Record that this process queues or runs ``run_id`` (call before it becomes active here).
+
+        :meth:`mark_interrupted` in any process leaves a claimed run alone while this process lives.
+        """
+        with _CLAIMED_LOCK:
+            _CLAIMED.add((str(self.db_path.resolve()), run_id))
+        self._write("UPDATE runs SET worker=? WHERE id=?", (process_token(), run_id))
+
+    def release(self, run_id: str) -> None:
+        """This process no longer works on ``run_id`` (after its final status is written)."""
+        with _CLAIMED_LOCK:
+            _CLAIMED.discard((str(self.db_path.resolve()), run_id))
+
     def mark_interrupted(self) -> list[str]:
-        """At process start: runs left queued or running by a dead process become interrupted."""
-        ids = [r["id"] for r in self._conn().execute(
-            "SELECT id FROM runs WHERE status IN ('queued','running')").fetchall()]
-        for run_id in ids:
-            self.set_status(run_id, "interrupted", error="The server stopped while this run was active.",
-                            hint="Its metrics up to the last completed step are kept; resume it from its last checkpoint.")
+        """Runs left queued or running by a process that is gone become interrupted.
+
+        A run whose process still lives (the dashboard while the command line starts, or the
+        other way round) is left alone; so is a run this process has claimed.
+        """
+        me, db = process_token(), str(self.db_path.resolve())
+        ids = []
+        for r in self._conn().execute("SELECT id, worker FROM runs WHERE status IN ('queued','running')").fetchall():
+            if r["worker"] == me:
+                with _CLAIMED_LOCK:
+                    live = (db, r["id"]) in _CLAIMED
+            else:
+                live = _process_alive(r["worker"])
+            if not live:
+                ids.append(r["id"])
+        for run_id in ids:  # only if still active: it may have finished since the query
+            self._write("UPDATE runs SET status='interrupted', finished=?, error=?, hint=?, eta_s=NULL "
+                        "WHERE id=? AND status IN ('queued','running')",
+                        (time.time(), "The server stopped while this run was active.",
+                         "Its metrics up to the last completed step are kept; resume it from its last checkpoint.",
+                         run_id))
         return ids
 
     # ------------------------------------------------------------- metrics

@@ -8,12 +8,15 @@ the recorder (see :mod:`tl_core.recorder`).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import sqlite3
+import sysconfig
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,6 +64,7 @@ class Prepared:
     head: nn.Module
     method: nn.Module
     normalise: Callable[[torch.Tensor], torch.Tensor]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # role -> unreadable files skipped
 
 
 # ------------------------------------------------------------------ helpers
@@ -141,6 +145,8 @@ def prepare(config: RunConfig, device: torch.device) -> Prepared:
     tgt_train = _load(config, "target", "train", d.max_train)
     tgt_test = _load(config, "target", "test", d.max_test)
     tld.check_pair(src_train, tgt_train)
+    skipped = {role: _skipped_files(train, test)
+               for role, train, test in (("source", src_train, src_test), ("target", tgt_train, tgt_test))}
 
     backbone = bb.create_backbone(m.backbone, pretrained=m.pretrained, allow_download=d.allow_download)
     n_stages = len(backbone.stages)
@@ -176,7 +182,22 @@ def prepare(config: RunConfig, device: torch.device) -> Prepared:
     return Prepared(device=device, classes=list(src_train.classes), train_x=train_x, train_y=train_y,
                     tgt_x=tgt_x, src_val=on_device(src_test), tgt_test=on_device(tgt_test),
                     backbone=backbone, head=head, method=method,
-                    normalise=_normaliser(backbone.info, device))
+                    normalise=_normaliser(backbone.info, device), skipped=skipped)
+
+
+def _skipped_files(train: tld.ImageSet, test: tld.ImageSet) -> list[str]:
+    """Unreadable files of one domain: the 80/20 layout reports its folder's list in both splits."""
+    if list(train.skipped_files) == list(test.skipped_files):
+        return list(train.skipped_files)
+    return [f"train/{f}" for f in train.skipped_files] + [f"test/{f}" for f in test.skipped_files]
+
+
+def skipped_warning(role: str, files: list[str]) -> str:
+    """'3 unreadable image files in the source folder were skipped: a.png (why); ...'."""
+    n = len(files)
+    shown = "; ".join(files[:3]) + ("; ..." if n > 3 else "")
+    return (f"{n} unreadable image file{'s' if n != 1 else ''} in the {role} folder "
+            f"{'were' if n != 1 else 'was'} skipped: {shown}")
 
 
 def build_optimizer(config: RunConfig, p: Prepared) -> torch.optim.Optimizer:
@@ -251,7 +272,24 @@ def run(config: RunConfig, recorder: Recorder, stop: threading.Event | None = No
 
     Raises:
         RunError: a problem the user can fix (bad value, missing data, divergence).
+
+    An exception that is not a RunError gets a ``tl_phase`` attribute saying what the run
+    was doing (e.g. "at step 12 (epoch 2)"), which :func:`describe_exception` reports.
     """
+    where = {"phase": "while preparing the run"}
+    try:
+        return _run(config, recorder, stop, resume, where)
+    except Exception as exc:
+        if not isinstance(exc, EXPECTED_ERRORS):
+            try:
+                exc.tl_phase = where["phase"]  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        raise
+
+
+def _run(config: RunConfig, recorder: Recorder, stop: threading.Event | None, resume: Path | None,
+         where: dict[str, str]) -> dict[str, Any]:
     problems = config.validate()
     if problems:
         raise RunError("; ".join(problems), hint="Fix the settings named above.")
@@ -260,6 +298,11 @@ def run(config: RunConfig, recorder: Recorder, stop: threading.Event | None = No
     np.random.seed(config.seed % 2**32)
     device = pick_device(config.device)
     p = prepare(config, device)
+    warnings = [skipped_warning(role, files) for role, files in p.skipped.items() if files]
+    warn = getattr(recorder, "warn", None)
+    for w in warnings:
+        if warn is not None:
+            warn(w)
     opt = build_optimizer(config, p)
     o, k = config.optim, config.model.freeze
     use_amp = bool(config.amp and device.type == "cuda")
@@ -294,7 +337,8 @@ def run(config: RunConfig, recorder: Recorder, stop: threading.Event | None = No
     total_steps = o.epochs * steps_per_epoch
     step, start_epoch = 0, 0
     if resume is not None:
-        step, start_epoch = _load_checkpoint(resume, p, opt, scaler)
+        where["phase"] = "while loading the checkpoint"
+        step, start_epoch = _load_checkpoint(resume, p, opt, scaler, config)
     recorder.progress(epoch=start_epoch, step=step, total_steps=total_steps)
 
     snap = config.snapshot
@@ -327,6 +371,7 @@ def run(config: RunConfig, recorder: Recorder, stop: threading.Event | None = No
             if stop.is_set():
                 status = "stopped"
                 break
+            where["phase"] = f"at step {step + 1} (epoch {epoch + 1})"
             t0 = time.perf_counter()
             progress = step / total_steps
             factor = lr_factor(progress, o.lr_schedule)
@@ -367,9 +412,12 @@ def run(config: RunConfig, recorder: Recorder, stop: threading.Event | None = No
         _flush(recorder, buffer)
         if status == "stopped":
             break
+        where["phase"] = f"while evaluating after epoch {epoch + 1}"
         final_metrics, extra = evaluate(p)
         recorder.log_epoch(epoch + 1, step, final_metrics, extra)
+        where["phase"] = f"while saving the checkpoint of epoch {epoch + 1}"
         recorder.save_checkpoint(_checkpoint(config, p, opt, scaler, step, epoch + 1))
+        where["phase"] = f"while taking the snapshot after epoch {epoch + 1}"
         if snap_x is not None and snap.every_epochs and (epoch + 1) % snap.every_epochs == 0:
             _take_snapshot(p, recorder, snap_x, n_snap, step, epoch + 1)
             n_snap += 1
@@ -377,9 +425,16 @@ def run(config: RunConfig, recorder: Recorder, stop: threading.Event | None = No
         recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps,
                           eta_s=elapsed / max(1, steps_this_session) * (total_steps - step), images_per_s=ips_ema)
 
+    if status == "completed" and not final_metrics:  # resumed from the last epoch's checkpoint
+        final_metrics, _ = evaluate(p)
+    where["phase"] = "while saving the backbone"
     recorder.save_backbone(p.backbone)
-    return {"status": status, "step": step, "total_steps": total_steps, "device": str(device),
-            "cached_frozen_stages": cached, **final_metrics}
+    out = {"status": status, "step": step, "total_steps": total_steps, "device": str(device),
+           "cached_frozen_stages": cached, **final_metrics}
+    if any(p.skipped.values()):
+        out["skipped_files"] = {role: len(files) for role, files in p.skipped.items()}
+        out["warnings"] = warnings
+    return out
 
 
 def _flush(recorder: Recorder, buffer: list[dict[str, Any]]) -> None:
@@ -433,8 +488,11 @@ def _checkpoint(config: RunConfig, p: Prepared, opt: torch.optim.Optimizer, scal
             "optimizer": opt.state_dict(), "scaler": scaler.state_dict()}
 
 
-def load_checkpoint_file(path: Path) -> dict[str, Any]:
-    """Load one of our checkpoints safely (weights_only); a foreign or corrupt file raises RunError."""
+def load_checkpoint_file(path: Path, expect_config: RunConfig | None = None) -> dict[str, Any]:
+    """Load one of our checkpoints safely (weights_only); a foreign or corrupt file raises RunError.
+
+    With ``expect_config``, a checkpoint written by a run of another configuration is refused too.
+    """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
@@ -446,33 +504,82 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != "transfer-lab-checkpoint/1":
         raise RunError(f"{Path(path).name} is not a Transfer Lab checkpoint.",
                        hint="Use a checkpoint.pt written by Transfer Lab.")
+    for key in ("step", "epoch", "backbone", "head", "method", "optimizer", "scaler", "config"):
+        if key not in ckpt:
+            raise RunError(f"{Path(path).name} is an incomplete Transfer Lab checkpoint (no '{key}').",
+                           hint="It may be corrupt; start the run again.")
+    if expect_config is not None:
+        try:
+            same = RunConfig.from_json(ckpt["config"]).to_json() == expect_config.to_json()
+        except (ValueError, TypeError):
+            same = False
+        if not same:
+            raise RunError(f"{Path(path).name} was written by a run with other settings than this one.",
+                           hint="Resume a run only from its own checkpoint.")
     return ckpt
 
 
-def _load_checkpoint(path: Path, p: Prepared, opt: torch.optim.Optimizer, scaler: Any) -> tuple[int, int]:
-    ckpt = load_checkpoint_file(path)
-    p.backbone.load_state_dict(ckpt["backbone"])
-    p.head.load_state_dict(ckpt["head"])
-    p.method.load_state_dict(ckpt["method"])
-    opt.load_state_dict(ckpt["optimizer"])
-    scaler.load_state_dict(ckpt["scaler"])
+def _load_checkpoint(path: Path, p: Prepared, opt: torch.optim.Optimizer, scaler: Any,
+                     config: RunConfig | None = None) -> tuple[int, int]:
+    ckpt = load_checkpoint_file(path, expect_config=config)
+    try:
+        p.backbone.load_state_dict(ckpt["backbone"])
+        p.head.load_state_dict(ckpt["head"])
+        p.method.load_state_dict(ckpt["method"])
+        opt.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{Path(path).name} does not fit this run's model ({str(e).splitlines()[0][:200]}).",
+                       hint="Resume a run only from its own checkpoint; it may be corrupt.") from e
     return int(ckpt["step"]), int(ckpt["epoch"])
 
 
+EXPECTED_ERRORS = (RunError, bb.BackboneError, tld.DataError)
+"""Errors whose message already says what was wrong and what to do (no traceback needed)."""
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()  # MPS, cuDNN, cuBLAS
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def _library_file(filename: str) -> bool:
+    return ("site-packages" in filename or "dist-packages" in filename
+            or os.path.abspath(filename).startswith(_STDLIB))
+
+
+_STDLIB = sysconfig.get_paths()["stdlib"]
+
+
 def describe_exception(exc: BaseException) -> tuple[str, str | None]:
-    """A one-line message with where it happened, and a hint, for a failed run."""
+    """A one-line message with where it happened, and a hint, for a failed run.
+
+    Where: the deepest frame of the traceback outside installed libraries (our code or a
+    user's method), plus what the run was doing (``tl_phase``, set by :func:`run`).
+    """
     if isinstance(exc, RunError):
         return str(exc), exc.hint
     if isinstance(exc, (bb.BackboneError, tld.DataError)):  # their messages already say what to do
         return str(exc), None
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return ("The GPU ran out of memory.", "Use a smaller batch size or image size, or freeze more stages.")
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return (f"The disk is full: {exc}", "Free some space under TL_HOME, then resume the run.")
+    phase = getattr(exc, "tl_phase", None)
+    during = f" {phase}" if phase else ""
+    if _is_out_of_memory(exc):
+        return (f"The GPU ran out of memory{during}: try a smaller batch or image size.",
+                "Use a smaller batch size or image size, or freeze more stages (frozen stages keep no gradients).")
+    if _is_disk_full(exc):
+        return (f"The disk is full{during}: {exc}", "Free some space under TL_HOME, then resume the run.")
     frames = traceback.extract_tb(exc.__traceback__)
     where = ""
     if frames:
-        f = frames[-1]
-        where = f" (in {os.path.basename(f.filename)}:{f.lineno}, {f.name})"
+        ours = [f for f in frames if not _library_file(f.filename)]
+        f = (ours or frames)[-1]
+        where = f" (in {os.path.basename(f.filename)}:{f.lineno}, {f.name}{';' + during if phase else ''})"
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{type(exc).__name__}: {text}{where}", "This looks like a bug or a data problem; the message says where."

@@ -1,0 +1,70 @@
+"""`streamlit run app.py` with a long run already training in it, for the browser benchmark.
+
+    TL_HOME=/tmp/x python -m bench._serve --port 8765 --log /tmp/x/serve.log
+
+Before the server starts, this submits a long lenet DANN run to the process-wide job
+manager (``tl_core.jobs.get_manager()``, the one the pages use), so the server process
+trains it exactly as after a click on Start. It appends JSON lines to ``--log``: the
+trainer's progress calls (time, step), evaluated epochs, and the duration of every call
+of a page fragment's body (the Monitor's live part). Then it runs Streamlit's own
+command line in this process. Stop it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--log", required=True)
+    a = ap.parse_args()
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    lock = threading.Lock()
+    log_file = open(a.log, "a", buffering=1)
+
+    def log(**event) -> None:
+        with lock:
+            log_file.write(json.dumps({"t": time.time(), **event}) + "\n")
+
+    from bench.dashboard import long_run_config, time_fragments
+    from tl_core import jobs
+
+    time_fragments(lambda name, s: log(kind="fragment", name=name, s=s))
+    manager = jobs.get_manager()
+    store = manager.store
+    set_progress, log_epoch = store.set_progress, store.log_epoch
+
+    def logged_progress(run_id, **kw):
+        set_progress(run_id, **kw)
+        log(kind="progress", step=kw.get("step"), epoch=kw.get("epoch"))
+
+    def logged_epoch(run_id, epoch, *args, **kw):
+        log_epoch(run_id, epoch, *args, **kw)
+        log(kind="epoch", epoch=epoch)
+
+    store.set_progress = logged_progress
+    store.log_epoch = logged_epoch
+    cfg = long_run_config()
+    run_id = manager.submit(cfg)
+    log(kind="start", run_id=run_id, batch_size=cfg.optim.batch_size)
+
+    from streamlit.web import cli
+
+    sys.argv = ["streamlit", "run", str(ROOT / "app.py"), "--server.port", str(a.port), "--server.headless", "true",
+                "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none"]
+    cli.main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Shared pieces of the benchmarks: timing hooks on the trainer's recorder, statistics,
+alternation, machine facts. Nothing here asserts: benchmarks measure and report.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+# ------------------------------------------------------------------ statistics
+def summary(values: list[float]) -> dict[str, Any]:
+    """Median, min, max and count of a list of numbers (the spread we report)."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return {"median": None, "min": None, "max": None, "n": 0, "values": []}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals),
+            "values": [round(v, 6) for v in vals]}
+
+
+def alternate(pairs: int, first: Callable[[], Any], second: Callable[[], Any]) -> list[tuple[Any, Any]]:
+    """Measure two sides ``pairs`` times, in the order A B, B A, A B, ... (drift cancels out).
+
+    Returns one (first result, second result) tuple per pair, whatever order they ran in.
+    """
+    out = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            a = first()
+            b = second()
+        else:
+            b = second()
+            a = first()
+        out.append((a, b))
+    return out
+
+
+# -------------------------------------------------------------- machine facts
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU, cores, memory, torch build, CUDA device (if any)."""
+    import torch
+
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024**2, 1)
+                break
+    except OSError:
+        pass
+    cuda = torch.cuda.is_available()
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "memory_gb": mem_gb,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": cuda,
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+    }
+
+
+# ------------------------------------------------------- timing the trainer
+class TimingRecorder:
+    """Wraps a recorder and notes when the trainer calls it, to time its training loop.
+
+    The trainer calls ``progress`` once after preparing data, model and optimiser (and,
+    for frozen stages, after caching their outputs), ``log_steps``/``progress`` at least
+    every 0.5 s inside the step loop and right after its last step, then ``log_epoch``
+    after evaluating. So one epoch's *loop time* runs from the last recorder call before
+    the epoch's first step rows (the post-prepare ``progress`` for epoch 1, the end-of-
+    epoch ``progress`` for later epochs) to the last ``log_steps``/``progress`` call
+    before its ``log_epoch``. It includes everything the trainer does per step
+    (shuffling, lr schedule, indexing, normalising, method, loss check, backward,
+    optimiser, metric rows, flushes) and excludes preparation, evaluation, checkpoints
+    and snapshots.
+
+    Args:
+        inner: the recorder that does the real work (MemoryRecorder, StoreRecorder).
+        sync: called before each timestamp (``torch.cuda.synchronize`` on a GPU).
+    """
+
+    def __init__(self, inner: Any, sync: Callable[[], None] | None = None) -> None:
+        self.inner = inner
+        self.sync = sync
+        self.t_created = time.perf_counter()
+        self.events: list[tuple[str, float, int | None]] = []
+
+    def __getattr__(self, name: str) -> Any:  # everything not timed goes straight through
+        return getattr(self.inner, name)
+
+    def _now(self) -> float:
+        if self.sync is not None:
+            self.sync()
+        return time.perf_counter()
+
+    def progress(self, **kw: Any) -> None:
+        self.events.append(("progress", self._now(), kw.get("step")))
+        self.inner.progress(**kw)
+
+    def log_steps(self, rows: list[dict[str, Any]]) -> None:
+        self.events.append(("steps", self._now(), int(rows[-1]["step"]) if rows else None))
+        self.inner.log_steps(rows)
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
+        self.events.append(("epoch", time.perf_counter(), epoch))
+        self.inner.log_epoch(epoch, step, metrics, extra)
+
+    def save_snapshot(self, idx: int, step: int, epoch: int, features: Any, metrics: dict[str, Any]) -> None:
+        self.inner.save_snapshot(idx, step, epoch, features, metrics)
+        self.events.append(("snapshot", time.perf_counter(), idx))
+
+    # ------------------------------------------------------------- results
+    def setup_s(self) -> float:
+        """Seconds from creating this recorder (just before ``run``) to the first ``progress``."""
+        first = next(t for kind, t, _ in self.events if kind == "progress")
+        return first - self.t_created
+
+    def epoch_loop_s(self) -> list[float]:
+        """Loop time of each completed epoch (see the class docstring)."""
+        out: list[float] = []
+        start: float | None = None
+        last: float | None = None
+        in_epoch = False
+        for kind, t, _ in self.events:
+            if kind == "epoch":
+                if in_epoch and start is not None and last is not None:
+                    out.append(last - start)
+                in_epoch, start, last = False, None, None
+            elif kind == "steps":
+                in_epoch = True
+                last = t
+            elif in_epoch:  # progress during the loop
+                last = t
+            else:  # before the first step rows of an epoch: the loop starts after this
+                start = t
+        return out
+
+
+def device_sync(device: str) -> Callable[[], None] | None:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.synchronize
+    return None
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"

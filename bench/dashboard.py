@@ -1,0 +1,255 @@
+"""Dashboard benchmarks: server-side render time of the Monitor's live part while a run
+trains, and the training slowdown while two browser tabs watch it.
+
+Render time (:func:`render_time`) drives the real pages with Streamlit's AppTest, in
+this process, beside a real :class:`tl_core.jobs.JobManager` training a run in its worker
+thread (as in the server). ``st.fragment`` is wrapped so that every call of the Monitor's
+live fragment is timed: that is exactly the code the browser's two-second refresh runs
+on the server (store reads, run cards, four Plotly charts, the feature-space scatter,
+Plotly's JSON encoding). The time of a whole-page rerun (sidebar and navigation too) is
+reported beside it.
+
+Browser slowdown (:func:`browser_slowdown`) starts ``streamlit run app.py`` through
+``bench/_serve.py``, which first submits a long lenet run to the process-wide job
+manager (so the server trains it, exactly as after a click on Start) and logs the
+trainer's progress calls with timestamps. Chromium (Playwright) then alternates windows
+with no tab open and with two tabs on the Monitor page; the training images/s in each
+window come from the logged step counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.common import summary
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("TL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+GOAL_RENDER_S = 0.2
+GOAL_SLOWDOWN = 0.05
+
+
+def time_fragments(log: Callable[[str, float], None]) -> Callable[[], None]:
+    """Wrap ``streamlit.fragment`` so each call of a fragment body is timed; returns an undo."""
+    import streamlit as st
+
+    original = st.fragment
+
+    def timed_fragment(func: Callable | None = None, **kw: Any) -> Any:
+        if func is None:
+            return lambda f: timed_fragment(f, **kw)
+
+        @functools.wraps(func)
+        def body(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                log(func.__qualname__, time.perf_counter() - t0)
+
+        return original(body, **kw)
+
+    st.fragment = timed_fragment
+
+    def undo() -> None:
+        st.fragment = original
+    return undo
+
+
+def long_run_config(epochs: int = 500):
+    """The MNIST → MNIST-M DANN demo with lenet, long enough to watch (cancelled at the end)."""
+    from tl_core.config import demo_config
+
+    cfg = demo_config("mnist-mnist-m", "dann")
+    cfg.name = "bench: watched run"
+    cfg.optim.epochs = epochs
+    cfg.device = "cpu"
+    return cfg
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------ render time
+def render_time(full: bool) -> dict[str, Any]:
+    home = tempfile.mkdtemp(prefix="tl-bench-ui-")
+    os.environ["TL_HOME"] = home
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from streamlit.testing.v1 import AppTest
+
+    from tl_core import embedding, jobs
+    from tl_core.store import RunStore
+    from tl_ui import keys, resources
+
+    frag_times: list[tuple[str, float]] = []
+    undo = time_fragments(lambda name, s: frag_times.append((name, s)))
+    embedding.warm_up()
+    manager = jobs.JobManager(RunStore(home))
+    jobs._MANAGER = manager
+    resources.get_manager.clear()
+    store = manager.store
+    run_id = manager.submit(long_run_config())
+    try:
+        # Wait until there is something to draw: an evaluated epoch and a projected snapshot.
+        _wait_for(lambda: not store.epoch_metrics(run_id).empty, 300, "the first evaluated epoch")
+        _wait_for(lambda: (s := store.list_snapshots(run_id)).shape[0] > 0 and bool(s["projected"].any()), 120,
+                  "the first projected snapshot")
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page(keys.PAGE_MONITOR).run()
+        if at.exception:
+            raise RuntimeError(f"the Monitor page raised: {[e.value for e in at.exception]}")
+        charts_drawn = len(at.get("plotly_chart"))
+        frag_times.clear()
+        n = 20 if full else 10
+        page_s = []
+        for _ in range(n):
+            time.sleep(0.5)  # let training run between renders, as the 2-second refresh does
+            t0 = time.perf_counter()
+            at.run()
+            page_s.append(time.perf_counter() - t0)
+        live = [s for name, s in frag_times if name.endswith("live_view")]
+        rec = store.get_run(run_id)
+        steps_rows = len(store.step_metrics(run_id))
+        still_running = rec is not None and rec.status == "running"
+    finally:
+        manager.cancel(run_id)
+        manager.wait(run_id, 60)
+        manager.shutdown()
+        undo()
+    return {"renders": n, "live_part_s": summary(live), "whole_page_rerun_s": summary(page_s),
+            "plotly_charts_on_page": charts_drawn, "step_rows_at_end": steps_rows,
+            "run_was_training": still_running, "goal_s": GOAL_RENDER_S}
+
+
+# ------------------------------------------------------- browser slowdown
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line being written
+    return out
+
+
+def _window_rate(progress: list[tuple[float, int]], a: float, b: float, batch: int) -> float | None:
+    """Images/s between the first and last progress call inside [a, b]."""
+    inside = [(t, s) for t, s in progress if a <= t <= b]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return None
+    return (inside[-1][1] - inside[0][1]) * batch / (inside[-1][0] - inside[0][0])
+
+
+def browser_slowdown(full: bool) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"Chromium not found at {CHROMIUM}: install Debian's chromium (make browser) "
+                           "or set TL_CHROMIUM.")
+    home = Path(tempfile.mkdtemp(prefix="tl-bench-browser-"))
+    log_path = home / "serve.log"
+    port = _free_port()
+    env = {**os.environ, "TL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    server_out = open(home / "server.out", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "bench._serve", "--port", str(port), "--log", str(log_path)],
+                            cwd=ROOT, env=env, stdout=server_out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    window_s = 12.0 if full else 8.0
+    pairs = 5 if full else 3
+    windows: list[dict[str, Any]] = []
+    try:
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited: {(home / 'server.out').read_text()[-2000:]}")
+            try:
+                return urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200
+            except OSError:
+                return False
+
+        _wait_for(healthy, 120, "the Streamlit server")
+        # Training has warmed up once it has finished an epoch (snapshot and projection too).
+        _wait_for(lambda: any(e.get("kind") == "epoch" for e in _read_log(log_path)), 300, "the first epoch")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            context = browser.new_context(viewport={"width": 1400, "height": 1800})
+
+            def watch(tabs: int) -> dict[str, Any]:
+                pages = []
+                for _ in range(tabs):
+                    page = context.new_page()
+                    page.goto(url + "/monitor", wait_until="domcontentloaded", timeout=120_000)
+                    pages.append(page)
+                for page in pages:  # drawn: the charts are on screen
+                    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+                a = time.time()
+                time.sleep(window_s)
+                b = time.time()
+                for page in pages:
+                    page.close()
+                return {"tabs": tabs, "start": a, "end": b}
+
+            def idle() -> dict[str, Any]:
+                return watch(0)
+
+            def two() -> dict[str, Any]:
+                return watch(2)
+
+            idle()  # settle
+            for i in range(pairs):
+                order = (idle, two) if i % 2 == 0 else (two, idle)
+                for fn in order:
+                    windows.append(fn())
+                    time.sleep(1.0)  # let closed sessions wind down
+            context.close()
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        server_out.close()
+    events = _read_log(log_path)
+    batch = next((e["batch_size"] for e in events if e.get("kind") == "start"), 64)
+    progress = [(e["t"], e["step"]) for e in events if e.get("kind") == "progress"]
+    frags = [(e["t"], e["s"]) for e in events if e.get("kind") == "fragment"]
+    for w in windows:
+        w["images_per_s"] = _window_rate(progress, w["start"], w["end"], batch)
+        w["live_part_s"] = [s for t, s in frags if w["start"] <= t <= w["end"]]
+    idle_w = [w for w in windows if w["tabs"] == 0]
+    two_w = [w for w in windows if w["tabs"] == 2]
+    slowdowns = [1 - t["images_per_s"] / i["images_per_s"] for i, t in zip(idle_w, two_w)
+                 if t["images_per_s"] and i["images_per_s"]]
+    return {"window_s": window_s, "pairs": pairs, "batch_size": batch,
+            "images_per_s_no_tab": summary([w["images_per_s"] for w in idle_w]),
+            "images_per_s_two_tabs": summary([w["images_per_s"] for w in two_w]),
+            "slowdown": summary(slowdowns),
+            "server_live_part_s_two_tabs": summary([s for w in two_w for s in w["live_part_s"]]),
+            "fragment_runs_per_window_two_tabs": [len(w["live_part_s"]) for w in two_w],
+            "goal": GOAL_SLOWDOWN}

@@ -1,0 +1,373 @@
+"""Turn the raw benchmark numbers (bench/out/bench.json) into BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+MISSED = "**MISSED**"
+
+
+def _f(v: Any, d: int = 2, unit: str = "") -> str:
+    return "—" if v is None else f"{v:,.{d}f}{unit}"
+
+
+def _spread(s: dict[str, Any] | None, d: int = 2, unit: str = "", pct: bool = False) -> str:
+    """'0.97 (0.93–1.01, n=5)' from a summary dict."""
+    if not s or s.get("median") is None:
+        return "—"
+    k = 100.0 if pct else 1.0
+    u = " %" if pct else unit
+    return f"{k * s['median']:,.{d}f}{u} ({k * s['min']:,.{d}f}–{k * s['max']:,.{d}f}, n={s['n']})"
+
+
+def _verdict(value: float | None, goal: float | None, higher_is_better: bool) -> str:
+    if value is None:
+        return "not measured"
+    if goal is None:
+        return "no goal"
+    ok = value >= goal if higher_is_better else value <= goal
+    return "met" if ok else MISSED
+
+
+def _err(section: dict[str, Any] | None) -> str | None:
+    if section is None:
+        return "not run this time"
+    return f"failed: {section['error']}" if "error" in section else None
+
+
+# ----------------------------------------------------------------- header
+def _header(b: dict[str, Any]) -> list[str]:
+    m = b["meta"]
+    mc = m["machine"]
+    quick = m["mode"] == "quick"
+    load0, load1 = m.get("loadavg_1min_start"), m.get("loadavg_1min_end")
+    busy = any(v is not None and v > 0.75 * mc["cores"] for v in (load0, load1))
+    device = (f"CUDA: {mc['cuda_device']}" if mc["cuda"] else "CPU only (no CUDA device on this machine)")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench{'' if quick else ' FULL=1'}` ({m['mode']} version) on {m['date']}. Every number "
+        "below was measured by that run; nothing is copied in by hand. Raw numbers: `bench/out/bench.json` "
+        "(one file per section beside it). Benchmarks measure and report; no test asserts a wall-clock limit.",
+        "",
+    ]
+    if quick:
+        lines += ["**This is the quick version**: fewer repeats, shorter runs, accuracy for one pair, one backbone, "
+                  "one seed and few epochs. `make bench FULL=1` runs the long version.", ""]
+    lines += [
+        "| | |", "|---|---|",
+        f"| date | {m['date']} |",
+        f"| version | {m['mode']} |",
+        f"| machine | {mc['platform']} |",
+        f"| CPU | {mc['cpu']}, {mc['cores']} usable cores, {_f(mc.get('memory_gb'), 1)} GB memory |",
+        f"| device | {device} |",
+        f"| software | Python {mc['python']}, torch {mc['torch']} ({mc['torch_threads']} CPU threads) |",
+        f"| load average (1 min) | {_f(load0)} at start, {_f(load1)} at end, on {mc['cores']} cores"
+        + (" — **the machine was busy with other work while this ran: speed numbers are noisy, read the "
+           "spreads**" if busy else "") + " |",
+        f"| time taken | {m['total_s'] / 60:.1f} min |",
+        "",
+        "Ratios are measured side by side in one process, the two sides alternating (A B, B A, A B, …) after one "
+        "warm-up of each; we report the median and, in brackets, the smallest and largest value and the number "
+        "of pairs.",
+        "",
+    ]
+    return lines
+
+
+# ------------------------------------------------------------ at a glance
+def _glance(b: dict[str, Any]) -> list[str]:
+    rows = ["## Goals at a glance", "", "| # | measurement | goal | measured: median (min–max, n) | verdict |",
+            "|---|---|---|---|---|"]
+
+    ov = b.get("overhead")
+    if ov and "error" not in ov:
+        for c in ov["cases"]:
+            r = c["ratio"]
+            rows.append(f"| 1 | trainer ÷ bare PyTorch loop, images/s, {c['case']} | ≥ {c['goal']} "
+                        f"| {_spread(r)} | {_verdict(r['median'], c['goal'], True)} |")
+    else:
+        rows.append(f"| 1 | trainer ÷ bare PyTorch loop | ≥ 0.95 | {_err(ov)} | not measured |")
+
+    fr = b.get("frozen")
+    if fr and "error" not in fr:
+        for c in fr["cases"]:
+            s = c["speedup"]
+            goal = f"≥ {c['goal']:.0f}×" if c["goal"] else "none"
+            rows.append(f"| 2 | epoch time recomputed ÷ cached, {c['case']} | {goal} | {_spread(s, 1, '×')} "
+                        f"| {_verdict(s['median'], c['goal'], True)} |")
+    else:
+        rows.append(f"| 2 | frozen-stage reuse | ≥ 10× | {_err(fr)} | not measured |")
+
+    pr = b.get("projection")
+    if pr and "error" not in pr:
+        g = pr["goal"]
+        rows.append(f"| 3 | UMAP, 1,000 points, warm (slower of first / later snapshot) | ≤ {g['umap_warm_1000_s_max']} s "
+                    f"| {_f(g['umap_warm_1000_s'])} s (median of repeats) "
+                    f"| {_verdict(g['umap_warm_1000_s'], g['umap_warm_1000_s_max'], False)} |")
+    else:
+        rows.append(f"| 3 | UMAP, 1,000 points, warm | ≤ 2 s | {_err(pr)} | not measured |")
+
+    sn = b.get("snapshots")
+    if sn and "error" not in sn:
+        s = sn["slowdown"]
+        rows.append(f"| 3 | training slowdown, snapshots on (projector thread) vs off, lenet | ≤ 5 % "
+                    f"| {_spread(s, 1, pct=True)} | {_verdict(s['median'], sn['goal'], False)} |")
+    else:
+        rows.append(f"| 3 | training slowdown with snapshots on | ≤ 5 % | {_err(sn)} | not measured |")
+
+    rd = b.get("render")
+    if rd and "error" not in rd:
+        s = rd["live_part_s"]
+        med = s["median"]
+        rows.append(f"| 4 | server-side render of the Monitor's live part while a run trains | ≤ 200 ms "
+                    f"| {_spread(_ms(s), 0, ' ms')} | {_verdict(med, rd['goal_s'], False)} |")
+    else:
+        rows.append(f"| 4 | Monitor live-part render | ≤ 200 ms | {_err(rd)} | not measured |")
+
+    br = b.get("browser")
+    if br and "error" not in br:
+        s = br["slowdown"]
+        rows.append(f"| 4 | training slowdown while two browser tabs watch it | ≤ 5 % | {_spread(s, 1, pct=True)} "
+                    f"| {_verdict(s['median'], br['goal'], False)} |")
+    else:
+        why = _err(br)
+        if br is None and b["meta"]["mode"] == "quick":
+            why = "not in this run (see section 4)"
+        rows.append(f"| 4 | training slowdown while two browser tabs watch it | ≤ 5 % | {why} | not measured |")
+
+    cu = b.get("cuda")
+    if cu and "error" not in cu and cu.get("available"):
+        for c in cu["throughput"]["cases"]:
+            rows.append(f"| 5 | GPU images/s, {c['case']} ({cu['device_name']}), trainer | — "
+                        f"| {_spread(c['trainer_images_per_s'], 0)} | no goal |")
+    elif cu and "error" not in cu:
+        rows.append("| 5 | CUDA | — | no CUDA device on this machine | not measured |")
+    else:
+        rows.append(f"| 5 | CUDA | — | {_err(cu)} | not measured |")
+    return rows + [""]
+
+
+def _ms(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v * 1000 if isinstance(v, float) else v) for k, v in s.items() if k != "values"}
+
+
+# --------------------------------------------------------------- sections
+def _overhead(b: dict[str, Any], heading: str = "## 1. Trainer overhead", explain: bool = True) -> list[str]:
+    ov = b.get("overhead")
+    lines = [heading, ""]
+    if explain:
+        lines += [
+             "`tl_core.trainer.run` (finetune on MNIST, `MemoryRecorder`, snapshots off, one epoch) against a bare "
+             "PyTorch loop written in `bench/speed.py`: the same backbone and head from `tl_core.backbones` "
+             "(`create_backbone` + `make_head`, same seed), the same training images, batch size 64, SGD with "
+             "momentum 0.9, Nesterov and weight decay 5e-4, the same device. **What is timed**: for the trainer, "
+             "its training loop only — a wrapper around the recorder notes when the trainer calls it; the loop "
+             "runs from the `progress` call made right after preparation to the last `log_steps`/`progress` call "
+             "before the epoch's evaluation. That includes everything the trainer does per step (shuffling, lr "
+             "schedule, uint8→float normalisation of each batch, the method, the loss check that syncs with the "
+             "device, backward, optimiser, metric rows, flushes every 0.5 s) and leaves out data loading, model "
+             "building, evaluation and checkpoints, which the bare loop does not do either. For the bare loop, "
+             "the same epoch (shuffle + steps) by `time.perf_counter`. The bare loop gets its images already "
+             "normalised as float32, so if anything it is favoured.", ""]
+    if _err(ov):
+        return lines + [_err(ov) or "", ""]
+    lines += ["| case | train images | trainer images/s | bare loop images/s | ratio | goal | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for c in ov["cases"]:
+        lines.append(f"| {c['case']} ({c['device']}) | {c['train_images']} ({c['steps_per_measurement']} steps) "
+                     f"| {_spread(c['trainer_images_per_s'], 0)} | {_spread(c['bare_images_per_s'], 0)} "
+                     f"| {_spread(c['ratio'])} | ≥ {c['goal']} | {_verdict(c['ratio']['median'], c['goal'], True)} |")
+    return lines + [""]
+
+
+def _frozen(b: dict[str, Any], heading: str = "## 2. Frozen-stage reuse", explain: bool = True) -> list[str]:
+    fr = b.get("frozen")
+    lines = [heading, ""]
+    if explain:
+        lines += [
+             "When the first k stages are frozen and nothing random touches the input, the trainer computes "
+             "their outputs once and trains from there. Measured: the training-loop time of one epoch (as in "
+             "section 1; the better of the run's two epochs) with the cache against recomputing the frozen "
+             "stages every step (`tl_core.trainer.CACHE_BUDGET_BYTES = 0`), resnet18 at 64×64 without pretrained "
+             "weights (the weights do not change the cost), finetune on MNIST. Building the cache is a one-off "
+             "cost paid before the first epoch; it is shown separately, and *first epoch* compares recomputing "
+             "against cache building plus one cached epoch.", ""]
+    if _err(fr):
+        return lines + [_err(fr) or "", ""]
+    lines += ["| case | epoch s, cached | epoch s, recomputed | speed-up | cache build s | first epoch speed-up | goal | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
+    for c in fr["cases"]:
+        goal = f"≥ {c['goal']:.0f}×" if c["goal"] else "—"
+        note = "" if all(c["cache_used"]) and not any(c["cache_used_when_off"]) else " (cache use not as intended!)"
+        lines.append(f"| {c['case']}, {c['train_images']} images{note} | {_spread(c['epoch_s_cached'], 3)} "
+                     f"| {_spread(c['epoch_s_recomputed'], 2)} | {_spread(c['speedup'], 1, '×')} "
+                     f"| {_spread(c['cache_build_s'], 2)} | {_spread(c['first_epoch_speedup'], 1, '×')} | {goal} "
+                     f"| {_verdict(c['speedup']['median'], c['goal'], True)} |")
+    return lines + [""]
+
+
+def _projection(b: dict[str, Any]) -> list[str]:
+    pr, sn = b.get("projection"), b.get("snapshots")
+    lines = ["## 3. Projection", "",
+             "Time from a feature snapshot (D=128, half source, half target) to aligned 2-D coordinates, from "
+             "`bench/bench_projection.py`: *cold process* is a fresh Python process from `import "
+             "tl_core.embedding` to coordinates with numba's on-disk cache filled (a server restart); *cold, "
+             "empty JIT cache* the very first run on a machine; *warm first* a first snapshot in a warmed-up "
+             "process, *warm next* a later snapshot aligned to the previous picture (the cost paid every epoch). "
+             "Warm numbers are medians of repeats.", ""]
+    if _err(pr):
+        lines += [_err(pr) or "", ""]
+    else:
+        lines += ["| method | points | cold process s | cold, empty JIT cache s | warm first s | warm next s | domain metrics s |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in pr["results"]:
+            lines.append(f"| {r['method'].upper()} | {r['n']:,} | {_f(r.get('cold_process_s'))} "
+                         f"| {_f(r.get('cold_nocache_s'))} | {_f(r.get('warm_first_s'))} | {_f(r.get('warm_next_s'))} "
+                         f"| {_f(r.get('metrics_s'))} |")
+        g = pr["goal"]
+        lines += ["", f"Goal: UMAP warm for 1,000 points ≤ {g['umap_warm_1000_s_max']} s — measured "
+                      f"{_f(g['umap_warm_1000_s'])} s: {_verdict(g['umap_warm_1000_s'], g['umap_warm_1000_s_max'], False)}.",
+                  ""]
+    lines += ["**Training slowdown with snapshots on.** lenet, finetune MNIST→MNIST-M, "
+              + (f"{sn['epochs']} epochs" if sn and "error" not in sn else "a few epochs")
+              + ", through a `StoreRecorder` on a scratch run store. *On*: `snapshot.enabled` with the default "
+              "sample (500 images per domain, every epoch, plus one before training) and a "
+              "`tl_core.jobs.SnapshotProjector` thread turning each snapshot into UMAP coordinates while training "
+              "goes on; *off*: the same run without snapshots. Timed: everything after preparation until "
+              "`run` returns (steps, evaluation, checkpoints, snapshot features); the projection of the last "
+              "snapshot, which ends after training, is waited for outside the timing.", ""]
+    if _err(sn):
+        return lines + [_err(sn) or "", ""]
+    lines += ["| | snapshots on | snapshots off | slowdown | slowdown of the step loop alone | goal | verdict |",
+              "|---|---|---|---|---|---|---|",
+              f"| training s | {_spread(sn['train_s_on'])} | {_spread(sn['train_s_off'])} "
+              f"| {_spread(sn['slowdown'], 1, pct=True)} | {_spread(sn['loop_slowdown'], 1, pct=True)} | ≤ 5 % "
+              f"| {_verdict(sn['slowdown']['median'], sn['goal'], False)} |", "",
+              f"Snapshots projected per run: {sn['snapshots_projected']}.", ""]
+    return lines
+
+
+def _dashboard(b: dict[str, Any]) -> list[str]:
+    rd, br = b.get("render"), b.get("browser")
+    lines = ["## 4. Dashboard", "",
+             "**Render time.** The real pages, driven by Streamlit's `AppTest` in the benchmark's process, while "
+             "a real `JobManager` trains the MNIST→MNIST-M DANN demo (lenet, snapshots on) in its worker thread "
+             "of the same process, as in the server. `st.fragment` is wrapped so that each call of the Monitor's "
+             "live fragment is timed: that is what the page's two-second refresh runs on the server (store reads, "
+             "run card, four Plotly charts, the feature-space scatter, encoding them for the browser). Renders "
+             "start once the run has an evaluated epoch and a projected snapshot, half a second apart. A whole "
+             "rerun of the page (navigation and sidebar too, plus AppTest's own bookkeeping) is shown beside it.",
+             ""]
+    if _err(rd):
+        lines += [_err(rd) or "", ""]
+    else:
+        lines += ["| | median (min–max, n) | goal | verdict |", "|---|---|---|---|",
+                  f"| Monitor live part (fragment), server side | {_spread(_ms(rd['live_part_s']), 0, ' ms')} | ≤ 200 ms "
+                  f"| {_verdict(rd['live_part_s']['median'], rd['goal_s'], False)} |",
+                  f"| whole page rerun via AppTest | {_spread(_ms(rd['whole_page_rerun_s']), 0, ' ms')} | — | — |", "",
+                  f"The run was {'still training' if rd['run_was_training'] else 'no longer training (!)'} at the "
+                  f"end, with {rd['step_rows_at_end']} step rows; {rd['plotly_charts_on_page']} Plotly charts on "
+                  "the page.", ""]
+    lines += ["**Two browser tabs.** `bench/_serve.py` starts `streamlit run app.py` in a process whose job manager "
+              "is already training a long lenet DANN run (as after a click on Start) and logs the trainer's "
+              "progress with timestamps. Headless Chromium (Playwright, `/usr/bin/chromium`) then alternates windows "
+              "with no tab open and with two tabs on the Monitor (opened and drawn before the window starts); the "
+              "training images/s of each window come from the step counts logged in it. The browser runs on the "
+              "same machine, as on a laptop, so its own drawing competes with training too.", ""]
+    if br is None:
+        lines += ["Not measured in this run: the browser part runs in `make bench FULL=1` "
+                  "(`python -m bench --only browser` runs it alone).", ""]
+    elif _err(br):
+        lines += [_err(br) or "", ""]
+    else:
+        lines += ["| | median (min–max, n) | goal | verdict |", "|---|---|---|---|",
+                  f"| training images/s, no tab | {_spread(br['images_per_s_no_tab'], 0)} | | |",
+                  f"| training images/s, two tabs on the Monitor | {_spread(br['images_per_s_two_tabs'], 0)} | | |",
+                  f"| slowdown | {_spread(br['slowdown'], 1, pct=True)} | ≤ 5 % "
+                  f"| {_verdict(br['slowdown']['median'], br['goal'], False)} |",
+                  f"| server-side live part, two tabs | {_spread(_ms(br['server_live_part_s_two_tabs']), 0, ' ms')} "
+                  f"| ≤ 200 ms | {_verdict(br['server_live_part_s_two_tabs']['median'], 0.2, False)} |", "",
+                  f"Windows of {br['window_s']:.0f} s; live-part renders per two-tab window: "
+                  f"{br['fragment_runs_per_window_two_tabs']}.", ""]
+    return lines
+
+
+def _cuda(b: dict[str, Any]) -> list[str]:
+    cu = b.get("cuda")
+    lines = ["## 5. On a CUDA GPU", ""]
+    if cu is None:
+        return lines + ["Not run this time.", ""]
+    if _err(cu):
+        return lines + [_err(cu) or "", ""]
+    if not cu.get("available"):
+        return lines + ["No CUDA device on this machine: nothing measured here. On a machine with one, "
+                        "`make bench` repeats sections 1–3 on the GPU and measures images/s of resnet18 and "
+                        "efficientnet_lite0 at 224×224 with mixed precision.", ""]
+    lines += [f"Device: **{cu['device_name']}**. The same measurements as above with `device='cuda'` "
+              "(mixed precision off for sections 1–2, as on the CPU), then 224×224 with mixed precision "
+              "(bf16 where supported, else fp16 with a gradient scaler), trainer against the bare loop.", ""]
+    sub = {"overhead": cu["overhead"], "frozen": cu["frozen"]}
+    lines += _overhead(sub, "### 1. Trainer overhead on the GPU", explain=False)
+    lines += _frozen(sub, "### 2. Frozen-stage reuse on the GPU", explain=False)
+    sn = cu["snapshots"]
+    lines += ["### 3. Snapshots on vs off", "",
+              f"Slowdown {_spread(sn['slowdown'], 1, pct=True)} — goal ≤ 5 %: "
+              f"{_verdict(sn['slowdown']['median'], sn['goal'], False)}.", ""]
+    lines += ["### GPU images/s at 224×224, mixed precision", "",
+              "| backbone | trainer images/s | bare loop images/s | ratio |", "|---|---|---|---|"]
+    for c in cu["throughput"]["cases"]:
+        lines.append(f"| {c['case']} | {_spread(c['trainer_images_per_s'], 0)} | {_spread(c['bare_images_per_s'], 0)} "
+                     f"| {_spread(c['ratio'])} |")
+    return lines + [""]
+
+
+def _accuracy(b: dict[str, Any]) -> list[str]:
+    from bench.accuracy import PUBLISHED
+
+    ac = b.get("accuracy")
+    lines = ["## Accuracy", ""]
+    if ac is None:
+        return lines + ["Not run this time.", ""]
+    quick = ac.get("quick", True)
+    epochs = ", ".join(f"{k}: {v} epochs" for k, v in ac["epochs"].items())
+    lines += [("**Quick version — not comparable to the papers**: " if quick else "")
+              + f"target test accuracy after the final epoch ({epochs}; the checkpoint is never chosen by "
+              "target accuracy) of source only (fine-tune on source labels), DANN, and target supervised "
+              "(fine-tune on target labels: the upper bound), over "
+              f"{len(ac['seeds'])} seed{'s' if len(ac['seeds']) > 1 else ''}, mean ± standard deviation. Each run "
+              "uses the dashboard's demo defaults (`tl_core.config.demo_config`: SGD lr 0.01, momentum 0.9, batch "
+              "64, DANN's annealed lr and λ warm-up); efficientnet_lite0 uses its ImageNet weights, 64×64 images "
+              "and backbone lr × 0.1. Rerun one cell with "
+              "`.venv/bin/python -m bench.accuracy --pair mnist-mnist-m --seeds 0 1 2 --epochs 30`.", ""]
+    if ac.get("error"):
+        lines += [f"Some runs failed: {ac['error']}", ""]
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in ac["rows"]:
+        label = "DANN" if r["method"] == "dann" else ("target supervised" if r["train_on"] == "target" else "source only")
+        groups.setdefault((r["pair"], r["backbone"], label), []).append(r)
+    if groups:
+        lines += ["| pair | backbone | method | target accuracy % | seeds | epochs | min per run | published (DANN paper) % |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for (pair, backbone, label), rs in groups.items():
+            accs = [100 * r["target_test_acc"] for r in rs]
+            sd = statistics.stdev(accs) if len(accs) > 1 else None
+            pub = PUBLISHED.get((pair, label))
+            lines.append(f"| {pair} | {backbone} | {label} | {statistics.mean(accs):.2f}"
+                         + (f" ± {sd:.2f}" if sd is not None else "") + f" | {len(rs)} | {rs[0]['epochs']} "
+                         f"| {statistics.mean(r['seconds'] for r in rs) / 60:.1f} | {_f(pub)} |")
+        lines.append("")
+    lines += ["Published numbers, for scale only: Ganin et al., *Domain-Adversarial Training of Neural Networks*, "
+              "JMLR 2016, MNIST→MNIST-M with the original MNIST-M (BSDS500 photos) and 60,000 MNIST training "
+              "digits: 52.25 % source only, 76.66 % DANN, 95.96 % trained on the target. Ours trains on 4,000 "
+              "MNIST digits and recreates MNIST-M from scikit-image's photos, so the numbers are near, not "
+              "equal, by construction. The paper has no MNIST→UCI digits or synthetic-digits→MNIST results "
+              "(its SYN NUMBERS set is not our font-rendered digits).", ""]
+    return lines
+
+
+def render(b: dict[str, Any]) -> str:
+    parts = _header(b) + _glance(b) + _overhead(b) + _frozen(b) + _projection(b) + _dashboard(b) + _cuda(b) \
+        + _accuracy(b)
+    return "\n".join(parts).rstrip() + "\n"
