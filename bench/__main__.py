@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 SPEED_SECTIONS = ["overhead", "frozen", "projection", "snapshots", "render", "browser", "cuda"]
 ALL = SPEED_SECTIONS + ["accuracy"]
+FULL_ONLY = ["browser"]  # Chromium + a second server: minutes of a 2-core machine; `--only browser` runs it alone
 QUICK_TIMEOUT_S = {"overhead": 300, "frozen": 300, "projection": 240, "snapshots": 300, "render": 300,
                    "browser": 300, "cuda": 1200, "accuracy": 480}
 
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"), help="where to write the Markdown report")
     a = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    sections = [s for s in (a.only or ALL) if s not in a.skip]
+    default = ALL if a.full else [s for s in ALL if s not in FULL_ONLY]
+    sections = [s for s in (a.only or default) if s not in a.skip]
     env = {**os.environ, "TL_HOME": tempfile.mkdtemp(prefix="tl-bench-home-"), "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
 

@@ -158,12 +158,26 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _window_rate(progress: list[tuple[float, int]], a: float, b: float, batch: int) -> float | None:
-    """Images/s between the first and last progress call inside [a, b]."""
-    inside = [(t, s) for t, s in progress if a <= t <= b]
-    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+def _steps_at(progress: list[tuple[float, int]], t: float) -> float | None:
+    """Steps done at time t, interpolated between the logged progress calls around it."""
+    before = [(ti, si) for ti, si in progress if ti <= t]
+    after = [(ti, si) for ti, si in progress if ti >= t]
+    if not before or not after:
         return None
-    return (inside[-1][1] - inside[0][1]) * batch / (inside[-1][0] - inside[0][0])
+    (t0, s0), (t1, s1) = before[-1], after[0]
+    return float(s0) if t1 == t0 else s0 + (s1 - s0) * (t - t0) / (t1 - t0)
+
+
+def _window_rate(progress: list[tuple[float, int]], a: float, b: float, batch: int) -> float | None:
+    """Training images/s in [a, b]: steps done in the window (interpolated at its ends) × batch ÷ length.
+
+    Progress is logged at most every 0.5 s and only between steps, so a window's ends fall
+    between two log lines; interpolating keeps slow steps from hiding.
+    """
+    sa, sb = _steps_at(progress, a), _steps_at(progress, b)
+    if sa is None or sb is None or b <= a:
+        return None
+    return (sb - sa) * batch / (b - a)
 
 
 def browser_slowdown(full: bool) -> dict[str, Any]:
@@ -180,7 +194,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
     proc = subprocess.Popen([sys.executable, "-m", "bench._serve", "--port", str(port), "--log", str(log_path)],
                             cwd=ROOT, env=env, stdout=server_out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    window_s = 12.0 if full else 8.0
+    window_s = 15.0 if full else 12.0
     pairs = 5 if full else 3
     windows: list[dict[str, Any]] = []
     try:
@@ -238,7 +252,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
     events = _read_log(log_path)
     batch = next((e["batch_size"] for e in events if e.get("kind") == "start"), 64)
     progress = [(e["t"], e["step"]) for e in events if e.get("kind") == "progress"]
-    frags = [(e["t"], e["s"]) for e in events if e.get("kind") == "fragment"]
+    frags = [(e["t"], e["s"]) for e in events if e.get("kind") == "fragment" and e["name"].endswith("live_view")]
     for w in windows:
         w["images_per_s"] = _window_rate(progress, w["start"], w["end"], batch)
         w["live_part_s"] = [s for t, s in frags if w["start"] <= t <= w["end"]]

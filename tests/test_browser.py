@@ -161,7 +161,7 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     # Setup first, while nothing trains: every setting is there, Start is enabled.
     page.goto(server.url + "/setup")
     wait_app(page)
-    page.get_by_role("heading", name="Set up a run").wait_for()
+    page.get_by_role("heading", name="Set up a run", exact=True).wait_for()
     page.get_by_text("Freeze the first k stages").wait_for()
     page.locator(".tl-stages").wait_for()
     assert page.locator(key_css(keys.SETUP_START) + " button").first.is_enabled()
@@ -186,14 +186,14 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     # Home: one click starts the MNIST → MNIST-M pair and opens the Monitor.
     page.goto(server.url + "/")
     wait_app(page)
-    page.get_by_role("heading", name="Transfer Lab").first.wait_for()
+    page.get_by_role("heading", name="Transfer Lab", exact=True).first.wait_for()
     demo = page.locator(key_css(keys.HOME_RUN_PREFIX + "mnist-mnist-m") + " button").first
     demo.wait_for()
     page.locator(key_css(keys.HOME_RUN_PREFIX + "syn-digits-mnist") + " button").first.wait_for()  # the last card
     shot(page, "home")
     demo.click()
     page.wait_for_url(re.compile(r".*/monitor.*"))
-    page.get_by_role("heading", name="Monitor").wait_for()
+    page.get_by_role("heading", name="Monitor", exact=True).wait_for()
 
     # Progress and the loss chart appear, and update.
     progress = page.locator("[data-testid='stMain'] [data-testid='stProgress']").first
@@ -231,13 +231,13 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     # Reload: a new session; the runs, their status and ownership come back from the store.
     page.reload()
     wait_app(page)
-    page.get_by_role("heading", name="Monitor").wait_for()
+    page.get_by_role("heading", name="Monitor", exact=True).wait_for()
     page.locator("[data-testid='stMain'] [data-testid='stProgress']").first.wait_for()
     assert "someone else's run" not in page.locator("[data-testid='stMain']").inner_text()
 
     # Runs: both runs in the table; select them and their curves are overlaid.
     page.get_by_role("link", name="Runs").first.click()
-    page.get_by_role("heading", name="Runs").wait_for()
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
     grid = page.locator("[data-testid='stDataFrame']").first
     grid.wait_for()
     page.wait_for_timeout(800)
@@ -246,7 +246,7 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     for row in (0, 1):  # the selection checkboxes sit in the first column, rows are 35 px
         page.mouse.click(box["x"] + 18, box["y"] + 35 + 35 * row + 17)
         page.wait_for_timeout(700)
-    page.get_by_role("heading", name="Compare").wait_for(timeout=30_000)
+    page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=30_000)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c.innerText.includes('Training task loss')"
         " && c.querySelectorAll('g.scatterlayer .trace').length >= 2)", timeout=30_000)
@@ -261,8 +261,13 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     server.start()
     page.goto(monitor_url)
     wait_app(page)
-    page.get_by_role("heading", name="Monitor").wait_for()
+    page.get_by_role("heading", name="Monitor", exact=True).wait_for()
     page.get_by_text("Interrupted.").first.wait_for(timeout=30_000)
-    assert page.locator("[class*='st-key-monitor-resume-'] button").count() >= 1
+    resume = page.locator("[class*='st-key-monitor-resume-'] button").first
+    try:
+        resume.wait_for(timeout=15_000)
+    except PlaywrightTimeout:
+        pytest.fail("no Resume button for this session's interrupted run:\n"
+                    + page.locator("[data-testid='stMain']").inner_text()[:1500])
     assert "Active runs" in page.locator("[data-testid='stSidebar']").inner_text()
     page.close()

@@ -180,7 +180,8 @@ def test_bad_settings_are_refused_before_a_run_exists(what, change, flags, field
 
 def test_bad_settings_exit_2_from_a_real_process(home):
     env = {**os.environ, "TL_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "tl_core", "run", *CLI_TINY, "--lr", "nan", "--epochs", "0"],
+    proc = subprocess.run([sys.executable, "-m", "tl_core", "run", "--preset", "mnist-mnist-m", "--lr", "nan",
+                           "--epochs", "0", "--quiet"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "optim.lr: must be a finite number, got nan" in proc.stderr and "optim.epochs" in proc.stderr
@@ -356,9 +357,9 @@ def test_folder_outside_the_data_root_is_refused(tmp_path, manager, capsys):
 
 # ======================================================== bad input: weights, device
 def test_pretrained_weights_missing_offline_name_the_file(tmp_path, manager, monkeypatch, capsys):
-    hub = tmp_path / "empty-hub"
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))  # what torch.hub.set_dir does
-    expected = hub / "checkpoints" / "resnet18-f37072fd.pth"
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # no torch.hub.set_dir: TORCH_HOME decides
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    expected = tmp_path / "empty-torch-home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     cfg = small()
     cfg.model.backbone, cfg.model.pretrained, cfg.data.image_size = "resnet18", True, 32
     with pytest.raises(ConfigError) as info:
@@ -372,17 +373,6 @@ def test_pretrained_weights_missing_offline_name_the_file(tmp_path, manager, mon
     assert str(expected) in str(exc.value) and "download.pytorch.org" in str(exc.value)
     assert trainer.describe_exception(exc.value)[0] == str(exc.value)
     assert not expected.exists()
-
-
-def test_weights_missing_offline_from_a_real_process_with_an_empty_torch_home(tmp_path, home):
-    env = {**os.environ, "TL_HOME": str(home), "PYTHONPATH": str(ROOT), "TORCH_HOME": str(tmp_path / "torch")}
-    cfg = small()
-    cfg.model.backbone, cfg.data.image_size = "mobilenet_v3_small", 32
-    (tmp_path / "run.json").write_text(cfg.to_json())
-    proc = subprocess.run([sys.executable, "-m", "tl_core", "run", "--config", str(tmp_path / "run.json"), "--quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v3_small-") in proc.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -520,7 +510,8 @@ def test_disk_full_while_writing_a_checkpoint_fails_the_run_and_keeps_the_databa
 # ===================================================================== the kill test
 def test_sigkill_mid_run_leaves_an_interrupted_run_that_resumes_to_the_same_end(home, tmp_path):
     cfg = tiny_config("dann")
-    cfg.optim.epochs = 10  # 80 steps: well over 10 s in a fresh process on two cores
+    cfg.data.max_train, cfg.data.max_test = 128, 50
+    cfg.optim.epochs = 10  # 40 steps; it is killed right after its first checkpoint, 9 epochs before the end
     cfg.snapshot.enabled = False
     (tmp_path / "run.json").write_text(cfg.to_json())
     env = {**os.environ, "TL_HOME": str(home), "PYTHONPATH": str(ROOT)}
@@ -549,7 +540,7 @@ def test_sigkill_mid_run_leaves_an_interrupted_run_that_resumes_to_the_same_end(
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
-    # Meanwhile, the same run uninterrupted (same config and seed; CPU is deterministic).
+    # The same run uninterrupted (same config and seed; CPU runs are deterministic).
     full = MemoryRecorder()
     res_full = trainer.run(cfg, full)
 
@@ -558,17 +549,17 @@ def test_sigkill_mid_run_leaves_an_interrupted_run_that_resumes_to_the_same_end(
         rec = manager.store.get_run(run_id)
         assert rec.status == "interrupted" and "resume" in rec.hint
         steps = manager.store.step_metrics(run_id)["step"].tolist()
-        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 8  # every flushed step, in order
-        assert len(steps) < 80
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 4  # every flushed step, in order
+        assert len(steps) < 40
         done_epochs = manager.store.epoch_metrics(run_id)["epoch"].tolist()
         assert done_epochs == list(range(1, len(done_epochs) + 1))
 
         manager.resume(run_id, owner="alice")
         assert manager.wait(run_id, 180)
         rec = manager.store.get_run(run_id)
-        assert rec.status == "completed" and rec.step == res_full["step"] == 80
+        assert rec.status == "completed" and rec.step == res_full["step"] == 40
         steps = manager.store.step_metrics(run_id)
-        assert steps["step"].tolist() == list(range(1, 81))
+        assert steps["step"].tolist() == list(range(1, 41))
         assert steps["loss"].tolist() == pytest.approx([r["loss"] for r in full.steps], rel=1e-4, abs=1e-6)
         epochs = manager.store.epoch_metrics(run_id)
         assert epochs["epoch"].tolist() == list(range(1, 11))
@@ -597,8 +588,9 @@ def test_two_users_submitting_at_the_same_moment_get_their_own_runs(manager):
     for t in threads:
         t.join()
     assert len(set(ids.values())) == 2
-    for name, run_id in ids.items():
+    for run_id in ids.values():
         assert manager.wait(run_id, 120)
+    for name, run_id in ids.items():  # (the solo runs below must not overlap a queued one: one RNG per process)
         rec = manager.store.get_run(run_id)
         assert rec.status == "completed" and rec.owner == name
         steps = manager.store.step_metrics(run_id)

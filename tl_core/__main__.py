@@ -165,10 +165,7 @@ def _error(message: str, code: int = 2) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from tl_core import trainer
-    from tl_core.jobs import SnapshotProjector, record_failure
     from tl_core.preflight import check
-    from tl_core.recorder import StoreRecorder
     from tl_core.store import RunStore
 
     store = RunStore()
@@ -182,6 +179,8 @@ def cmd_run(a: argparse.Namespace) -> int:
             return _error(f"run {a.resume} is still {rec.status} in another process; stop it there first")
         if rec.status == "completed":
             return _error(f"run {a.resume} has already completed; start a new run to train longer")
+        from tl_core import trainer
+
         cfg, run_id = RunConfig.from_dict(rec.config), a.resume
         resume = store.run_dir(run_id) / "checkpoint.pt"
         try:
@@ -200,6 +199,10 @@ def cmd_run(a: argparse.Namespace) -> int:
             return _error("the run cannot start:\n  " + "\n  ".join(problems))
         run_id = store.create_run(cfg, owner="cli")
         store.claim(run_id)
+    from tl_core import trainer  # torch: only once the run can start
+    from tl_core.jobs import SnapshotProjector, record_failure
+    from tl_core.recorder import StoreRecorder
+
     projector = SnapshotProjector(store) if cfg.snapshot.enabled else None
     recorder = _ProgressRecorder(StoreRecorder(store, run_id, projector.submit if projector else None), a.quiet)
     stop = threading.Event()

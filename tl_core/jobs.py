@@ -36,6 +36,8 @@ class _Job:
     config: RunConfig
     stop: threading.Event = field(default_factory=threading.Event)
     resume: Path | None = None
+    started: bool = False         # a worker has taken it (under the manager's lock)
+    cancelled_early: bool = False  # cancelled while still queued: already recorded as stopped
 
 
 class JobManager:
@@ -100,12 +102,22 @@ class JobManager:
         return run_id
 
     def cancel(self, run_id: str) -> bool:
-        """Ask a queued or running run to stop; True if it was active here."""
+        """Stop a queued or running run; True if it was active here.
+
+        A running run stops after its current step. A queued one is stopped at once (it does
+        not wait in the queue behind the runs before it); the worker skips it later.
+        """
         with self._lock:
             job = self._jobs.get(run_id)
-        if job is None:
-            return False
-        job.stop.set()
+            if job is None:
+                return False
+            job.stop.set()
+            if not job.started:
+                job.cancelled_early = True
+                self._jobs.pop(run_id, None)
+        if job.cancelled_early:
+            self.store.set_status(run_id, "stopped", error="Stopped before it started.")
+            self.store.release(run_id)
         return True
 
     def is_active(self, run_id: str) -> bool:
@@ -157,15 +169,22 @@ class JobManager:
                 log.exception("run %s could not be recorded", job.run_id)
             finally:
                 with self._lock:
-                    self._jobs.pop(job.run_id, None)
-                self.store.release(job.run_id)
+                    mine = self._jobs.get(job.run_id) is job  # not a resumed job queued meanwhile
+                    if mine:
+                        self._jobs.pop(job.run_id)
+                if mine:
+                    self.store.release(job.run_id)
                 _release_gpu_memory()
 
     def _run_one(self, job: _Job) -> None:
         from tl_core import trainer  # torch is imported only when a run starts
 
-        if job.stop.is_set():
-            self.store.set_status(job.run_id, "stopped", error="Stopped before it started.")
+        with self._lock:
+            if not job.stop.is_set():
+                job.started = True
+        if not job.started:
+            if not job.cancelled_early:  # stopped by shutdown() while queued
+                self.store.set_status(job.run_id, "stopped", error="Stopped before it started.")
             return
         self.store.set_status(job.run_id, "running")
         on_snap = self._projector.submit if self._projector is not None else None
