@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,13 +23,21 @@ def summary(values: list[float]) -> dict[str, Any]:
             "values": [round(v, 6) for v in vals]}
 
 
-def alternate(pairs: int, first: Callable[[], Any], second: Callable[[], Any]) -> list[tuple[Any, Any]]:
-    """Measure two sides ``pairs`` times, in the order A B, B A, A B, ... (drift cancels out).
+def alternate(pairs: int, first: Callable[[], Any], second: Callable[[], Any],
+              budget_s: float | None = None, label: str = "") -> list[tuple[Any, Any]]:
+    """Measure two sides up to ``pairs`` times, in the order A B, B A, A B, ... (drift cancels out).
+
+    With ``budget_s``, stops starting new pairs once that many seconds have passed (after
+    at least two pairs), so a slow or busy machine gets fewer pairs rather than a timeout;
+    the number of pairs is reported with every result.
 
     Returns one (first result, second result) tuple per pair, whatever order they ran in.
     """
     out = []
+    t0 = time.perf_counter()
     for i in range(pairs):
+        if budget_s is not None and i >= 2 and time.perf_counter() - t0 > budget_s:
+            break
         if i % 2 == 0:
             a = first()
             b = second()
@@ -36,6 +45,9 @@ def alternate(pairs: int, first: Callable[[], Any], second: Callable[[], Any]) -
             b = second()
             a = first()
         out.append((a, b))
+        if label:
+            print(f"  {label}: pair {i + 1}/{pairs} after {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                  flush=True)
     return out
 
 

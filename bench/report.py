@@ -348,7 +348,7 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
         label = "DANN" if r["method"] == "dann" else ("target supervised" if r["train_on"] == "target" else "source only")
         groups.setdefault((r["pair"], r["backbone"], label), []).append(r)
     if groups:
-        lines += ["| pair | backbone | method | target accuracy % | seeds | epochs | min per run | published (DANN paper) % |",
+        lines += ["| pair | backbone | method | target accuracy % | seeds | epochs | s per run | published (DANN paper) % |",
                   "|---|---|---|---|---|---|---|---|"]
         for (pair, backbone, label), rs in groups.items():
             accs = [100 * r["target_test_acc"] for r in rs]
@@ -356,7 +356,7 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
             pub = PUBLISHED.get((pair, label))
             lines.append(f"| {pair} | {backbone} | {label} | {statistics.mean(accs):.2f}"
                          + (f" ± {sd:.2f}" if sd is not None else "") + f" | {len(rs)} | {rs[0]['epochs']} "
-                         f"| {statistics.mean(r['seconds'] for r in rs) / 60:.1f} | {_f(pub)} |")
+                         f"| {statistics.mean(r['seconds'] for r in rs):.0f} | {_f(pub)} |")
         lines.append("")
     lines += ["Published numbers, for scale only: Ganin et al., *Domain-Adversarial Training of Neural Networks*, "
               "JMLR 2016, MNIST→MNIST-M with the original MNIST-M (BSDS500 photos) and 60,000 MNIST training "

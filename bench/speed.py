@@ -142,12 +142,21 @@ class BareLoop:
 
 
 # ---------------------------------------------------------------- overhead
-def overhead_case(cfg: RunConfig, pairs: int, label: str) -> dict[str, Any]:
-    """Trainer vs bare loop, ``pairs`` alternating pairs after one warm-up of each."""
+def warm_up_config(cfg: RunConfig) -> RunConfig:
+    """The same run cut to two steps and one epoch: loads data, selects kernels, fills caches."""
+    warm = RunConfig.from_dict(cfg.to_dict())
+    warm.data.max_train = 2 * cfg.optim.batch_size
+    warm.optim.epochs = 1
+    return warm
+
+
+def overhead_case(cfg: RunConfig, pairs: int, label: str, budget_s: float | None = None) -> dict[str, Any]:
+    """Trainer vs bare loop, up to ``pairs`` alternating pairs after a short warm-up of each."""
+    warm = warm_up_config(cfg)
+    trainer_side(warm)
+    BareLoop(warm)()
     bare = BareLoop(cfg)
-    trainer_side(cfg)  # warm-up: first-touch allocations, kernel selection, data caches
-    bare()
-    rows = alternate(pairs, lambda: trainer_side(cfg), bare)
+    rows = alternate(pairs, lambda: trainer_side(cfg), bare, budget_s, label)
     ratios = [t["images_per_s"] / b["images_per_s"] for t, b in rows]
     return {
         "case": label, "backbone": cfg.model.backbone, "image_size": cfg.data.image_size,
@@ -163,17 +172,19 @@ def overhead_case(cfg: RunConfig, pairs: int, label: str) -> dict[str, Any]:
 
 
 def overhead(full: bool, device: str = "cpu") -> dict[str, Any]:
-    cases = []
-    pairs = 9 if full else 5
-    cases.append(overhead_case(base_config("lenet", 28, max_train=None, device=device), pairs, "lenet 28x28"))
-    r18_n = (1280 if full else 640) if device == "cpu" else 3200
-    cases.append(overhead_case(base_config("resnet18", 64, max_train=r18_n, device=device),
-                               7 if full else 3, "resnet18 64x64"))
+    """lenet on 28x28 digits and resnet18 (random init) at 64x64; quick keeps to a time budget."""
+    cpu = device == "cpu"
+    lenet_n = None if full or not cpu else 2000
+    r18_n = (1280 if full else 384) if cpu else 3200
+    cases = [overhead_case(base_config("lenet", 28, max_train=lenet_n, device=device), 9 if full else 6,
+                           "lenet 28x28", None if full else 60),
+             overhead_case(base_config("resnet18", 64, max_train=r18_n, device=device), 7 if full else 4,
+                           "resnet18 64x64", None if full else 75)]
     return {"cases": cases}
 
 
 # ----------------------------------------------------------- frozen reuse
-def frozen_case(cfg: RunConfig, pairs: int, label: str) -> dict[str, Any]:
+def frozen_case(cfg: RunConfig, pairs: int, label: str, budget_s: float | None = None) -> dict[str, Any]:
     budget = trainer.CACHE_BUDGET_BYTES
 
     def cached() -> dict[str, Any]:
@@ -187,9 +198,12 @@ def frozen_case(cfg: RunConfig, pairs: int, label: str) -> dict[str, Any]:
         finally:
             trainer.CACHE_BUDGET_BYTES = budget
 
-    cached()
-    recomputed()
-    rows = alternate(pairs, cached, recomputed)
+    warm = warm_up_config(cfg)
+    for budget_now in (budget, 0):
+        trainer.CACHE_BUDGET_BYTES = budget_now
+        trainer_side(warm)
+    trainer.CACHE_BUDGET_BYTES = budget
+    rows = alternate(pairs, cached, recomputed, budget_s, label)
     epoch_c = [min(c["loop_s"]) for c, _ in rows]
     epoch_r = [min(r["loop_s"]) for _, r in rows]
     setup_extra = [c["setup_s"] - r["setup_s"] for c, r in rows]
@@ -208,18 +222,20 @@ def frozen_case(cfg: RunConfig, pairs: int, label: str) -> dict[str, Any]:
 
 def frozen_reuse(full: bool, device: str = "cpu") -> dict[str, Any]:
     n_stages = len(bb.get_info("resnet18").stage_names)
-    n = (2000 if full else 1000) if device == "cpu" else 4000
-    pairs = 5 if full else 3
+    n = (2000 if full else 640) if device == "cpu" else 4000
+    pairs = 5 if full else 4
+    budget = None if full else 60
     cases = []
     for k, label in ((n_stages, "all stages frozen"), (n_stages // 2, "half frozen")):
-        cfg = base_config("resnet18", 64, max_train=n, epochs=2, device=device, freeze=k)
-        cases.append(frozen_case(cfg, pairs, f"resnet18 64x64, {label} ({k} of {n_stages})"))
+        cfg = base_config("resnet18", 64, max_train=n, epochs=2, device=device, freeze=k, max_test=100)
+        cases.append(frozen_case(cfg, pairs, f"resnet18 64x64, {label} ({k} of {n_stages})", budget))
     if full:
         e_stages = len(bb.get_info("efficientnet_lite0").stage_names)
         for k, label in ((e_stages, "all stages frozen"), (e_stages // 2, "half frozen")):
             cfg = base_config("efficientnet_lite0", 64, max_train=n, epochs=2, device=device, freeze=k,
-                              pretrained=True)
-            cases.append(frozen_case(cfg, pairs, f"efficientnet_lite0 64x64, {label} ({k} of {e_stages})"))
+                              pretrained=True, max_test=100)
+            cases.append(frozen_case(cfg, pairs, f"efficientnet_lite0 64x64, {label} ({k} of {e_stages})",
+                                     budget))
     return {"cases": cases}
 
 
@@ -240,14 +256,14 @@ def snapshot_slowdown(full: bool, device: str = "cpu") -> dict[str, Any]:
     from tl_core.store import RunStore
 
     warm_up_s = embedding.warm_up()
-    epochs = 5 if full else 3
+    epochs = 5 if full else 2
     pairs = 5 if full else 3
     home = tempfile.mkdtemp(prefix="tl-bench-snap-")
     store = RunStore(home)
     projector = SnapshotProjector(store)
 
-    def one(enabled: bool) -> dict[str, Any]:
-        cfg = base_config("lenet", 28, max_train=None, epochs=epochs, device=device, max_test=None)
+    def one(enabled: bool, max_train: int | None = None) -> dict[str, Any]:
+        cfg = base_config("lenet", 28, max_train=max_train, epochs=epochs, device=device, max_test=None)
         cfg.snapshot.enabled = enabled
         run_id = store.create_run(cfg)
         store.set_status(run_id, "running")
@@ -262,9 +278,9 @@ def snapshot_slowdown(full: bool, device: str = "cpu") -> dict[str, Any]:
         return {"train_s": t_end - first, "loop_s": sum(rec.epoch_loop_s()), "steps": res["step"],
                 "snapshots_projected": n_proj, "projection_tail_s": time.perf_counter() - t_wait}
 
-    one(True)
-    one(False)
-    rows = alternate(pairs, lambda: one(True), lambda: one(False))
+    one(True, 256)  # warm-up: data, kernels, the projector's first fits
+    one(False, 256)
+    rows = alternate(pairs, lambda: one(True), lambda: one(False), None if full else 100, "snapshots")
     projector.close()
     return {
         "backbone": "lenet", "image_size": 28, "epochs": epochs, "per_domain": 500, "device": device,
@@ -285,5 +301,5 @@ def gpu_throughput(full: bool) -> dict[str, Any]:
     for name, pretrained in (("resnet18", False), ("efficientnet_lite0", True)):
         cfg = base_config(name, 224, max_train=64 * 60, device="cuda", amp=True, pretrained=pretrained,
                           max_test=256)
-        cases.append(overhead_case(cfg, pairs, f"{name} 224x224 AMP"))
+        cases.append(overhead_case(cfg, pairs, f"{name} 224x224 AMP", None if full else 120))
     return {"device_name": torch.cuda.get_device_name(0), "cases": cases}

@@ -47,20 +47,19 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
     event = st.dataframe(
         table(runs, store), key=f"{keys.RUNS_TABLE_PREFIX}{ss[keys.RUNS_TABLE_GEN]}", on_select="rerun",
         selection_mode="multi-row", hide_index=True, width="stretch", placeholder="–",
-        column_config={
-            "Name": st.column_config.TextColumn(width="large"),
-            "Status": st.column_config.TextColumn(width="small"),
-            "Method": st.column_config.TextColumn(width="small"),
-            "Backbone": st.column_config.TextColumn(width="small"),
-            "Frozen stages": st.column_config.NumberColumn("Frozen", width="small",
-                                                           help="Backbone stages kept frozen"),
-            "Data": st.column_config.TextColumn("Source → target", width="medium"),
-            "Final target acc": st.column_config.NumberColumn("Final target (%)", format="%.1f", width="small",
+        column_config={  # pixel widths that fit a 1600-px-wide screen beside the sidebar
+            "Name": st.column_config.TextColumn(width=220),
+            "Status": st.column_config.TextColumn(width=95),
+            "Method": st.column_config.TextColumn(width=105),
+            "Backbone": st.column_config.TextColumn(width=90),
+            "Frozen stages": st.column_config.NumberColumn("Frozen", width=65, help="Backbone stages kept frozen"),
+            "Data": st.column_config.TextColumn("Source → target", width=135),
+            "Final target acc": st.column_config.NumberColumn("Final target %", format="%.1f", width=110,
                                                               help="Target test accuracy after the last epoch"),
-            "Best target acc": st.column_config.NumberColumn("Best target (%)", format="%.1f", width="small",
+            "Best target acc": st.column_config.NumberColumn("Best target %", format="%.1f", width=105,
                                                              help="Best target test accuracy over the epochs"),
-            "Duration": st.column_config.TextColumn(width="small"),
-            "Created": st.column_config.TextColumn(width="small"),
+            "Duration": st.column_config.TextColumn(width=80),
+            "Created": st.column_config.TextColumn(width=110),
         })
     rows = event.selection.rows if event is not None else []
     return [ids[i] for i in rows if 0 <= i < len(ids)]

@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -85,6 +86,17 @@ def wait_status(store: RunStore, run_id: str, statuses: tuple[str, ...], timeout
             return rec
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} is {store.get_run(run_id).status}, expected one of {statuses}")
+
+
+def wait_progress(store: RunStore, run_id: str, step: int, timeout: float = 120) -> int:
+    """Wait until the run has recorded at least ``step`` steps; returns its step then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rec = store.get_run(run_id)
+        if rec.step >= step:
+            return rec.step
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} is at step {store.get_run(run_id).step}, expected {step}")
 
 
 def image_folder(root: Path, classes=("a", "b", "c"), n: int = 12, size: int = 32) -> Path:
@@ -474,6 +486,9 @@ def test_gpu_out_of_memory_says_use_a_smaller_batch_or_image_size(manager, monke
     assert "smaller batch or image size" in rec.error and "smaller batch size" in rec.hint
     code, _, err = cli(capsys, *CLI_TINY, "--method", "finetune")
     assert code == 1 and "smaller batch or image size" in err
+    # Apple GPUs and cuDNN say it with a plain RuntimeError.
+    message, _ = trainer.describe_exception(RuntimeError("MPS backend out of memory (MPS allocated: 8 GB)"))
+    assert "smaller batch or image size" in message
 
 
 def test_disk_full_while_writing_a_checkpoint_fails_the_run_and_keeps_the_database(manager, monkeypatch):
@@ -500,6 +515,9 @@ def test_disk_full_while_writing_a_checkpoint_fails_the_run_and_keeps_the_databa
     files = sorted(p.name for p in store.run_dir(run_id).iterdir())
     assert "checkpoint.pt" in files and not any(f.endswith(".tmp") for f in files)
     assert trainer.load_checkpoint_file(store.run_dir(run_id) / "checkpoint.pt")["epoch"] == 1
+    # A database that cannot grow says the same.
+    message, hint = trainer.describe_exception(sqlite3.OperationalError("database or disk is full"))
+    assert message.startswith("The disk is full") and "Free some space" in hint
     # Space freed: resume finishes the run from epoch 1.
     monkeypatch.setattr(torch, "save", real_save)
     manager.resume(run_id)
@@ -606,14 +624,12 @@ def test_cancelling_one_users_run_stops_only_that_run(manager):
     long = small("finetune", epochs=50)
     a = manager.submit(long, owner="alice")
     b = manager.submit(small("finetune"), owner="bob")
-    wait_status(manager.store, a, ("running",))
-    assert manager.cancel(b)  # bob stops his queued run
-    rec_b = wait_status(manager.store, b, ("stopped",))
-    assert rec_b.error == "Stopped before it started."
-    step = manager.store.get_run(a).step
-    time.sleep(1.0)
-    rec_a = manager.store.get_run(a)
-    assert rec_a.status == "running" and rec_a.step > step  # alice's run goes on
+    step = wait_progress(manager.store, a, 1)
+    assert manager.cancel(b)  # bob stops his queued run: at once, not after alice's run
+    rec_b = wait_status(manager.store, b, ("stopped",), timeout=5)
+    assert rec_b.error == "Stopped before it started." and not manager.is_active(b)
+    wait_progress(manager.store, a, step + 1)  # alice's run goes on
+    assert manager.store.get_run(a).status == "running" and manager.is_active(a)
     assert manager.cancel(a)
     assert wait_status(manager.store, a, ("stopped",)).error == "Stopped by the user."
 
@@ -654,7 +670,10 @@ def test_a_run_writes_nothing_outside_tl_home(tmp_path):
            if not k.startswith(("TL_", "TORCH", "XDG_", "NUMBA", "MPL", "HF_", "PYTHONPYCACHE"))}
     env.update(HOME=str(dirs["home"]), TL_HOME=str(dirs["tl_home"]), TMPDIR=str(dirs["tmp"]),
                PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-m", "tl_core", "run", *CLI_TINY, "--method", "dann", "--max-train", "64"],
+    cfg = small("dann")
+    cfg.data.max_train, cfg.data.max_test = 64, 50
+    (tmp_path / "run.json").write_text(cfg.to_json())
+    proc = subprocess.run([sys.executable, "-m", "tl_core", "run", "--config", str(tmp_path / "run.json"), "--quiet"],
                           cwd=dirs["cwd"], env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     run_id = json.loads(proc.stdout)["run_id"]
