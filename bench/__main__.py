@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import load_average, machine_facts
+from bench.common import cpu_counters, load_average, machine_facts, other_work
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -119,18 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "mode": "full" if a.full else "quick",
             "machine": machine_facts(), "loadavg_1min_start": load_average(), "sections": sections}
     results: dict[str, Any] = {}
+    cpu_start = cpu_counters()
     for name in sections:
         _log(f"{name} …")
         t0 = time.perf_counter()
+        cpu0 = cpu_counters()
         if name == "projection":
             results[name] = run_projection(a.full, env)
         elif name == "accuracy":
             results[name] = run_accuracy(a.full, env)
         else:
             results[name] = run_section(name, a.full, env)
+        results[name]["other_work"] = other_work(cpu0, cpu_counters())
         _log(f"{name} done in {time.perf_counter() - t0:.0f} s"
              + (f" — FAILED: {results[name]['error']}" if "error" in results[name] else ""))
     meta["total_s"] = round(time.time() - started, 1)
+    meta["other_work"] = other_work(cpu_start, cpu_counters())
     meta["loadavg_1min_end"] = load_average()
     bench = {"meta": meta, **results}
     (OUT / "bench.json").write_text(json.dumps(bench, indent=1))

@@ -70,6 +70,39 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
+def cpu_counters() -> dict[str, float] | None:
+    """Machine-wide busy and steal CPU seconds (/proc/stat), our own CPU seconds (this process
+    and its finished children), and the time, for :func:`other_work`. None where /proc is missing."""
+    import resource
+
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    v = [int(x) for x in fields]
+    user, nice, system, idle, iowait, irq, softirq = v[:7]
+    steal = v[7] if len(v) > 7 else 0
+    ours = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+    return {"busy_s": (user + nice + system + irq + softirq) / hz, "steal_s": steal / hz, "ours_s": ours,
+            "t": time.monotonic()}
+
+
+def other_work(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float] | None:
+    """How many cores, on average, other work kept busy between two :func:`cpu_counters` readings.
+
+    ``other_cores``: machine-wide busy CPU time not spent by the benchmark's processes;
+    ``steal_cores``: time the hypervisor gave to other machines. Both per second of wall time.
+    """
+    if not before or not after or after["t"] <= before["t"]:
+        return None
+    wall = after["t"] - before["t"]
+    other = (after["busy_s"] - before["busy_s"]) - (after["ours_s"] - before["ours_s"])
+    return {"other_cores": round(max(0.0, other) / wall, 2),
+            "steal_cores": round((after["steal_s"] - before["steal_s"]) / wall, 2)}
+
+
 def machine_facts() -> dict[str, Any]:
     """CPU, cores, memory, torch build, CUDA device (if any)."""
     import torch

@@ -42,7 +42,10 @@ def _header(b: dict[str, Any]) -> list[str]:
     mc = m["machine"]
     quick = m["mode"] == "quick"
     load0, load1 = m.get("loadavg_1min_start"), m.get("loadavg_1min_end")
-    busy = any(v is not None and v > 0.75 * mc["cores"] for v in (load0, load1))
+    ow = m.get("other_work") or {}
+    per_section = [(name, (b.get(name) or {}).get("other_work") or {}) for name in m.get("sections", [])]
+    worst = max((o.get("other_cores", 0.0) for _, o in per_section), default=0.0)
+    busy = ow.get("other_cores", 0.0) > 0.2 or worst > 0.5 or ow.get("steal_cores", 0.0) > 0.2
     device = (f"CUDA: {mc['cuda_device']}" if mc["cuda"] else "CPU only (no CUDA device on this machine)")
     lines = [
         "# Benchmarks",
@@ -63,7 +66,8 @@ def _header(b: dict[str, Any]) -> list[str]:
         f"| CPU | {mc['cpu']}, {mc['cores']} usable cores, {_f(mc.get('memory_gb'), 1)} GB memory |",
         f"| device | {device} |",
         f"| software | Python {mc['python']}, torch {mc['torch']} ({mc['torch_threads']} CPU threads) |",
-        f"| load average (1 min) | {_f(load0)} at start, {_f(load1)} at end, on {mc['cores']} cores"
+        f"| other work on the machine | {_other(ow)} on average while this ran (worst section: "
+        f"{worst:.2f} cores); load average {_f(load0)} at start, {_f(load1)} at end"
         + (" — **the machine was busy with other work while this ran: speed numbers are noisy, read the "
            "spreads**" if busy else "") + " |",
         f"| time taken | {m['total_s'] / 60:.1f} min |",
@@ -74,6 +78,15 @@ def _header(b: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _other(ow: dict[str, Any]) -> str:
+    if not ow:
+        return "unknown"
+    text = f"{ow['other_cores']:.2f} cores busy with other processes"
+    if ow.get("steal_cores"):
+        text += f", {ow['steal_cores']:.2f} cores taken by the hypervisor"
+    return text
 
 
 # ------------------------------------------------------------ at a glance
