@@ -17,6 +17,7 @@ with entry.app_run():
         st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
     ], expanded=True)
     widgets.page_style()
+    resources.warm_umap()
     resources.owner_id()
     widgets.render_sidebar()
     navigation.run()

@@ -63,7 +63,11 @@ def main() -> None:
     sys.argv = ["streamlit", "run", str(ROOT / "app.py"), "--server.port", str(a.port), "--server.headless", "true",
                 "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
                 "--server.fileWatcherType", "none"]
-    cli.main(prog_name="streamlit")
+    try:
+        cli.main(prog_name="streamlit")
+    finally:  # the server stopped (SIGTERM): stop the run too, so the process exits cleanly
+        manager.cancel(run_id)
+        manager.wait(run_id, timeout=30)
 
 
 if __name__ == "__main__":

@@ -180,12 +180,30 @@ def _window_rate(progress: list[tuple[float, int]], a: float, b: float, batch: i
     return (sb - sa) * batch / (b - a)
 
 
+def _wait_drawn(page: Any, timeout_ms: int = 120_000) -> None:
+    """Wait for the Monitor's charts; if the page shows an error instead, say which."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        shot = ROOT / "bench" / "out" / "browser-failure.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot))
+        errors = page.locator('[data-testid="stException"]').all_inner_texts()
+        detail = (" The page shows an error: " + " | ".join(e.strip().splitlines()[0] for e in errors if e.strip())
+                  if errors else "")
+        raise RuntimeError(f"the Monitor drew no chart within {timeout_ms / 1000:.0f} s.{detail} "
+                           f"Screenshot: {shot.relative_to(ROOT)}") from None
+
+
 def browser_slowdown(full: bool) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"Chromium not found at {CHROMIUM}: install Debian's chromium (make browser) "
                            "or set TL_CHROMIUM.")
+    (ROOT / "bench" / "out" / "browser-failure.png").unlink(missing_ok=True)
     home = Path(tempfile.mkdtemp(prefix="tl-bench-browser-"))
     log_path = home / "serve.log"
     port = _free_port()
@@ -220,7 +238,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
                     page.goto(url + "/monitor", wait_until="domcontentloaded", timeout=120_000)
                     pages.append(page)
                 for page in pages:  # drawn: the charts are on screen
-                    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+                    _wait_drawn(page)
                 a = time.time()
                 time.sleep(window_s)
                 b = time.time()

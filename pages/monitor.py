@@ -10,7 +10,7 @@ import streamlit as st
 
 from tl_core.store import RunRecord
 from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
-from tl_ui.feature_space import render_feature_space
+from tl_ui.feature_space import render_feature_section
 
 REFRESH_S = 2.0
 CHART_CONFIG = {"displaylogo": False}
@@ -156,14 +156,7 @@ def render_live(run_ids: list[str]) -> None:
     if not recs:
         return
     render_charts(recs)
-    st.subheader("Feature space")
-    st.caption("Each dot is an image's backbone features, projected to 2-D: blue source, orange target. "
-               "When adaptation works, the two colours mix while the classes stay apart.")
-    cols = st.columns(min(len(recs), 2))
-    for i, rec in enumerate(recs):
-        with cols[i % len(cols)]:
-            st.markdown(f"**{runinfo.run_title(rec)}**")
-            render_feature_space(rec.id)
+    render_feature_section(recs)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """End to end in a real browser: a `streamlit run app.py` server and Chromium via Playwright.
 
 One story, in the order a teacher would live it: look at Setup, start the MNIST → MNIST-M
-demo from Home, watch progress and the loss chart update on the Monitor, stop a run,
+demo from Home, watch progress and the loss chart update on the Monitor, stop a run, replay the
+feature-space scatter with its snapshot slider,
 reload and find it all still there, compare the two runs on the Runs page, then restart
 the server and find the run that was training marked as interrupted, ready to resume.
 Screenshots of every page land in artifacts/screenshots/.
@@ -227,6 +228,33 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     except PlaywrightTimeout:
         pass
     shot(page, "monitor")
+
+    # Feature space: once the DANN run's first epoch snapshot is projected, its animated scatter has a
+    # slider over snapshots; dragging it back to "before training" shows the pretrained picture.
+    try:
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c.querySelector('g.slider-container')"
+            " && c.querySelectorAll('g.scatterlayer .trace').length >= 2)", timeout=150_000)
+    except PlaywrightTimeout:
+        pytest.fail("no feature-space scatter with a snapshot slider appeared:\n"
+                    + page.locator("[data-testid='stMain']").inner_text()[-1500:])
+    scatter = page.locator(".js-plotly-plot").filter(has=page.locator("g.slider-container")).first
+    scatter.scroll_into_view_if_needed()
+    current = "() => [...document.querySelectorAll('g.slider-container text.slider-label')].map(t => t.textContent)"
+    assert any(t.startswith("Snapshot: epoch") for t in page.evaluate(current))
+    rail = scatter.locator("rect.slider-rail-touch-rect").first
+    box = rail.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 4, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('g.slider-container text.slider-label')].some(t => t.textContent"
+        ".startsWith('Snapshot: before training'))", timeout=10_000)
+    assert page.get_by_text("Proxy A-distance: how well").first.is_visible()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_role("heading", name="Feature space").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.mouse.move(5, VIEWPORT["height"] - 5)
+    page.wait_for_timeout(700)
+    page.screenshot(path=str(SHOTS / "feature_space.png"))
 
     # Reload: a new session; the runs, their status and ownership come back from the store.
     page.reload()

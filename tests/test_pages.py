@@ -7,18 +7,23 @@ runs a tiny real run through a real JobManager.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tl_core import jobs
+from tl_core.embedding import METRIC_HELP
 from tl_core.config import RunConfig, demo_config
 from tl_core.jobs import ConfigError, JobManager
 from tl_core.store import RunStore
 from tl_ui import keys, resources
+
+os.environ.setdefault("TL_WARM_UMAP", "0")  # no UMAP JIT warm-up thread eating the test's CPU
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90  # the first run of a process imports torch and builds the backbone list
@@ -404,11 +409,58 @@ def test_monitor_draws_a_real_tiny_run_from_the_store(tl_home, monkeypatch):
         at = open_app(keys.PAGE_MONITOR)
         assert "Completed" in texts(at)
         charts = at.get("plotly_chart")
-        assert len(charts) == 4
+        assert len(charts) == 6  # 4 training charts + confusion matrix and per-class accuracy
         assert "target accuracy" in texts(at)
+        assert "Feature snapshots are off" in texts(at)
     finally:
         real.shutdown()
         resources.get_manager.clear()
+
+
+def add_run_with_snapshots(store: RunStore, name: str, n_snaps: int = 3, per_domain: int = 20) -> str:
+    """A completed run with projected snapshots (source and target drifting together) and epoch extras."""
+    cfg = RunConfig(name=name)
+    cfg.data.source, cfg.data.target, cfg.data.max_test = "uci-digits", "uci-digits", 60
+    run_id = add_run(store, "completed", name=name)
+    store.rename(run_id, name)
+    rng = np.random.default_rng(0)
+    labels = np.tile(np.arange(10), 2 * per_domain // 10)
+    domains = np.repeat([0, 1], per_domain).astype(np.int8)
+    store.save_snapshot_sample(run_id, labels=labels, domains=domains, source_index=np.arange(per_domain),
+                               target_index=np.arange(per_domain))
+    for idx in range(n_snaps):
+        coords = rng.normal(size=(2 * per_domain, 2)) + np.c_[labels * 2.0, 6.0 * domains / (idx + 1)]
+        store.save_snapshot(run_id, idx, step=10 * idx, epoch=idx, features=rng.normal(size=(2 * per_domain, 8)),
+                            metrics={"target_acc": 0.3 + 0.2 * idx, "source_acc": 0.9})
+        store.save_coords(run_id, idx, coords)
+        store.update_snapshot_metrics(run_id, idx, {"a_distance": 1.9 - 0.5 * idx, "mmd": 0.4 / (idx + 1)})
+        if idx:
+            conf = np.eye(10, dtype=int) * 5 + 1
+            store.log_epoch(run_id, idx, 10 * idx, {"source_val_acc": 0.9, "target_test_acc": 0.5},
+                            {"per_class": [0.5] * 10, "confusion": conf.tolist(), "classes": [str(c) for c in range(10)],
+                             "misclassified": [[1, 7], [2, 3], [3, 0]]})
+    return run_id
+
+
+def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager):
+    first = add_run_with_snapshots(manager.store, "source only")
+    second = add_run_with_snapshots(manager.store, "dann", n_snaps=2)
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [first, second]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = texts(at)
+    assert "Feature space" in text and "Domain distance over training" in text
+    for metric in ("a_distance", "mmd", "target_acc"):
+        assert METRIC_HELP[metric] in text
+    chart_keys = {c.proto.id for c in at.get("plotly_chart")}
+    assert len(at.get("plotly_chart")) >= 4 + 2 * 3 + 3 + 2, chart_keys  # training, 2 × (animation, before, now), curves, per class
+    assert "true → predicted" in text
+    at.select_slider(key=keys.MONITOR_FS_EPOCH).set_value(1).run()
+    assert not at.exception
+    assert "epoch 1" in texts(at)
+    at.segmented_control(key=keys.MONITOR_FS_COLOR).set_value("class").run()
+    assert not at.exception
 
 
 # ------------------------------------------------------------------- runs

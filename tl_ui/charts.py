@@ -219,20 +219,170 @@ def compare_loss_figure(runs: list[Series], x: str = "step", revision: str = "co
 
 
 # ------------------------------------------------------------ feature space
-def feature_scatter(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, classes: list[str] | None,
-                    title: str, revision: str) -> go.Figure:
-    """2-D projected features, coloured by domain (source blue, target orange), class on hover."""
+CLASS_SYMBOLS = ("circle", "square", "diamond", "cross", "x", "triangle-up", "triangle-down", "star",
+                 "pentagon", "hexagon", "triangle-left", "triangle-right", "hourglass", "bowtie")
+CLASS_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+                "#9c755f", "#bab0ac", "#17becf", "#bcbd22")
+DOMAIN_NAMES = ("source", "target")
+
+
+def _class_names(labels: np.ndarray, classes: list[str] | None) -> list[str]:
+    return [classes[int(i)] if classes and 0 <= int(i) < len(classes) else str(int(i)) for i in labels]
+
+
+def coords_range(all_coords: list[np.ndarray], pad: float = 0.05) -> tuple[list[float], list[float]]:
+    """x and y ranges that hold every point of every snapshot (fixed axes across snapshots)."""
+    stacked = np.concatenate([np.asarray(c, dtype=float).reshape(-1, 2) for c in all_coords]) if all_coords \
+        else np.zeros((1, 2))
+    stacked = stacked[np.isfinite(stacked).all(axis=1)]
+    if not len(stacked):
+        stacked = np.zeros((1, 2))
+    lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+    span = np.maximum(hi - lo, 1e-6)
+    return [float(lo[0] - pad * span[0]), float(hi[0] + pad * span[0])], \
+        [float(lo[1] - pad * span[1]), float(hi[1] + pad * span[1])]
+
+
+def feature_traces(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, classes: list[str] | None,
+                   color_by: str = "domain", index: np.ndarray | None = None, size: int = 7,
+                   gl: bool = False) -> list[dict[str, Any]]:
+    """Scatter traces of one snapshot. The set of traces depends only on the sample (not on the
+    coordinates), so the traces of successive snapshots line up as animation frames.
+
+    ``color_by="domain"``: one trace per domain (blue/orange), marker symbol by class.
+    ``color_by="class"``: one trace per class, marker symbol by domain (circle source, x target).
+    """
+    coords = np.asarray(coords, dtype=float)
+    domains = np.asarray(domains).astype(int)
+    labels = np.asarray(labels).astype(int)
+    index = np.arange(len(labels)) if index is None else np.asarray(index)
+    names = np.asarray(_class_names(labels, classes), dtype=object)
+    dom_names = np.asarray([DOMAIN_NAMES[d] if d in (0, 1) else str(d) for d in domains], dtype=object)
+    groups: list[tuple[np.ndarray, str, dict[str, Any]]] = []
+    if color_by == "class":
+        for c in np.unique(labels):
+            m = labels == c
+            sym = np.where(domains[m] == 1, "x", "circle").tolist()
+            groups.append((m, f"class {names[m][0]}", {"color": CLASS_COLORS[int(c) % len(CLASS_COLORS)],
+                                                        "symbol": sym}))
+    else:
+        for value, color in ((0, theme.SOURCE), (1, theme.TARGET)):
+            m = domains == value
+            if m.any():
+                sym = [CLASS_SYMBOLS[int(c) % len(CLASS_SYMBOLS)] for c in labels[m]]
+                groups.append((m, DOMAIN_NAMES[value], {"color": color, "symbol": sym}))
     traces = []
-    for value, name, color in ((0, "source", theme.SOURCE), (1, "target", theme.TARGET)):
-        m = np.asarray(domains) == value
-        if not m.any():
-            continue
-        lab = np.asarray(labels)[m]
-        text = [classes[int(i)] if classes and 0 <= int(i) < len(classes) else str(int(i)) for i in lab]
-        traces.append({"type": "scattergl", "x": coords[m, 0], "y": coords[m, 1], "mode": "markers", "name": name,
-                       "text": text, "marker": {"color": color, "size": 6, "opacity": 0.7},
-                       "hovertemplate": f"{name}, class %{{text}}<extra></extra>"})
-    layout = _layout(title, revision=revision, x_title="", y_title="", height=420, hovermode="closest")
-    layout["xaxis"].update(showticklabels=False)
-    layout["yaxis"].update(showticklabels=False, scaleanchor="x", scaleratio=1)
+    for m, name, marker in groups:
+        custom = np.stack([names[m], dom_names[m], index[m].astype(object)], axis=1)
+        traces.append({"type": "scattergl" if gl else "scatter", "x": coords[m, 0], "y": coords[m, 1],
+                       "mode": "markers", "name": name, "customdata": custom,
+                       "marker": {"size": size, "opacity": 0.75, "line": {"width": 0}, **marker},
+                       "hovertemplate": "class %{customdata[0]} · %{customdata[1]} · image #%{customdata[2]}"
+                                        "<extra></extra>"})
+    return traces
+
+
+def _scatter_layout(title: str, revision: str, xr: list[float] | None, yr: list[float] | None,
+                    height: int) -> dict[str, Any]:
+    layout = _layout(title, revision=revision, x_title="", y_title="", height=height, hovermode="closest")
+    layout["xaxis"].update(showticklabels=False, **({"range": xr, "autorange": False} if xr else {}))
+    layout["yaxis"].update(showticklabels=False, **({"range": yr, "autorange": False} if yr else {}))
+    return layout
+
+
+def feature_scatter(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, classes: list[str] | None,
+                    title: str, revision: str, *, color_by: str = "domain", index: np.ndarray | None = None,
+                    xrange: list[float] | None = None, yrange: list[float] | None = None,
+                    height: int = 420, size: int = 6) -> go.Figure:
+    """2-D projected features of one snapshot (see :func:`feature_traces`); fixed axes when given."""
+    traces = feature_traces(coords, domains, labels, classes, color_by, index, size=size, gl=True)
+    layout = _scatter_layout(title, revision, xrange, yrange, height)
+    if xrange is None:
+        layout["yaxis"].update(scaleanchor="x", scaleratio=1)
     return _figure(traces, layout)
+
+
+def feature_animation(frames: list[tuple[str, np.ndarray]], domains: np.ndarray, labels: np.ndarray,
+                      classes: list[str] | None, title: str, revision: str, *, color_by: str = "domain",
+                      index: np.ndarray | None = None, height: int = 560) -> go.Figure:
+    """All projected snapshots of a run as one animated scatter: plotly's own play button and
+    slider replay the convergence in the browser, with fixed axes. Shows the last frame first."""
+    xr, yr = coords_range([c for _, c in frames])
+    plotly_frames = [{"name": label, "data": feature_traces(c, domains, labels, classes, color_by, index)}
+                     for label, c in frames]
+    traces = plotly_frames[-1]["data"] if plotly_frames else []
+    layout = _scatter_layout(title, revision, xr, yr, height)
+    layout["margin"]["b"] = 90
+    layout["legend"].update(orientation="v", yref="paper", y=1.0, yanchor="top", x=1.02, xanchor="left")
+    anim = {"frame": {"duration": 900, "redraw": False}, "transition": {"duration": 600, "easing": "cubic-in-out"},
+            "mode": "immediate", "fromcurrent": True}
+    if len(plotly_frames) > 1:
+        layout["updatemenus"] = [{
+            "type": "buttons", "direction": "left", "showactive": False, "x": 0.0, "xanchor": "left",
+            "y": -0.02, "yanchor": "top", "pad": {"t": 8, "r": 8},
+            "buttons": [{"label": "▶", "method": "animate", "args": [None, anim]},
+                        {"label": "❚❚", "method": "animate",
+                         "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                                           "transition": {"duration": 0}}]}]}]
+        layout["sliders"] = [{
+            "active": len(plotly_frames) - 1, "x": 0.22, "len": 0.78, "y": -0.02, "yanchor": "top",
+            "pad": {"t": 8}, "currentvalue": {"prefix": "Snapshot: ", "font": {"size": 15}},
+            "transition": {"duration": 400},
+            "steps": [{"label": f["name"], "method": "animate",
+                       "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                                              "transition": {"duration": 400}}]} for f in plotly_frames]}]
+    fig = go.Figure(data=traces, layout=layout, frames=plotly_frames, _validate=False)
+    return fig
+
+
+def snapshot_metric_figure(runs: list[tuple[str, pd.DataFrame, str, str]], metric: str, title: str,
+                           y_title: str, *, scale: float = 1.0, y_range: list[float] | None = None,
+                           revision: str = "snapshot_metric", height: int = 320) -> go.Figure:
+    """One per-snapshot metric (A-distance, MMD, target accuracy) against epoch, one line per run.
+
+    ``runs``: (label, list_snapshots frame, colour, dash).
+    """
+    traces = []
+    for label, snaps, color, dash in runs:
+        if snaps is None or snaps.empty or metric not in snaps:
+            continue
+        d = snaps[["epoch", metric]].dropna()
+        if d.empty:
+            continue
+        traces.append(_line(d["epoch"], d[metric] * scale, label, color, dash, markers=True,
+                            hover="%{y:.3g}", showlegend=len(runs) > 1))
+    layout = _layout(title, revision=revision, x_title="epoch (0 = before training)", y_title=y_title,
+                     height=height)
+    layout["xaxis"].update(rangemode="tozero", dtick=1 if max((len(r[1]) for r in runs), default=0) <= 20 else None)
+    if y_range:
+        layout["yaxis"]["range"] = y_range
+    return _figure(traces, layout, "No snapshot metrics yet.")
+
+
+def confusion_figure(confusion: list[list[int]], classes: list[str], title: str, revision: str,
+                     height: int = 420) -> go.Figure:
+    """Target confusion matrix (rows: true class, columns: predicted), counts on hover."""
+    z = np.asarray(confusion, dtype=float)
+    names = [str(c) for c in classes] or [str(i) for i in range(len(z))]
+    trace = {"type": "heatmap", "z": z, "x": names, "y": names, "colorscale": "Blues", "reversescale": True, "showscale": False,
+             "text": z.astype(int), "texttemplate": "%{text}", "textfont": {"size": 12},
+             "hovertemplate": "true %{y} → predicted %{x}: %{z:.0f}<extra></extra>"}
+    layout = _layout(title, revision=revision, x_title="predicted class", y_title="true class", height=height,
+                     hovermode="closest")
+    layout["xaxis"].update(showgrid=False, type="category", tickfont={"size": 12}, dtick=1)
+    layout["yaxis"].update(showgrid=False, type="category", autorange="reversed", tickfont={"size": 12}, dtick=1)
+    return _figure([trace], layout)
+
+
+def per_class_figure(per_class: list[float | None], classes: list[str], title: str, revision: str,
+                     height: int = 420) -> go.Figure:
+    """Per-class target accuracy (%) as bars."""
+    names = [str(c) for c in classes] or [str(i) for i in range(len(per_class))]
+    y = [None if v is None else 100 * float(v) for v in per_class]
+    trace = {"type": "bar", "x": names, "y": y, "marker": {"color": theme.TARGET},
+             "hovertemplate": "class %{x}: %{y:.1f} %<extra></extra>", "name": "target"}
+    layout = _layout(title, revision=revision, x_title="class", y_title="accuracy (%)", height=height,
+                     hovermode="closest")
+    layout["yaxis"]["range"] = [0, 101]
+    layout["xaxis"].update(type="category", dtick=1)
+    return _figure([trace], layout)

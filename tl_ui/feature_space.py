@@ -1,56 +1,243 @@
-"""The feature-space view: where source and target images land in the backbone's feature
-space, projected to 2-D off the training thread (see tl_core.jobs.SnapshotProjector).
-
-Kept separate on purpose: a later issue extends it (a slider over snapshots, before/after
-pictures, domain-distance curves). Reads only the store.
+"""The feature-space view of the Monitor: where source and target images land in the
+backbone's feature space, projected to 2-D off the training thread (see
+tl_core.jobs.SnapshotProjector), how that picture moves over training, the domain-distance
+metrics per snapshot, and per-class results of a chosen epoch. Reads only the store.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-from tl_ui import charts, resources
+from tl_core.embedding import METRIC_HELP
+from tl_core.store import RunRecord
+from tl_ui import charts, keys, resources, runinfo, theme
 
+CHART_CONFIG = {"displaylogo": False}
+GALLERY_SIZE = 12
 _METRIC_LABELS = {"source_acc": ("Source accuracy on the sample", True),
                   "target_acc": ("Target accuracy on the sample", True),
                   "a_distance": ("Proxy A-distance (0 = domains alike, 2 = fully apart)", False),
                   "mmd": ("MMD²", False)}
+_CURVES = (  # metric, title, y axis, scale, y range
+    ("a_distance", "Proxy A-distance per snapshot", "A-distance", 1.0, [0, 2.05]),
+    ("mmd", "MMD² (Gaussian kernel) per snapshot", "MMD²", 1.0, None),
+    ("target_acc", "Target accuracy on the sample (%)", "accuracy (%)", 100.0, [0, 101]),
+)
 
 
-def render_feature_space(run_id: str) -> None:
-    """Show the latest projected feature snapshot of a run as a scatter coloured by domain."""
+def snapshot_label(epoch: int, step: int, duplicate: bool = False) -> str:
+    """'before training', 'epoch 3' (with the step when an epoch has several snapshots)."""
+    base = "before training" if epoch == 0 and step == 0 else f"epoch {epoch}"
+    return f"{base} (step {step})" if duplicate else base
+
+
+def _projected(run_id: str) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None, list[tuple[str, np.ndarray]]]:
+    """Snapshots table, the fixed sample, and (label, coords) of every projected snapshot."""
     store = resources.get_store()
-    rec = store.get_run(run_id)
-    if rec is None:
-        return
     snaps = store.list_snapshots(run_id)
+    sample = store.snapshot_sample(run_id)
+    frames: list[tuple[str, np.ndarray]] = []
+    if snaps.empty or sample is None:
+        return snaps, sample, frames
+    n = len(sample.get("domains", []))
+    dup = snaps["epoch"].duplicated(keep=False)
+    for (_, row), d in zip(snaps.iterrows(), dup):
+        if not row["projected"]:
+            continue
+        coords = store.load_coords(run_id, int(row["idx"]))
+        if coords is not None and len(coords) == n:
+            frames.append((snapshot_label(int(row["epoch"]), int(row["step"]), bool(d)), coords))
+    return snaps, sample, frames
+
+
+def _sample_index(sample: dict[str, np.ndarray]) -> np.ndarray:
+    """Each point's index in its own held-out split (source or target), for the hover."""
+    domains = np.asarray(sample["domains"])
+    out = np.arange(len(domains))
+    for value, key in ((0, "source_index"), (1, "target_index")):
+        if key in sample and (domains == value).sum() == len(sample[key]):
+            out[domains == value] = sample[key]
+    return out
+
+
+def _classes(rec: RunRecord) -> list[str] | None:
+    epochs = resources.get_store().epoch_metrics(rec.id)
+    for extra in reversed(list(epochs.get("extra", []))):
+        if isinstance(extra, dict) and extra.get("classes"):
+            return [str(c) for c in extra["classes"]]
+    return None
+
+
+def color_choice() -> str:
+    """The colour toggle shared by every run's scatter."""
+    choice = st.segmented_control("Colour the points by", ["domain", "class"], key=keys.MONITOR_FS_COLOR,
+                                  default="domain", format_func=lambda v: {"domain": "Domain (marker = class)",
+                                                                           "class": "Class (marker = domain)"}[v])
+    return choice or "domain"
+
+
+def render_feature_space(rec: RunRecord, color_by: str = "domain") -> None:
+    """Animated scatter of every projected snapshot of a run, then "before" and "now" side by side."""
     if not rec.config.get("snapshot", {}).get("enabled", True):
         st.caption("Feature snapshots are off for this run.")
         return
-    projected = snaps[snaps["projected"]] if not snaps.empty else snaps
-    if projected.empty:
+    snaps, sample, frames = _projected(rec.id)
+    if not frames or sample is None:
         st.caption("Waiting for the first projected feature snapshot…" if rec.active or not snaps.empty
                    else "This run has no projected feature snapshot.")
         return
-    row = projected.iloc[-1]
-    idx = int(row["idx"])
-    coords = store.load_coords(run_id, idx)
-    sample = store.snapshot_sample(run_id)
-    if coords is None or sample is None or len(coords) != len(sample.get("domains", [])):
-        st.caption("The feature snapshot is still being written…")
-        return
-    when = "before training" if int(row["epoch"]) == 0 else f"after epoch {int(row['epoch'])}"
     projection = str(rec.config.get("snapshot", {}).get("projection", "umap")).upper()
-    fig = charts.feature_scatter(coords, sample["domains"], sample["labels"], None,
-                                 title=f"Features of source and target images ({projection}, {when})",
-                                 revision=f"features-{run_id}")
-    st.plotly_chart(fig, key=f"monitor.features.{run_id}", config={"displaylogo": False})
+    classes = _classes(rec)
+    index = _sample_index(sample)
+    fig = charts.feature_animation(frames, sample["domains"], sample["labels"], classes,
+                                   title=f"Source and target features ({projection}), {frames[-1][0]}",
+                                   revision=f"features-{rec.id}-{color_by}", color_by=color_by, index=index)
+    st.plotly_chart(fig, key=f"monitor.features.{rec.id}", config=CHART_CONFIG)
+    proj = snaps[snaps["projected"]]
+    row = proj.iloc[-1] if not proj.empty else snaps.iloc[-1]
     parts = []
     for name, (label, pct) in _METRIC_LABELS.items():
         v = row.get(name)
         if isinstance(v, (int, float)) and math.isfinite(v):
             parts.append(f"{label}: {100 * v:.1f} %" if pct else f"{label}: {v:.3g}")
     if parts:
-        st.caption(" · ".join(parts))
+        st.caption(f"Latest snapshot ({frames[-1][0]}): " + " · ".join(parts))
+    if len(frames) >= 2:
+        xr, yr = charts.coords_range([c for _, c in frames])
+        left, right = st.columns(2)
+        for col, (label, coords), tag in ((left, frames[0], "before"), (right, frames[-1], "now")):
+            with col:
+                small = charts.feature_scatter(coords, sample["domains"], sample["labels"], classes,
+                                               title=f"{'Before' if tag == 'before' else 'Now'}: {label}",
+                                               revision=f"features-{tag}-{rec.id}", color_by=color_by,
+                                               index=index, xrange=xr, yrange=yr, height=300, size=4)
+                small.layout.showlegend = False
+                st.plotly_chart(small, key=f"monitor.features.{tag}.{rec.id}", config=CHART_CONFIG)
+
+
+def render_snapshot_metrics(recs: list[RunRecord]) -> None:
+    """A-distance, MMD and target accuracy per snapshot, the selected runs overlaid."""
+    store = resources.get_store()
+    styles = theme.run_styles(recs)
+    runs = [(runinfo.run_title(r), store.list_snapshots(r.id), *styles[r.id]) for r in recs]
+    cols = st.columns(len(_CURVES))
+    for col, (metric, title, y_title, scale, y_range) in zip(cols, _CURVES):
+        with col:
+            fig = charts.snapshot_metric_figure(runs, metric, title, y_title, scale=scale, y_range=y_range,
+                                                revision=f"snapshot-{metric}")
+            st.plotly_chart(fig, key=f"monitor.snapshot_metric.{metric}", config=CHART_CONFIG)
+            st.caption(METRIC_HELP[metric])
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _target_test_set(name: str, path: str | None, data_root: str | None, max_samples: int | None,
+                     seed: int) -> Any:
+    """The run's target test split, as the trainer loaded it (indices of 'misclassified' point into it)."""
+    from tl_core import data
+
+    return data.load_split(name, "test", path=path, data_root=data_root, allow_download=False,
+                           max_samples=max_samples, seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _thumbnails(name: str, path: str | None, data_root: str | None, max_samples: int | None, seed: int,
+                indices: tuple[int, ...]) -> list[np.ndarray]:
+    from tl_core import data
+
+    imgs = _target_test_set(name, path, data_root, max_samples, seed)
+    return [data.thumbnail(imgs, i, size=64) for i in indices if 0 <= i < len(imgs.labels)]
+
+
+def _gallery(rec: RunRecord, misclassified: list[list[int]], classes: list[str]) -> None:
+    from tl_core import data
+
+    picks = [(int(i), int(p)) for i, p in misclassified[:GALLERY_SIZE]]
+    if not picks:
+        st.caption("No misclassified target test images at this epoch.")
+        return
+    d = rec.config.get("data", {})
+    try:
+        imgs = _target_test_set(d.get("target", ""), d.get("target_path"), d.get("data_root"), d.get("max_test"),
+                                int(rec.config.get("seed", 0)))
+        thumbs = _thumbnails(d.get("target", ""), d.get("target_path"), d.get("data_root"), d.get("max_test"),
+                             int(rec.config.get("seed", 0)), tuple(i for i, _ in picks))
+    except (data.DataError, OSError) as exc:
+        st.caption(f"Cannot show the misclassified images: {exc}")
+        return
+    if len(thumbs) != len(picks):
+        st.caption("The target images changed since this run; cannot show the misclassified ones.")
+        return
+
+    def name(c: int) -> str:
+        return classes[c] if 0 <= c < len(classes) else str(c)
+
+    captions = [f"{name(int(imgs.labels[i]))} → {name(p)}" for i, p in picks]
+    st.image(thumbs, caption=captions, width=72)
+
+
+def render_epoch_details(recs: list[RunRecord]) -> None:
+    """Target confusion matrix, per-class accuracy and misclassified images of a chosen epoch."""
+    store = resources.get_store()
+    with_epochs = [(r, store.epoch_metrics(r.id)) for r in recs]
+    with_epochs = [(r, e) for r, e in with_epochs if not e.empty and "extra" in e
+                   and any(isinstance(x, dict) and x.get("confusion") for x in e["extra"])]
+    if not with_epochs:
+        st.caption("Per-class results appear after the first epoch.")
+        return
+    by_id = {r.id: (r, e) for r, e in with_epochs}
+    if len(with_epochs) > 1:
+        if st.session_state.get(keys.MONITOR_FS_RUN) not in by_id:
+            st.session_state[keys.MONITOR_FS_RUN] = with_epochs[0][0].id
+        run_id = st.selectbox("Run", list(by_id), key=keys.MONITOR_FS_RUN,
+                              format_func=lambda i: runinfo.run_title(by_id[i][0]))
+    else:
+        run_id = with_epochs[0][0].id
+    rec, epochs = by_id[run_id]
+    epochs = epochs[[isinstance(x, dict) and bool(x.get("confusion")) for x in epochs["extra"]]]
+    options = [int(e) for e in epochs["epoch"]]
+    if len(options) > 1:
+        if st.session_state.get(keys.MONITOR_FS_EPOCH) not in options:
+            st.session_state[keys.MONITOR_FS_EPOCH] = options[-1]
+        epoch = st.select_slider("Epoch", options, key=keys.MONITOR_FS_EPOCH,
+                                 format_func=lambda e: f"epoch {e}")
+    else:
+        epoch = options[0]
+    extra = epochs[epochs["epoch"] == epoch]["extra"].iloc[-1]
+    classes = [str(c) for c in extra.get("classes") or range(len(extra["confusion"]))]
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(charts.confusion_figure(extra["confusion"], classes,
+                                                f"Target confusion matrix, epoch {epoch}", f"confusion-{rec.id}"),
+                        key="monitor.confusion", config=CHART_CONFIG)
+    with right:
+        st.plotly_chart(charts.per_class_figure(extra.get("per_class") or [], classes,
+                                                f"Target accuracy per class (%), epoch {epoch}",
+                                                f"per-class-{rec.id}"),
+                        key="monitor.per_class", config=CHART_CONFIG)
+    st.markdown(f"**Misclassified target test images, epoch {epoch}** (true → predicted)")
+    _gallery(rec, extra.get("misclassified") or [], classes)
+
+
+def render_feature_section(recs: list[RunRecord]) -> None:
+    """The whole feature-space section of the Monitor for the selected runs."""
+    st.subheader("Feature space")
+    st.caption("Each dot is an image's backbone features, projected to 2-D: blue source, orange target. "
+               "When adaptation works, the two colours mix while the classes stay apart. "
+               "Press ▶ under a scatter or drag its slider to replay training.")
+    color_by = color_choice()
+    cols = st.columns(min(len(recs), 2))
+    for i, rec in enumerate(recs):
+        with cols[i % len(cols)]:
+            st.markdown(f"**{runinfo.run_title(rec)}**")
+            render_feature_space(rec, color_by)
+    store = resources.get_store()
+    if any(not store.list_snapshots(r.id).empty for r in recs):
+        st.subheader("Domain distance over training")
+        render_snapshot_metrics(recs)
+    st.subheader("Per-class results on the target test set")
+    render_epoch_details(recs)

@@ -52,6 +52,9 @@ MONITOR_STOP_PREFIX = "monitor.stop."            # + run id
 MONITOR_CONFIRM_PREFIX = "monitor.confirm_stop."  # + run id (someone else's run)
 MONITOR_RESUME_PREFIX = "monitor.resume."        # + run id
 MONITOR_MESSAGE = "monitor.message"              # a message from the last action, shown once
+MONITOR_FS_COLOR = "monitor.fs.color"             # feature space: colour by domain or by class
+MONITOR_FS_RUN = "monitor.fs.run"                 # feature space: run whose epoch details are shown
+MONITOR_FS_EPOCH = "monitor.fs.epoch"             # feature space: epoch of the confusion matrix and gallery
 
 # ------------------------------------------------------------------- runs
 RUNS_TABLE_PREFIX = "runs.table."      # + generation: the table's selection
