@@ -109,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=ALL, help="run only these sections")
     ap.add_argument("--skip", nargs="+", choices=ALL, default=[], help="leave these sections out")
     ap.add_argument("--report", default=str(ROOT / "BENCHMARKS.md"), help="where to write the Markdown report")
+    ap.add_argument("--render-only", action="store_true",
+                    help="measure nothing: rewrite the report from bench/out/bench.json")
     a = ap.parse_args(argv)
+    if a.render_only:
+        Path(a.report).write_text(report.render(json.loads((OUT / "bench.json").read_text())))
+        _log(f"wrote {a.report} from {OUT / 'bench.json'}")
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     default = ALL if a.full else [s for s in ALL if s not in FULL_ONLY]
     sections = [s for s in (a.only or default) if s not in a.skip]

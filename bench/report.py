@@ -21,6 +21,29 @@ def _spread(s: dict[str, Any] | None, d: int = 2, unit: str = "", pct: bool = Fa
     return f"{k * s['median']:,.{d}f}{u} ({k * s['min']:,.{d}f}–{k * s['max']:,.{d}f}, n={s['n']})"
 
 
+def _vals(s: dict[str, Any] | None) -> list[float]:
+    return [v for v in (s or {}).get("values", []) if v is not None]
+
+
+def best_ratio(num: dict[str, Any] | None, den: dict[str, Any] | None, higher_is_better: bool) -> float | None:
+    """Best of one side over best of the other: max/max for rates, min/min for times.
+
+    On a machine shared with bursty other work, the best measurement of each side is the
+    one least disturbed, so this ratio is steadier than the median of pairs.
+    """
+    a, b = _vals(num), _vals(den)
+    if not a or not b:
+        return None
+    pick = max if higher_is_better else min
+    return pick(a) / pick(b) if pick(b) else None
+
+
+def _best(v: float | None, d: int = 2, unit: str = "", pct: bool = False) -> str:
+    if v is None:
+        return "—"
+    return f"{100 * v:.{d}f} %" if pct else f"{v:.{d}f}{unit}"
+
+
 def _verdict(value: float | None, goal: float | None, higher_is_better: bool) -> str:
     if value is None:
         return "not measured"
@@ -36,6 +59,24 @@ def _err(section: dict[str, Any] | None) -> str | None:
     return f"failed: {section['error']}" if "error" in section else None
 
 
+def machine_busy(b: dict[str, Any]) -> tuple[bool, float]:
+    """(was other work using a noticeable share of the CPU?, the worst section's other cores)."""
+    m = b["meta"]
+    ow = m.get("other_work") or {}
+    per_section = [(b.get(name) or {}).get("other_work") or {} for name in m.get("sections", [])]
+    worst = max((o.get("other_cores", 0.0) for o in per_section), default=0.0)
+    return ow.get("other_cores", 0.0) > 0.2 or worst > 0.5 or ow.get("steal_cores", 0.0) > 0.2, worst
+
+
+def _verdict2(median: float | None, best: float | None, goal: float | None, higher_is_better: bool,
+              busy: bool) -> str:
+    """The verdict on the median, saying so when the best-of meets the goal on a busy machine."""
+    v = _verdict(median, goal, higher_is_better)
+    if v == MISSED and busy and _verdict(best, goal, higher_is_better) == "met":
+        return f"{MISSED} on the median; best-of meets it — the machine was busy, rerun on a quiet one"
+    return v
+
+
 # ----------------------------------------------------------------- header
 def _header(b: dict[str, Any]) -> list[str]:
     m = b["meta"]
@@ -43,9 +84,7 @@ def _header(b: dict[str, Any]) -> list[str]:
     quick = m["mode"] == "quick"
     load0, load1 = m.get("loadavg_1min_start"), m.get("loadavg_1min_end")
     ow = m.get("other_work") or {}
-    per_section = [(name, (b.get(name) or {}).get("other_work") or {}) for name in m.get("sections", [])]
-    worst = max((o.get("other_cores", 0.0) for _, o in per_section), default=0.0)
-    busy = ow.get("other_cores", 0.0) > 0.2 or worst > 0.5 or ow.get("steal_cores", 0.0) > 0.2
+    busy, worst = machine_busy(b)
     device = (f"CUDA: {mc['cuda_device']}" if mc["cuda"] else "CPU only (no CUDA device on this machine)")
     lines = [
         "# Benchmarks",
@@ -74,7 +113,9 @@ def _header(b: dict[str, Any]) -> list[str]:
         "",
         "Ratios are measured side by side in one process, the two sides alternating (A B, B A, A B, …) after one "
         "warm-up of each; we report the median and, in brackets, the smallest and largest value and the number "
-        "of pairs.",
+        "of pairs. *Best-of* divides the best measurement of one side by the best of the other (fastest rate, "
+        "shortest time): on a machine shared with bursty other work it is the steadier guide. Verdicts use the "
+        "median.",
         "",
     ]
     return lines
@@ -91,6 +132,7 @@ def _other(ow: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------ at a glance
 def _glance(b: dict[str, Any]) -> list[str]:
+    busy, _ = machine_busy(b)
     rows = ["## Goals at a glance", "", "| # | measurement | goal | measured: median (min–max, n) | verdict |",
             "|---|---|---|---|---|"]
 
@@ -98,8 +140,9 @@ def _glance(b: dict[str, Any]) -> list[str]:
     if ov and "error" not in ov:
         for c in ov["cases"]:
             r = c["ratio"]
+            best = best_ratio(c["trainer_images_per_s"], c["bare_images_per_s"], True)
             rows.append(f"| 1 | trainer ÷ bare PyTorch loop, images/s, {c['case']} | ≥ {c['goal']} "
-                        f"| {_spread(r)} | {_verdict(r['median'], c['goal'], True)} |")
+                        f"| {_spread(r)}; best-of {_best(best)} | {_verdict2(r['median'], best, c['goal'], True, busy)} |")
     else:
         rows.append(f"| 1 | trainer ÷ bare PyTorch loop | ≥ 0.95 | {_err(ov)} | not measured |")
 
@@ -108,8 +151,9 @@ def _glance(b: dict[str, Any]) -> list[str]:
         for c in fr["cases"]:
             s = c["speedup"]
             goal = f"≥ {c['goal']:.0f}×" if c["goal"] else "none"
-            rows.append(f"| 2 | epoch time recomputed ÷ cached, {c['case']} | {goal} | {_spread(s, 1, '×')} "
-                        f"| {_verdict(s['median'], c['goal'], True)} |")
+            best = best_ratio(c["epoch_s_recomputed"], c["epoch_s_cached"], False)
+            rows.append(f"| 2 | epoch time recomputed ÷ cached, {c['case']} | {goal} | {_spread(s, 1, '×')}; "
+                        f"best-of {_best(best, 1, '×')} | {_verdict2(s['median'], best, c['goal'], True, busy)} |")
     else:
         rows.append(f"| 2 | frozen-stage reuse | ≥ 10× | {_err(fr)} | not measured |")
 
@@ -125,8 +169,10 @@ def _glance(b: dict[str, Any]) -> list[str]:
     sn = b.get("snapshots")
     if sn and "error" not in sn:
         s = sn["slowdown"]
+        best = best_ratio(sn["train_s_on"], sn["train_s_off"], False)
         rows.append(f"| 3 | training slowdown, snapshots on (projector thread) vs off, lenet | ≤ 5 % "
-                    f"| {_spread(s, 1, pct=True)} | {_verdict(s['median'], sn['goal'], False)} |")
+                    f"| {_spread(s, 1, pct=True)}; best-of {_best(None if best is None else best - 1, 1, pct=True)} "
+                    f"| {_verdict2(s['median'], None if best is None else best - 1, sn['goal'], False, busy)} |")
     else:
         rows.append(f"| 3 | training slowdown with snapshots on | ≤ 5 % | {_err(sn)} | not measured |")
 
@@ -142,8 +188,10 @@ def _glance(b: dict[str, Any]) -> list[str]:
     br = b.get("browser")
     if br and "error" not in br:
         s = br["slowdown"]
-        rows.append(f"| 4 | training slowdown while two browser tabs watch it | ≤ 5 % | {_spread(s, 1, pct=True)} "
-                    f"| {_verdict(s['median'], br['goal'], False)} |")
+        best = best_ratio(br["images_per_s_two_tabs"], br["images_per_s_no_tab"], True)
+        rows.append(f"| 4 | training slowdown while two browser tabs watch it | ≤ 5 % | {_spread(s, 1, pct=True)}; "
+                    f"best-of {_best(None if best is None else 1 - best, 1, pct=True)} "
+                    f"| {_verdict2(s['median'], _one_minus(best), br['goal'], False, busy)} |")
         s = br["server_live_part_s_two_tabs"]
         rows.append(f"| 4 | server-side render of the live part in the real server, two tabs open | ≤ 200 ms "
                     f"| {_spread(_ms(s), 0, ' ms')} | {_verdict(s['median'], 0.2, False)} |")
@@ -189,12 +237,14 @@ def _overhead(b: dict[str, Any], heading: str = "## 1. Trainer overhead", explai
              "normalised as float32, so if anything it is favoured.", ""]
     if _err(ov):
         return lines + [_err(ov) or "", ""]
-    lines += ["| case | train images | trainer images/s | bare loop images/s | ratio | goal | verdict |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| case | train images | trainer images/s | bare loop images/s | ratio | best-of ratio | goal | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in ov["cases"]:
+        best = best_ratio(c["trainer_images_per_s"], c["bare_images_per_s"], True)
         lines.append(f"| {c['case']} ({c['device']}) | {c['train_images']} ({c['steps_per_measurement']} steps) "
                      f"| {_spread(c['trainer_images_per_s'], 0)} | {_spread(c['bare_images_per_s'], 0)} "
-                     f"| {_spread(c['ratio'])} | ≥ {c['goal']} | {_verdict(c['ratio']['median'], c['goal'], True)} |")
+                     f"| {_spread(c['ratio'])} | {_best(best)} | ≥ {c['goal']} "
+                     f"| {_verdict(c['ratio']['median'], c['goal'], True)} |")
     return lines + [""]
 
 
@@ -212,13 +262,15 @@ def _frozen(b: dict[str, Any], heading: str = "## 2. Frozen-stage reuse", explai
              "against cache building plus one cached epoch.", ""]
     if _err(fr):
         return lines + [_err(fr) or "", ""]
-    lines += ["| case | epoch s, cached | epoch s, recomputed | speed-up | cache build s | first epoch speed-up | goal | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| case | epoch s, cached | epoch s, recomputed | speed-up | best-of | cache build s "
+              "| first epoch speed-up | goal | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in fr["cases"]:
         goal = f"≥ {c['goal']:.0f}×" if c["goal"] else "—"
         note = "" if all(c["cache_used"]) and not any(c["cache_used_when_off"]) else " (cache use not as intended!)"
         lines.append(f"| {c['case']}, {c['train_images']} images{note} | {_spread(c['epoch_s_cached'], 3)} "
                      f"| {_spread(c['epoch_s_recomputed'], 2)} | {_spread(c['speedup'], 1, '×')} "
+                     f"| {_best(best_ratio(c['epoch_s_recomputed'], c['epoch_s_cached'], False), 1, '×')} "
                      f"| {_spread(c['cache_build_s'], 2)} | {_spread(c['first_epoch_speedup'], 1, '×')} | {goal} "
                      f"| {_verdict(c['speedup']['median'], c['goal'], True)} |")
     return lines + [""]
@@ -256,10 +308,12 @@ def _projection(b: dict[str, Any]) -> list[str]:
               "snapshot, which ends after training, is waited for outside the timing.", ""]
     if _err(sn):
         return lines + [_err(sn) or "", ""]
-    lines += ["| | snapshots on | snapshots off | slowdown | slowdown of the step loop alone | goal | verdict |",
-              "|---|---|---|---|---|---|---|",
+    best = best_ratio(sn["train_s_on"], sn["train_s_off"], False)
+    lines += ["| | snapshots on | snapshots off | slowdown | best-of | slowdown of the step loop alone | goal | verdict |",
+              "|---|---|---|---|---|---|---|---|",
               f"| training s | {_spread(sn['train_s_on'])} | {_spread(sn['train_s_off'])} "
-              f"| {_spread(sn['slowdown'], 1, pct=True)} | {_spread(sn['loop_slowdown'], 1, pct=True)} | ≤ 5 % "
+              f"| {_spread(sn['slowdown'], 1, pct=True)} | {_best(None if best is None else best - 1, 1, pct=True)} "
+              f"| {_spread(sn['loop_slowdown'], 1, pct=True)} | ≤ 5 % "
               f"| {_verdict(sn['slowdown']['median'], sn['goal'], False)} |", "",
               f"Snapshots projected per run: {sn['snapshots_projected']}.", ""]
     return lines
@@ -300,7 +354,8 @@ def _dashboard(b: dict[str, Any]) -> list[str]:
         lines += ["| | median (min–max, n) | goal | verdict |", "|---|---|---|---|",
                   f"| training images/s, no tab | {_spread(br['images_per_s_no_tab'], 0)} | | |",
                   f"| training images/s, two tabs on the Monitor | {_spread(br['images_per_s_two_tabs'], 0)} | | |",
-                  f"| slowdown | {_spread(br['slowdown'], 1, pct=True)} | ≤ 5 % "
+                  f"| slowdown (best-of: {_best(_one_minus(best_ratio(br['images_per_s_two_tabs'], br['images_per_s_no_tab'], True)), 1, pct=True)}) "
+                  f"| {_spread(br['slowdown'], 1, pct=True)} | ≤ 5 % "
                   f"| {_verdict(br['slowdown']['median'], br['goal'], False)} |",
                   f"| server-side live part, two tabs | {_spread(_ms(br['server_live_part_s_two_tabs']), 0, ' ms')} "
                   f"| ≤ 200 ms | {_verdict(br['server_live_part_s_two_tabs']['median'], 0.2, False)} |", "",
@@ -308,6 +363,10 @@ def _dashboard(b: dict[str, Any]) -> list[str]:
                   f"{br['fragment_runs_per_window_two_tabs']}. Chromium's own CPU time may show up as "
                   "\"other work\" in the machine table above.", ""]
     return lines
+
+
+def _one_minus(v: float | None) -> float | None:
+    return None if v is None else 1 - v
 
 
 def _cuda(b: dict[str, Any]) -> list[str]:
