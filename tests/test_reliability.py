@@ -45,12 +45,9 @@ CHECKPOINT_FORMAT = "transfer-lab-checkpoint/1"
 
 # ------------------------------------------------------------------------------ helpers
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tl_home: Path) -> Path:
     """TL_HOME for this test (the command line's store) and the store the managers use."""
-    h = tmp_path / "tl_home"
-    h.mkdir()
-    monkeypatch.setenv("TL_HOME", str(h))
-    return h
+    return tl_home
 
 
 @pytest.fixture

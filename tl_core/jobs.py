@@ -312,8 +312,3 @@ def get_manager(home: str | Path | None = None) -> JobManager:
         if _MANAGER is None:
             _MANAGER = JobManager(RunStore(home))
         return _MANAGER
-
-
-def manager_status() -> dict[str, Any]:
-    m = _MANAGER
-    return {"active": m.active_ids() if m else []}

@@ -28,6 +28,7 @@ from torch import nn
 from tl_core import backbones as bb
 from tl_core import data as tld
 from tl_core.config import RunConfig
+from tl_core.embedding import stratified_sample
 from tl_core.methods import Batch, create_method
 from tl_core.recorder import Recorder
 
@@ -248,14 +249,6 @@ def evaluate(p: Prepared) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, extra
 
 
-def _stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per = max(1, n // max(1, len(classes)))
-    idx = np.concatenate([rng.permutation(np.nonzero(labels == c)[0])[:per] for c in classes])
-    return np.sort(idx[:n])
-
-
 # ---------------------------------------------------------------- the loop
 def run(config: RunConfig, recorder: Recorder, stop: threading.Event | None = None,
         resume: Path | None = None) -> dict[str, Any]:
@@ -459,8 +452,8 @@ def _cache_bytes(p: Prepared, k: int, n: int) -> int:
 def _prepare_snapshots(config: RunConfig, p: Prepared, recorder: Recorder) -> torch.Tensor:
     """Fix the snapshot sample: stratified, from the held-out splits of both domains."""
     n = config.snapshot.per_domain
-    src_idx = _stratified(p.src_val[1].cpu().numpy(), n, config.seed)
-    tgt_idx = _stratified(p.tgt_test[1].cpu().numpy(), n, config.seed + 1)
+    src_idx = stratified_sample(p.src_val[1].cpu().numpy(), n, config.seed)
+    tgt_idx = stratified_sample(p.tgt_test[1].cpu().numpy(), n, config.seed + 1)
     labels = np.concatenate([p.src_val[1].cpu().numpy()[src_idx], p.tgt_test[1].cpu().numpy()[tgt_idx]])
     domains = np.concatenate([np.zeros(len(src_idx), np.int8), np.ones(len(tgt_idx), np.int8)])
     recorder.save_snapshot_sample(labels=labels, domains=domains, source_index=src_idx, target_index=tgt_idx)
