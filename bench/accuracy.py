@@ -3,7 +3,10 @@
     .venv/bin/python -m bench.accuracy --pair mnist-mnist-m --backbone lenet --seeds 0 1 2
 
 Prints a Markdown table (mean ± std over seeds, final checkpoint, never chosen by target
-accuracy) and writes the raw numbers as JSON. Each run uses the dashboard's demo defaults
+accuracy) and writes the raw numbers as JSON. With feature snapshots on (the default) each
+run also reports the proxy A-distance and MMD² between source and target features before
+training and after the last epoch (``tl_core.embedding.domain_metrics`` on the run's fixed
+500 + 500 image sample), the numbers behind the Monitor's domain-distance curves. Each run uses the dashboard's demo defaults
 (`tl_core.config.demo_config`) unless flags override them.
 """
 
@@ -31,7 +34,7 @@ PUBLISHED = {("mnist-mnist-m", "source only"): 52.25, ("mnist-mnist-m", "DANN"):
 
 
 def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epochs: int | None,
-            image_size: int | None, freeze: int | None) -> dict[str, Any]:
+            image_size: int | None, freeze: int | None, snapshots: bool = True) -> dict[str, Any]:
     cfg = demo_config(pair, method, seed=seed)
     cfg.method.train_on = train_on
     cfg.model.backbone = backbone
@@ -46,28 +49,47 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
         cfg.optim.epochs = epochs
     if freeze is not None:
         cfg.model.freeze = freeze
-    cfg.snapshot.enabled = False
+    cfg.snapshot.enabled = snapshots
+    cfg.snapshot.every_epochs = cfg.optim.epochs  # only the first and the last are used here
     t0 = time.perf_counter()
-    res = trainer.run(cfg, MemoryRecorder())
-    return {"pair": pair, "backbone": backbone, "method": method, "train_on": train_on, "seed": seed,
-            "target_test_acc": res["target_test_acc"], "source_val_acc": res["source_val_acc"],
-            "seconds": time.perf_counter() - t0, "epochs": cfg.optim.epochs, "device": res["device"]}
+    rec = MemoryRecorder()
+    res = trainer.run(cfg, rec)
+    row = {"pair": pair, "backbone": backbone, "method": method, "train_on": train_on, "seed": seed,
+           "target_test_acc": res["target_test_acc"], "source_val_acc": res["source_val_acc"],
+           "seconds": time.perf_counter() - t0, "epochs": cfg.optim.epochs, "device": res["device"]}
+    if snapshots and len(rec.snapshots) >= 2:
+        from tl_core.embedding import domain_metrics
+
+        domains = rec.sample["domains"]
+        for tag, snap in (("before", rec.snapshots[0]), ("end", rec.snapshots[-1])):
+            for name, value in domain_metrics(snap["features"], domains).items():
+                row[f"{name}_{tag}"] = value
+    return row
+
+
+def mean_sd(values: list[float], fmt: str = ".2f") -> str:
+    if not values:
+        return "—"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):{fmt}} ± {sd:{fmt}}"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    out = ["| pair | backbone | method | target test acc. (%) mean ± std | seeds | epochs | s per run "
-           "| published (DANN paper, %) |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["| pair | backbone | method | target test acc. (%) mean ± std | A-distance before → end | MMD² end "
+           "| seeds | epochs | s per run | published (DANN paper, %) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     keys: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         label = "DANN" if r["method"] == "dann" else ("target supervised" if r["train_on"] == "target" else "source only")
         keys.setdefault((r["pair"], r["backbone"], label), []).append(r)
     for (pair, backbone, label), rs in keys.items():
         accs = [100 * r["target_test_acc"] for r in rs]
-        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         secs = statistics.mean(r["seconds"] for r in rs)
         pub = PUBLISHED.get((pair, label))
-        out.append(f"| {pair} | {backbone} | {label} | {statistics.mean(accs):.2f} ± {sd:.2f} | {len(rs)} "
+        before = mean_sd([r["a_distance_before"] for r in rs if "a_distance_before" in r])
+        end = mean_sd([r["a_distance_end"] for r in rs if "a_distance_end" in r])
+        mmd = mean_sd([r["mmd_end"] for r in rs if "mmd_end" in r], ".3f")
+        out.append(f"| {pair} | {backbone} | {label} | {mean_sd(accs)} | {before} → {end} | {mmd} | {len(rs)} "
                    f"| {rs[0]['epochs']} | {secs:.0f} | {'—' if pub is None else f'{pub:.2f}'} |")
     return "\n".join(out)
 
@@ -81,6 +103,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--image-size", type=int)
     ap.add_argument("--freeze", type=int)
+    ap.add_argument("--no-snapshots", action="store_true", help="skip the before/end domain distances")
     ap.add_argument("--out", default="bench/out/accuracy.json")
     a = ap.parse_args()
     rows = []
@@ -89,7 +112,8 @@ def main() -> None:
             for label in a.methods:
                 method, train_on = METHODS[label]
                 for seed in a.seeds:
-                    r = one_run(pair, method, train_on, backbone, seed, a.epochs, a.image_size, a.freeze)
+                    r = one_run(pair, method, train_on, backbone, seed, a.epochs, a.image_size, a.freeze,
+                               snapshots=not a.no_snapshots)
                     print(json.dumps(r), flush=True)
                     rows.append(r)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from bench.common import TimingRecorder, alternate, device_sync, summary
 from tl_core import backbones as bb

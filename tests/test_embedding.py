@@ -1,6 +1,5 @@
 """Embedding: stratified samples, aligned 2-D projections, domain-distance metrics, projector."""
 
-import threading
 
 import numpy as np
 import pytest
@@ -8,7 +7,6 @@ import pytest
 from tl_core import embedding
 from tl_core.embedding import (
     METRIC_HELP,
-    Projector,
     align_to,
     domain_metrics,
     mmd_rbf,
@@ -175,41 +173,6 @@ def test_domain_metrics_splits_rows_by_domain():
 def test_metric_help_explains_each_dashboard_metric():
     assert set(METRIC_HELP) >= {"a_distance", "mmd", "target_acc"}
     assert all(isinstance(v, str) and len(v) > 20 for v in METRIC_HELP.values())
-
-
-# ----------------------------------------------------------------- projector
-
-def test_projector_projects_in_the_background_and_calls_back():
-    done = []
-    called = threading.Event()
-
-    def on_done(key, coords, seconds):
-        done.append((key, coords.shape, seconds, threading.current_thread().name))
-        if key == "b":
-            called.set()
-
-    proj = Projector(on_done=on_done)
-    feats = clustered(100, seed=11)
-    proj.submit("a", feats, method="umap")
-    proj.submit("b", feats, method="umap", previous_key="a")
-    assert called.wait(60) and proj.wait(5)
-    assert [d[0] for d in done] == ["a", "b"] and done[0][1] == (100, 2) and done[0][2] >= 0
-    assert done[0][3] != threading.current_thread().name  # not on the caller's thread
-    assert rel_displacement(proj.get("a"), proj.get("b")) < 0.5  # "b" was aligned to "a"
-    assert proj.get("missing") is None
-    proj.close(timeout=5)
-
-
-def test_projector_survives_a_failed_job():
-    proj = Projector()
-    proj.submit("bad", np.full((10, 3), np.inf), method="pca")
-    proj.submit("good", clustered(20), method="pca")
-    assert proj.wait(30)
-    assert proj.get("bad") is None and "NaN" in proj.error("bad")
-    assert proj.get("good") is not None
-    proj.close(timeout=5)
-    with pytest.raises(RuntimeError, match="closed"):
-        proj.submit("late", clustered(20), method="pca")
 
 
 def test_importing_embedding_does_not_import_umap_or_streamlit():

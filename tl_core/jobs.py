@@ -13,9 +13,9 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tl_core.config import RunConfig
+from tl_core.projector import SnapshotProjector
 from tl_core.recorder import StoreRecorder
 from tl_core.store import RunStore
 
@@ -244,61 +244,6 @@ def _release_gpu_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
-
-
-class SnapshotProjector:
-    """Turns stored feature snapshots into aligned 2-D coordinates and domain metrics.
-
-    Runs in its own thread so the training thread never waits for UMAP.
-    """
-
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
-        self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
-        self._busy = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="tl-projector", daemon=True)
-        self._thread.start()
-
-    def submit(self, run_id: str, idx: int) -> None:
-        self._busy.set()
-        self._queue.put((run_id, idx))
-
-    def wait_idle(self, timeout: float = 30) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while (self._busy.is_set() or not self._queue.empty()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self._queue.put(None)
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self.project_one(*item)
-            except Exception:
-                log.exception("projection of %s failed", item)
-            finally:
-                if self._queue.empty():
-                    self._busy.clear()
-
-    def project_one(self, run_id: str, idx: int) -> None:
-        from tl_core import embedding
-
-        rec = self.store.get_run(run_id)
-        sample = self.store.snapshot_sample(run_id)
-        if rec is None or sample is None:
-            return
-        method = rec.config.get("snapshot", {}).get("projection", "umap")
-        feats = self.store.load_snapshot(run_id, idx)
-        previous = self.store.load_coords(run_id, idx - 1) if idx > 0 else None
-        coords = embedding.project(feats, method=method, previous=previous, seed=0)
-        self.store.save_coords(run_id, idx, coords)
-        self.store.update_snapshot_metrics(run_id, idx, embedding.domain_metrics(feats, sample["domains"]))
 
 
 _MANAGER: JobManager | None = None
