@@ -208,8 +208,12 @@ def _serve(home: str) -> int:
             reply = {"ok": True}
         except Exception as exc:  # report and keep serving
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+        except OSError:  # the server went away mid-snapshot: nobody to answer, leave quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit either
+            break
     store.close()
     return 0
 
@@ -218,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tl_core.projector",
                                  description="Snapshot projection worker (started by the job manager).")
     ap.add_argument("--home", required=True, help="the run store's home directory")
-    return _serve(ap.parse_args(argv).home)
+    home = ap.parse_args(argv).home
+    try:
+        return _serve(home)
+    except KeyboardInterrupt:  # Ctrl-C in the terminal reaches the whole process group
+        return 0
 
 
 if __name__ == "__main__":

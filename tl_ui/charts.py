@@ -68,7 +68,7 @@ def _figure(traces: list[dict[str, Any]], layout: dict[str, Any], empty_note: st
     if not traces and empty_note:
         layout["annotations"].append({"text": empty_note, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.8,
                                       "showarrow": False, "font": {"size": 16, "color": theme.NEUTRAL}})
-    return go.Figure(data=traces, layout=layout, _validate=False)
+    return SpecFigure(traces, layout)
 
 
 def smooth(values: pd.Series, n: int) -> pd.Series:
@@ -293,12 +293,13 @@ def _scatter_layout(title: str, revision: str, xr: list[float] | None, yr: list[
 def feature_scatter(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, classes: list[str] | None,
                     title: str, revision: str, *, color_by: str = "domain", index: np.ndarray | None = None,
                     xrange: list[float] | None = None, yrange: list[float] | None = None,
-                    height: int = 420, size: int = 6) -> go.Figure:
+                    height: int = 420, size: int = 6, showlegend: bool = True) -> go.Figure:
     """2-D projected features of one snapshot (see :func:`feature_traces`); fixed axes when given."""
     traces = feature_traces(coords, domains, labels, classes, color_by, index, size=size, gl=True)
     layout = _scatter_layout(title, revision, xrange, yrange, height)
     if xrange is None:
         layout["yaxis"].update(scaleanchor="x", scaleratio=1)
+    layout["showlegend"] = showlegend
     return _figure(traces, layout)
 
 
@@ -331,8 +332,52 @@ def feature_animation(frames: list[tuple[str, np.ndarray]], domains: np.ndarray,
             "steps": [{"label": f["name"], "method": "animate",
                        "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                               "transition": {"duration": 400}}]} for f in plotly_frames]}]
-    fig = go.Figure(data=traces, layout=layout, frames=plotly_frames, _validate=False)
-    return fig
+    return SpecFigure(traces, layout, plotly_frames)
+
+
+def _copy_containers(obj: Any) -> Any:
+    """Copy dicts and lists, not the arrays in them (``deepcopy`` would copy every string of an
+    object array one by one); enough for plotly's in-place base64 conversion to leave ``obj`` alone."""
+    if isinstance(obj, dict):
+        return {k: _copy_containers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_copy_containers(v) for v in obj]
+    return obj
+
+
+class SpecFigure(go.Figure):
+    """A plotly figure built from plain dicts and read-only once built.
+
+    ``st.plotly_chart`` turns a figure into its dict (``to_dict``) and then JSON. For a
+    ``go.Figure`` that dict is a ``deepcopy`` of every trace (each string of a hover array
+    copied one by one), and frames passed to ``go.Figure`` are validated property by property
+    even with ``_validate=False`` (each point's marker symbol checked against plotly's list):
+    together ~0.5 s of CPU per Monitor refresh with two animated runs, in the process that
+    trains. Here ``to_dict`` copies only the containers, converts numbers to typed arrays as
+    plotly does, and keeps the result: a cached figure costs only its JSON encoding.
+    """
+
+    def __init__(self, data: list[dict[str, Any]], layout: dict[str, Any],
+                 frames: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(_validate=False)  # empty: only plotly's default template, for to_dict
+        self._raw = {"data": data, "layout": layout, **({"frames": frames} if frames else {})}
+        self._spec: dict[str, Any] | None = None
+
+    @property
+    def frame_names(self) -> list[str]:
+        return [f["name"] for f in self._raw.get("frames", [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        if self._spec is None:
+            from _plotly_utils.utils import convert_to_base64
+
+            spec = _copy_containers(self._raw)
+            template = self._layout.get("template")  # plotly's default look, as go.Figure sends it
+            if template is not None and "template" not in spec["layout"]:
+                spec["layout"]["template"] = _copy_containers(template)
+            convert_to_base64(spec)
+            self._spec = spec
+        return self._spec
 
 
 def snapshot_metric_figure(runs: list[tuple[str, pd.DataFrame, str, str]], metric: str, title: str,

@@ -81,43 +81,71 @@ def color_choice() -> str:
     return choice or "domain"
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _feature_figures(run_id: str, version: tuple[int, ...], color_by: str, projection: str,
+                     classes: tuple[str, ...] | None) -> tuple[Any, ...] | None:
+    """The animated scatter and the before/now pair of a run's projected snapshots.
+
+    Cached per set of projected snapshots (``version``): the Monitor refreshes every two
+    seconds, a new snapshot arrives about once an epoch, so most refreshes reuse the figures
+    and pay only their JSON encoding. Returns (animation, before, now, latest label), or None
+    before the first projected snapshot.
+    """
+    _, sample, frames = _projected(run_id)
+    if not frames or sample is None:
+        return None
+    names = list(classes) if classes else None
+    index = _sample_index(sample)
+    anim = charts.feature_animation(frames, sample["domains"], sample["labels"], names,
+                                    title=f"Source and target features ({projection}), {frames[-1][0]}",
+                                    revision=f"features-{run_id}-{color_by}", color_by=color_by, index=index)
+    pair: list[Any] = []
+    if len(frames) >= 2:
+        xr, yr = charts.coords_range([c for _, c in frames])
+        for (label, coords), tag in ((frames[0], "before"), (frames[-1], "now")):
+            pair.append(charts.feature_scatter(coords, sample["domains"], sample["labels"], names,
+                                               title=f"{'Before' if tag == 'before' else 'Now'}: {label}",
+                                               revision=f"features-{tag}-{run_id}", color_by=color_by,
+                                               index=index, xrange=xr, yrange=yr, height=300, size=4,
+                                               showlegend=False))
+    return (anim, *(pair or [None, None]), frames[-1][0])
+
+
 def render_feature_space(rec: RunRecord, color_by: str = "domain") -> None:
     """Animated scatter of every projected snapshot of a run, then "before" and "now" side by side."""
     if not rec.config.get("snapshot", {}).get("enabled", True):
         st.caption("Feature snapshots are off for this run.")
         return
-    snaps, sample, frames = _projected(rec.id)
-    if not frames or sample is None:
+    snaps = resources.get_store().list_snapshots(rec.id)
+    version = tuple(int(i) for i in snaps.loc[snaps["projected"], "idx"]) if not snaps.empty else ()
+    projection = str(rec.config.get("snapshot", {}).get("projection", "umap")).upper()
+    classes = _classes(rec)
+    figs = _feature_figures(rec.id, version, color_by, projection, tuple(classes) if classes else None) \
+        if version else None
+    if figs is None:
         st.caption("Waiting for the first projected feature snapshot…" if rec.active or not snaps.empty
                    else "This run has no projected feature snapshot.")
         return
-    projection = str(rec.config.get("snapshot", {}).get("projection", "umap")).upper()
-    classes = _classes(rec)
-    index = _sample_index(sample)
-    fig = charts.feature_animation(frames, sample["domains"], sample["labels"], classes,
-                                   title=f"Source and target features ({projection}), {frames[-1][0]}",
-                                   revision=f"features-{rec.id}-{color_by}", color_by=color_by, index=index)
-    st.plotly_chart(fig, key=f"monitor.features.{rec.id}", config=CHART_CONFIG)
+    anim, before, now, latest = figs
+    st.plotly_chart(anim, key=f"monitor.features.{rec.id}", config=CHART_CONFIG)
+    waiting = len(snaps) - len(version)
     proj = snaps[snaps["projected"]]
-    row = proj.iloc[-1] if not proj.empty else snaps.iloc[-1]
+    row = proj.iloc[-1]
     parts = []
     for name, (label, pct) in _METRIC_LABELS.items():
         v = row.get(name)
         if isinstance(v, (int, float)) and math.isfinite(v):
             parts.append(f"{label}: {100 * v:.1f} %" if pct else f"{label}: {v:.3g}")
     if parts:
-        st.caption(f"Latest snapshot ({frames[-1][0]}): " + " · ".join(parts))
-    if len(frames) >= 2:
-        xr, yr = charts.coords_range([c for _, c in frames])
+        st.caption(f"Latest snapshot ({latest}): " + " · ".join(parts))
+    if waiting > 0:
+        st.caption(f"{waiting} newer snapshot{'s' if waiting > 1 else ''} waiting to be projected "
+                   "(the projector runs at low priority and catches up when training leaves it time).")
+    if before is not None:
         left, right = st.columns(2)
-        for col, (label, coords), tag in ((left, frames[0], "before"), (right, frames[-1], "now")):
+        for col, fig, tag in ((left, before, "before"), (right, now, "now")):
             with col:
-                small = charts.feature_scatter(coords, sample["domains"], sample["labels"], classes,
-                                               title=f"{'Before' if tag == 'before' else 'Now'}: {label}",
-                                               revision=f"features-{tag}-{rec.id}", color_by=color_by,
-                                               index=index, xrange=xr, yrange=yr, height=300, size=4)
-                small.layout.showlegend = False
-                st.plotly_chart(small, key=f"monitor.features.{tag}.{rec.id}", config=CHART_CONFIG)
+                st.plotly_chart(fig, key=f"monitor.features.{tag}.{rec.id}", config=CHART_CONFIG)
 
 
 def render_snapshot_metrics(recs: list[RunRecord]) -> None:
