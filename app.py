@@ -17,7 +17,7 @@ with entry.app_run():
         st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
     ], expanded=True)
     widgets.page_style()
-    resources.warm_umap()
+    resources.get_manager()  # starts the snapshot projector (and its UMAP warm-up) with the server
     resources.owner_id()
     widgets.render_sidebar()
     navigation.run()

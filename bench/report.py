@@ -170,7 +170,7 @@ def _glance(b: dict[str, Any]) -> list[str]:
     if sn and "error" not in sn:
         s = sn["slowdown"]
         best = best_ratio(sn["train_s_on"], sn["train_s_off"], False)
-        rows.append(f"| 3 | training slowdown, snapshots on (projector thread) vs off, lenet | ≤ 5 % "
+        rows.append(f"| 3 | training slowdown, snapshots on (projector process) vs off, lenet | ≤ 5 % "
                     f"| {_spread(s, 1, pct=True)}; best-of {_best(None if best is None else best - 1, 1, pct=True)} "
                     f"| {_verdict2(s['median'], None if best is None else best - 1, sn['goal'], False, busy)} |")
     else:
@@ -302,10 +302,13 @@ def _projection(b: dict[str, Any]) -> list[str]:
               + (f"{sn['epochs']} epochs" if sn and "error" not in sn else "a few epochs")
               + ", through a `StoreRecorder` on a scratch run store. *On*: `snapshot.enabled` with the default "
               "sample (500 images per domain, every epoch, plus one before training) and a "
-              "`tl_core.jobs.SnapshotProjector` thread turning each snapshot into UMAP coordinates while training "
-              "goes on; *off*: the same run without snapshots. Timed: everything after preparation until "
-              "`run` returns (steps, evaluation, checkpoints, snapshot features); the projection of the last "
-              "snapshot, which ends after training, is waited for outside the timing.", ""]
+              "`tl_core.projector.SnapshotProjector` turning each snapshot into UMAP coordinates and domain metrics "
+              "in its worker process (single-threaded, `SCHED_IDLE`/nice 19: it runs only on cycles training leaves "
+              "idle); an end-of-epoch snapshot reuses the evaluation's features, so the training thread does one "
+              "extra forward pass per run (the picture before training). *Off*: the same run without snapshots. "
+              "Timed: everything after preparation until `run` returns (steps, evaluation, checkpoints, snapshot "
+              "features). Snapshots still waiting when training ends are projected afterwards, outside the timing: "
+              "*projection tail* is how long that took.", ""]
     if _err(sn):
         return lines + [_err(sn) or "", ""]
     best = best_ratio(sn["train_s_on"], sn["train_s_off"], False)
@@ -315,7 +318,10 @@ def _projection(b: dict[str, Any]) -> list[str]:
               f"| {_spread(sn['slowdown'], 1, pct=True)} | {_best(None if best is None else best - 1, 1, pct=True)} "
               f"| {_spread(sn['loop_slowdown'], 1, pct=True)} | ≤ 5 % "
               f"| {_verdict(sn['slowdown']['median'], sn['goal'], False)} |", "",
-              f"Snapshots projected per run: {sn['snapshots_projected']}.", ""]
+              f"Snapshots projected per run: {sn['snapshots_projected']}."
+              + (f" Projection tail after training: {_spread(sn['projection_tail_s'])} s — on 2 cores that training "
+                 "keeps busy, the pictures trail training and catch up when it ends (the Monitor says how many "
+                 "snapshots wait)." if sn.get("projection_tail_s") else ""), ""]
     return lines
 
 

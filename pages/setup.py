@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
 FOLDER = "folder"
 #: Every RunConfig field lives in session state under setup_key(path); most have a widget,
-#: the others (data_root, snapshot.every_steps, ...) keep the preset's value.
+#: the others (data_root, ...) keep the preset's value.
 OPTIONAL_INT = {"data.max_train", "data.max_test"}   # widget 0 means None ("all")
 OPTIONAL_STR = {"data.source_path", "data.target_path"}  # widget "" means None
 METHOD_CHOICES = {
@@ -354,6 +354,15 @@ def render_runtime(slots: dict[str, Any]) -> None:
         c3.selectbox("Projection", list(PROJECTIONS), key=k("snapshot.projection"), format_func=str.upper,
                      **PERSIST)
         slots["snapshot.per_domain"] = c2.empty()
+        c1, c2, _ = st.columns(3)
+        c1.number_input("Snapshot every N epochs", min_value=0, step=1, key=k("snapshot.every_epochs"),
+                        help="0: no end-of-epoch snapshots. A snapshot right after an evaluation reuses its "
+                             "features, so it costs training almost nothing.", **PERSIST)
+        c2.number_input("…and every N steps", min_value=0, step=50, key=k("snapshot.every_steps"),
+                        help="0: off. For long epochs: a picture between evaluations (a forward pass over the "
+                             "sample on the training thread, each time).", **PERSIST)
+        slots["snapshot.every_epochs"] = c1.empty()
+        slots["snapshot.every_steps"] = c2.empty()
     slots["snapshot"] = st.empty()
 
 

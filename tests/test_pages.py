@@ -7,7 +7,6 @@ runs a tiny real run through a real JobManager.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -23,7 +22,6 @@ from tl_core.jobs import ConfigError, JobManager
 from tl_core.store import RunStore
 from tl_ui import keys, resources
 
-os.environ.setdefault("TL_WARM_UMAP", "0")  # no UMAP JIT warm-up thread eating the test's CPU
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90  # the first run of a process imports torch and builds the backbone list

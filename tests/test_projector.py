@@ -53,6 +53,7 @@ def test_worker_process_projects_every_snapshot_with_metrics(store):
         pid = proj.worker_pid
         assert pid is not None and pid != os.getpid()
         assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10  # low priority
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # runs only when a core would idle
     finally:
         proj.close()
     snaps = store.list_snapshots(run_id)

@@ -201,3 +201,76 @@ def test_foreign_or_corrupt_checkpoint_is_refused(tmp_path):
     torch.save({"format": "transfer-lab-checkpoint/1", "x": Evil()}, bad, _use_new_zipfile_serialization=True)
     with pytest.raises(trainer.RunError):
         trainer.load_checkpoint_file(bad)  # weights_only refuses arbitrary objects
+
+
+# ------------------------------------------------------------- snapshot schedule
+
+def test_snapshot_steps_every_epoch_every_n_steps_and_both():
+    assert trainer.snapshot_steps(8, 3, 1, 0) == [8, 16, 24]
+    assert trainer.snapshot_steps(8, 3, 2, 0) == [16]
+    assert trainer.snapshot_steps(8, 2, 0, 3) == [3, 6, 9, 12, 15]
+    assert trainer.snapshot_steps(8, 2, 1, 4) == [4, 8, 12, 16]  # step 8 is both: one snapshot
+    assert trainer.snapshot_steps(8, 2, 0, 0) == []
+
+
+def test_snapshots_every_n_steps_have_fixed_sample_and_fractional_epochs():
+    cfg = tiny_config("dann")
+    cfg.optim.epochs = 2
+    cfg.snapshot.every_steps = 3  # 8 steps per epoch
+    rec = MemoryRecorder()
+    trainer.run(cfg, rec)
+    assert [s["step"] for s in rec.snapshots] == [0, 3, 6, 8, 9, 12, 15, 16]
+    assert [s["idx"] for s in rec.snapshots] == list(range(8))
+    assert [s["epoch"] for s in rec.snapshots] == [0, 0.375, 0.75, 1, 1.125, 1.5, 1.875, 2]
+    shapes = {s["features"].shape for s in rec.snapshots}
+    assert shapes == {(80, rec.snapshots[0]["features"].shape[1])}  # one fixed sample throughout
+    # the features move as training goes on
+    assert not np.allclose(rec.snapshots[1]["features"], rec.snapshots[-1]["features"])
+
+
+def test_end_of_epoch_snapshot_reuses_evaluation_features_and_matches_a_forward_pass(monkeypatch):
+    calls = []
+    orig_predict = trainer.predict
+
+    def spy(p, x, *a, **k):
+        calls.append(x.shape[0])
+        out = orig_predict(p, x, *a, **k)
+        box["p"], box["last"] = p, (x, out)
+        return out
+
+    box = {}
+    monkeypatch.setattr(trainer, "predict", spy)
+    cfg = tiny_config("finetune")
+    rec = MemoryRecorder()
+    trainer.run(cfg, rec)
+    sample_size = 2 * cfg.snapshot.per_domain
+    # one forward over the sample before training; after epoch 1 only the evaluation's two passes
+    assert calls.count(sample_size) == 1 and len(calls) == 3
+    # the reused rows are what a forward pass over the sample gives
+    p = box["p"]
+    src_idx, tgt_idx = rec.sample["source_index"], rec.sample["target_index"]
+    x = torch.cat([p.src_val[0][torch.as_tensor(src_idx)], p.tgt_test[0][torch.as_tensor(tgt_idx)]])
+    _, feats = orig_predict(p, x)
+    np.testing.assert_allclose(rec.snapshots[-1]["features"], feats, rtol=1e-4, atol=1e-5)
+
+
+def test_resumed_run_continues_the_snapshot_numbering(tmp_path, monkeypatch):
+    cfg = tiny_config("finetune")
+    cfg.optim.epochs = 2
+    cfg.snapshot.every_steps = 5
+    stop = threading.Event()
+
+    class StopInEpoch2(MemoryRecorder):
+        def log_steps(self, rows):
+            super().log_steps(rows)
+            if any(r["epoch"] == 2 for r in rows):
+                stop.set()
+
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
+    part = StopInEpoch2(tmp_path)
+    trainer.run(cfg, part, stop)
+    kept = [s for s in part.snapshots if s["step"] <= 8]  # the checkpoint is at the end of epoch 1
+    resumed = MemoryRecorder(tmp_path)
+    trainer.run(cfg, resumed, resume=tmp_path / "checkpoint.pt")
+    assert [s["step"] for s in kept] == [0, 5, 8]
+    assert [(s["idx"], s["step"]) for s in resumed.snapshots] == [(3, 10), (4, 15), (5, 16)]

@@ -163,6 +163,10 @@ class SnapshotProjector:
                 os.nice(nice)
             except OSError:
                 pass
+            try:  # Linux: run only when a core would otherwise idle
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            except (AttributeError, OSError):
+                pass
 
         try:
             self._proc = subprocess.Popen(

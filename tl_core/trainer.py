@@ -232,10 +232,17 @@ def predict(p: Prepared, x: torch.Tensor, batch: int = 512) -> tuple[np.ndarray,
     return torch.cat(preds).numpy(), torch.cat(feats).numpy()
 
 
-def evaluate(p: Prepared) -> tuple[dict[str, float], dict[str, Any]]:
-    """Source validation and target test accuracy, per-class accuracy and confusion (target)."""
-    src_pred, _ = predict(p, p.src_val[0])
-    tgt_pred, _ = predict(p, p.tgt_test[0])
+def evaluate(p: Prepared, outputs: dict[str, np.ndarray] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Source validation and target test accuracy, per-class accuracy and confusion (target).
+
+    With ``outputs``, the predictions and backbone features of both held-out splits are put
+    there (``src_pred``, ``src_feats``, ``tgt_pred``, ``tgt_feats``): a snapshot taken right
+    after an evaluation reads its sample's rows from them instead of a second forward pass.
+    """
+    src_pred, src_feats = predict(p, p.src_val[0])
+    tgt_pred, tgt_feats = predict(p, p.tgt_test[0])
+    if outputs is not None:
+        outputs.update(src_pred=src_pred, src_feats=src_feats, tgt_pred=tgt_pred, tgt_feats=tgt_feats)
     src_y, tgt_y = p.src_val[1].cpu().numpy(), p.tgt_test[1].cpu().numpy()
     k = len(p.classes)
     conf = np.zeros((k, k), dtype=np.int64)
@@ -334,7 +341,9 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event | None, re
     recorder.progress(epoch=start_epoch, step=step, total_steps=total_steps)
 
     snap = config.snapshot
-    snap_x: torch.Tensor | None = None
+    snap_x: _SnapshotSample | None = None
+    snap_at = set(snapshot_steps(steps_per_epoch, o.epochs, snap.every_epochs, snap.every_steps)) \
+        if snap.enabled else set()
     if snap.enabled:
         snap_x = _prepare_snapshots(config, p, recorder)
         if resume is None:
@@ -347,7 +356,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event | None, re
     steps_this_session = 0
     final_metrics: dict[str, float] = {}
     status = "completed"
-    n_snap = 1 + (start_epoch // max(1, snap.every_epochs) if snap.enabled and snap.every_epochs else 0)
+    n_snap = 1 + sum(1 for s_ in snap_at if s_ <= step)  # the next snapshot's index (resume: after those kept)
 
     for epoch in range(start_epoch, o.epochs):
         # Per-epoch seeds make a resumed run identical to an uninterrupted one.
@@ -401,17 +410,22 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event | None, re
                 eta = elapsed / steps_this_session * (total_steps - step)
                 recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps, eta_s=eta, images_per_s=ips_ema)
                 last_flush = now
+            if snap_x is not None and step in snap_at and i + 1 < steps_per_epoch:  # mid-epoch snapshot
+                where["phase"] = f"while taking the snapshot at step {step}"
+                _take_snapshot(p, recorder, snap_x, n_snap, step, round(step / steps_per_epoch, 3))
+                n_snap += 1
         _flush(recorder, buffer)
         if status == "stopped":
             break
         where["phase"] = f"while evaluating after epoch {epoch + 1}"
-        final_metrics, extra = evaluate(p)
+        evaluated: dict[str, np.ndarray] = {}
+        final_metrics, extra = evaluate(p, evaluated if snap_x is not None else None)
         recorder.log_epoch(epoch + 1, step, final_metrics, extra)
         where["phase"] = f"while saving the checkpoint of epoch {epoch + 1}"
         recorder.save_checkpoint(_checkpoint(config, p, opt, scaler, step, epoch + 1))
         where["phase"] = f"while taking the snapshot after epoch {epoch + 1}"
-        if snap_x is not None and snap.every_epochs and (epoch + 1) % snap.every_epochs == 0:
-            _take_snapshot(p, recorder, snap_x, n_snap, step, epoch + 1)
+        if snap_x is not None and step in snap_at:
+            _take_snapshot(p, recorder, snap_x, n_snap, step, epoch + 1, evaluated)
             n_snap += 1
         elapsed = time.perf_counter() - t_run
         recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps,
@@ -448,7 +462,29 @@ def _cache_bytes(p: Prepared, k: int, n: int) -> int:
     return int(out.numel() * out.element_size() * n)
 
 
-def _prepare_snapshots(config: RunConfig, p: Prepared, recorder: Recorder) -> torch.Tensor:
+@dataclass
+class _SnapshotSample:
+    """The fixed snapshot sample: its images, and where its rows sit in the held-out splits."""
+
+    x: torch.Tensor
+    src_idx: np.ndarray
+    tgt_idx: np.ndarray
+
+
+def snapshot_steps(steps_per_epoch: int, epochs: int, every_epochs: int, every_steps: int) -> list[int]:
+    """The steps after which a snapshot is taken (the one before training, step 0, not included).
+
+    Every ``every_steps`` steps and at the end of every ``every_epochs``-th epoch (0 turns
+    either off); a step that is both gets one snapshot.
+    """
+    total = steps_per_epoch * epochs
+    steps = set(range(every_steps, total + 1, every_steps)) if every_steps > 0 else set()
+    if every_epochs > 0:
+        steps |= {e * steps_per_epoch for e in range(every_epochs, epochs + 1, every_epochs)}
+    return sorted(steps)
+
+
+def _prepare_snapshots(config: RunConfig, p: Prepared, recorder: Recorder) -> _SnapshotSample:
     """Fix the snapshot sample: stratified, from the held-out splits of both domains."""
     n = config.snapshot.per_domain
     src_idx = stratified_sample(p.src_val[1].cpu().numpy(), n, config.seed)
@@ -458,11 +494,22 @@ def _prepare_snapshots(config: RunConfig, p: Prepared, recorder: Recorder) -> to
     recorder.save_snapshot_sample(labels=labels, domains=domains, source_index=src_idx, target_index=tgt_idx)
     src_t = torch.as_tensor(src_idx, device=p.device)
     tgt_t = torch.as_tensor(tgt_idx, device=p.device)
-    return torch.cat([p.src_val[0][src_t], p.tgt_test[0][tgt_t]])
+    return _SnapshotSample(torch.cat([p.src_val[0][src_t], p.tgt_test[0][tgt_t]]), src_idx, tgt_idx)
 
 
-def _take_snapshot(p: Prepared, recorder: Recorder, x: torch.Tensor, idx: int, step: int, epoch: int) -> None:
-    preds, feats = predict(p, x)
+def _take_snapshot(p: Prepared, recorder: Recorder, sample_x: _SnapshotSample, idx: int, step: int,
+                   epoch: float, evaluated: dict[str, np.ndarray] | None = None) -> None:
+    """Features (and predictions) of the fixed sample, stored through the recorder.
+
+    ``evaluated``: the outputs of an evaluation with the same weights; the sample's rows are
+    taken from them (no forward pass on the training thread).
+    """
+    if evaluated:
+        s, t = sample_x.src_idx, sample_x.tgt_idx
+        preds = np.concatenate([evaluated["src_pred"][s], evaluated["tgt_pred"][t]])
+        feats = np.concatenate([evaluated["src_feats"][s], evaluated["tgt_feats"][t]])
+    else:
+        preds, feats = predict(p, sample_x.x)
     sample = recorder.snapshot_labels()
     metrics: dict[str, Any] = {}
     if sample is not None:

@@ -30,9 +30,10 @@ _CURVES = (  # metric, title, y axis, scale, y range
 )
 
 
-def snapshot_label(epoch: int, step: int, duplicate: bool = False) -> str:
-    """'before training', 'epoch 3' (with the step when an epoch has several snapshots)."""
-    base = "before training" if epoch == 0 and step == 0 else f"epoch {epoch}"
+def snapshot_label(epoch: float, step: int, duplicate: bool = False) -> str:
+    """'before training', 'epoch 3', 'epoch 2.5' (a snapshot every N steps), with the step
+    when labels would otherwise repeat."""
+    base = "before training" if epoch == 0 and step == 0 else f"epoch {float(epoch):g}"
     return f"{base} (step {step})" if duplicate else base
 
 
@@ -51,7 +52,7 @@ def _projected(run_id: str) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None,
             continue
         coords = store.load_coords(run_id, int(row["idx"]))
         if coords is not None and len(coords) == n:
-            frames.append((snapshot_label(int(row["epoch"]), int(row["step"]), bool(d)), coords))
+            frames.append((snapshot_label(float(row["epoch"]), int(row["step"]), bool(d)), coords))
     return snaps, sample, frames
 
 

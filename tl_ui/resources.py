@@ -9,9 +9,7 @@ are slow or never change (backbones, data sets, parameter counts) go through
 from __future__ import annotations
 
 import logging
-import os
 import re
-import threading
 import uuid
 from typing import Any
 
@@ -29,31 +27,13 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------ manager
 @st.cache_resource(show_spinner=False)
 def get_manager() -> jobs.JobManager:
-    """The process-wide job manager (its worker threads never call Streamlit)."""
+    """The process-wide job manager (its worker threads never call Streamlit).
+
+    Created by the first page view of a server: its snapshot projector starts a low-priority
+    worker process that pays UMAP's JIT warm-up at once, so the first snapshot of the first
+    run is projected at full speed.
+    """
     return jobs.get_manager()
-
-
-def _warm_umap() -> None:
-    """Runs in a background thread: never calls Streamlit."""
-    try:
-        from tl_core import embedding
-
-        seconds = embedding.warm_up()
-        log.info("UMAP warmed up in %.1f s", seconds)
-    except Exception as exc:  # a broken umap shows up later, where a projection fails; a server
-        # stopped during the warm-up (interpreter shutting down) lands here too: no traceback
-        log.warning("UMAP warm-up did not finish: %s", exc)
-
-
-@st.cache_resource(show_spinner=False)
-def warm_umap() -> threading.Thread | None:
-    """Start, once per server process, a background thread that pays numba's JIT cost of UMAP, so
-    the first feature snapshot is projected at full speed. TL_WARM_UMAP=0 turns it off (tests)."""
-    if os.environ.get("TL_WARM_UMAP", "1") == "0":
-        return None
-    thread = threading.Thread(target=_warm_umap, name="umap-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 def get_store() -> RunStore:
