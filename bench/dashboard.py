@@ -69,13 +69,19 @@ def time_fragments(log: Callable[[str, float], None]) -> Callable[[], None]:
 
 
 def long_run_config(epochs: int = 500):
-    """The MNIST → MNIST-M DANN demo with lenet, long enough to watch (cancelled at the end)."""
+    """The MNIST → MNIST-M DANN demo with lenet, long enough to watch (cancelled at the end).
+
+    Its snapshots are projected with ``priority="live"``, so the pages have feature-space
+    pictures to draw while it trains (with the default, on a busy 2-core machine, they would
+    wait for the end of training and the Monitor would draw less than a user eventually sees).
+    """
     from tl_core.config import demo_config
 
     cfg = demo_config("mnist-mnist-m", "dann")
     cfg.name = "bench: watched run"
     cfg.optim.epochs = epochs
     cfg.device = "cpu"
+    cfg.snapshot.priority = "live"
     return cfg
 
 

@@ -145,7 +145,7 @@ def render_charts(recs: list[RunRecord]) -> None:
 
 
 def render_live(run_ids: list[str]) -> None:
-    """Everything that changes while runs train; refreshed by a fragment while any is active."""
+    """What changes every step while runs train (cards, step charts); refreshed by a fragment."""
     store = resources.get_store()
     recs = [r for r in (store.get_run(i) for i in run_ids) if r is not None]
     if len(recs) < len(run_ids):
@@ -153,10 +153,20 @@ def render_live(run_ids: list[str]) -> None:
     widgets.show_once(keys.MONITOR_MESSAGE)
     for rec in recs:
         render_run_card(rec)
-    if not recs:
-        return
-    render_charts(recs)
-    render_feature_section(recs)
+    if recs:
+        render_charts(recs)
+
+
+def feature_version(run_ids: list[str]) -> tuple[tuple[str, int, int], ...]:
+    """What the feature section shows changes only when this does: per run, the projected
+    snapshots and the evaluated epochs (about once an epoch, not every step)."""
+    store = resources.get_store()
+    out = []
+    for run_id in run_ids:
+        snaps = store.list_snapshots(run_id)
+        projected = int(snaps["projected"].sum()) if not snaps.empty else 0
+        out.append((run_id, projected, len(store.epoch_metrics(run_id))))
+    return tuple(out)
 
 
 def main() -> None:
@@ -173,16 +183,23 @@ def main() -> None:
         return
     manager = resources.get_manager()
     live = any(r.active or manager.is_active(r.id) for r in runs if r.id in selected)
+    ss = st.session_state
+    ss[keys.MONITOR_FS_VERSION] = feature_version(selected)  # read before drawing: newer data → one more rerun
 
     @st.fragment(run_every=REFRESH_S if live else None)
     def live_view() -> None:
         render_live(selected)
         if live:
             now_active = [i for i in selected if (rec := store.get_run(i)) is not None and rec.active]
-            if not now_active:
-                st.rerun()  # everything finished: one full rerun turns the timer off
+            if not now_active or feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION):
+                # everything finished (one full rerun turns the timer off), or a new snapshot or
+                # epoch: the feature section below is redrawn by a full rerun, not every two seconds
+                st.rerun()
 
     live_view()
+    recs = [r for r in (store.get_run(i) for i in selected) if r is not None]
+    if recs:
+        render_feature_section(recs)
 
 
 entry.require_app()

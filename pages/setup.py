@@ -13,7 +13,8 @@ from typing import Any
 
 import streamlit as st
 
-from tl_core.config import LAMBDA_SCHEDULES, LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, RunConfig, demo_config
+from tl_core.config import (LAMBDA_SCHEDULES, LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIORITIES, RunConfig,
+                            demo_config)
 from tl_core.jobs import ConfigError
 from tl_ui import entry, keys, resources, runinfo, theme, validation, widgets
 
@@ -32,6 +33,7 @@ METHOD_CHOICES = {
 HEAD_LABELS = {"linear": "Linear", "mlp": "MLP (one hidden layer)"}
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
 SCHEDULE_LABELS = {"anneal": "DANN annealing: lr / (1 + 10p)^0.75", "constant": "Constant", "cosine": "Cosine"}
+PRIORITY_LABELS = {"background": "Training first (pictures may trail)", "live": "Keep up (training slows)"}
 LAMBDA_LABELS = {"warmup": "Warm-up: 0 → λ max (DANN paper)", "constant": "Constant λ max"}
 
 k = keys.setup_key
@@ -354,7 +356,15 @@ def render_runtime(slots: dict[str, Any]) -> None:
         c3.selectbox("Projection", list(PROJECTIONS), key=k("snapshot.projection"), format_func=str.upper,
                      **PERSIST)
         slots["snapshot.per_domain"] = c2.empty()
-        c1, c2, _ = st.columns(3)
+        c1, c2, c3 = st.columns(3)
+        c3.selectbox("Pictures during training", list(SNAPSHOT_PRIORITIES), key=k("snapshot.priority"),
+                     format_func=PRIORITY_LABELS.get,
+                     help="Projecting a snapshot takes CPU. 'Training first' lets the projector use only idle "
+                          "CPU: training is not slowed, but on a CPU that training keeps busy the pictures appear "
+                          "when it ends (with a GPU or spare cores they follow training). 'Keep up' shares the CPU: "
+                          "pictures follow training, which slows while a snapshot is projected.",
+                     **PERSIST)
+        slots["snapshot.priority"] = c3.empty()
         c1.number_input("Snapshot every N epochs", min_value=0, step=1, key=k("snapshot.every_epochs"),
                         help="0: no end-of-epoch snapshots. A snapshot right after an evaluation reuses its "
                              "features, so it costs training almost nothing.", **PERSIST)

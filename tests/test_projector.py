@@ -20,10 +20,12 @@ def _clusters(n: int, shift: float, seed: int) -> np.ndarray:
     return (centres[labels] + rng.normal(size=(n, 16)) + shift).astype(np.float32)
 
 
-def _run_with_snapshots(store: RunStore, n_snapshots: int, projection: str = "umap") -> str:
+def _run_with_snapshots(store: RunStore, n_snapshots: int, projection: str = "umap",
+                        priority: str = "background") -> str:
     """A run whose source and target features drift together snapshot by snapshot."""
     cfg = RunConfig()
     cfg.snapshot.projection = projection
+    cfg.snapshot.priority = priority
     run_id = store.create_run(cfg)
     n = 120
     domains = np.r_[np.zeros(n // 2, int), np.ones(n // 2, int)]
@@ -50,10 +52,11 @@ def test_worker_process_projects_every_snapshot_with_metrics(store):
         for idx in range(3):
             proj.submit(run_id, idx)
         assert proj.wait_idle(timeout=120)
-        pid = proj.worker_pid
+        pid = proj.worker_pid("background")
         assert pid is not None and pid != os.getpid()
         assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10  # low priority
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # runs only when a core would idle
+        assert proj.worker_pid("live") is None  # started only when a run asks for it
     finally:
         proj.close()
     snaps = store.list_snapshots(run_id)
@@ -72,7 +75,7 @@ def test_a_killed_worker_is_replaced_and_later_snapshots_still_project(store):
     try:
         proj.submit(run_id, 0)
         assert proj.wait_idle(timeout=120)
-        first = proj.worker_pid
+        first = proj.worker_pid()
         os.kill(first, signal.SIGKILL)
         proj.submit(run_id, 1)
         assert proj.wait_idle(timeout=120)
@@ -92,7 +95,7 @@ def test_thread_fallback_and_a_deleted_run_is_skipped(store):
         proj.submit(run_id, 0)
         proj.submit(run_id, 1)
         assert proj.wait_idle(timeout=60)
-        assert proj.worker_pid is None
+        assert proj.worker_pid() is None
     finally:
         proj.close()
     assert store.list_snapshots(run_id)["projected"].all()
@@ -109,8 +112,26 @@ def test_a_failing_snapshot_is_reported_and_the_worker_keeps_serving(store, capl
             proj.submit(run_id, 0)
             proj.submit(run_id, 1)
             assert proj.wait_idle(timeout=120)
-        assert proj.worker_pid is not None  # still the same live worker
+        assert proj.worker_pid() is not None  # still the same live worker
     finally:
         proj.close()
     assert store.list_snapshots(run_id)["projected"].tolist() == [False, True]
     assert "snapshot 0" in caplog.text
+
+
+def test_live_runs_go_to_a_normal_priority_worker(store):
+    live = _run_with_snapshots(store, 1, projection="pca", priority="live")
+    background = _run_with_snapshots(store, 2, projection="pca")
+    proj = SnapshotProjector(store)
+    try:
+        for run_id, n in ((live, 1), (background, 2)):
+            for idx in range(n):
+                proj.submit(run_id, idx)
+        assert proj.wait_idle(timeout=120)
+        pid = proj.worker_pid("live")
+        assert pid is not None and pid != proj.worker_pid("background")
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        proj.close()
+    assert store.list_snapshots(background)["projected"].all() and store.list_snapshots(live)["projected"].all()

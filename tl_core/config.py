@@ -19,6 +19,7 @@ LR_SCHEDULES = ("anneal", "constant", "cosine")
 LAMBDA_SCHEDULES = ("warmup", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PROJECTIONS = ("umap", "pca")
+SNAPSHOT_PRIORITIES = ("background", "live")
 TRAIN_ON = ("source", "target")
 MAX_LR = 10.0
 
@@ -87,6 +88,7 @@ class SnapshotConfig:
     every_epochs: int = 1
     every_steps: int = 0
     projection: str = "umap"
+    priority: str = "background"  # training first (projector at SCHED_IDLE) or "live": pictures keep up
 
 
 _SECTIONS = {
@@ -235,6 +237,7 @@ class RunConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             errs.append(f"seed: must be a whole number of 0 or more, got {self.seed!r}.")
         choice("snapshot.projection", s.projection, PROJECTIONS)
+        choice("snapshot.priority", s.priority, SNAPSHOT_PRIORITIES)
         if s.enabled:
             positive_int("snapshot.per_domain", s.per_domain)
             if not isinstance(s.every_epochs, int) or s.every_epochs < 0:

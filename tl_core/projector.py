@@ -5,10 +5,11 @@ The trainer stores each feature snapshot and hands its index to
 PCA) and domain metrics (proxy A-distance, MMD), written back to the run store.
 
 Why a process and not a thread: UMAP is numba and numpy work that holds the GIL for long
-stretches, and on a 2-core machine any extra busy thread takes cycles from training. The
-worker process runs single-threaded (numba, BLAS) at the lowest CPU priority (``nice``
-19), so the scheduler gives training the cores first and the projector the time training
-leaves idle (data loading, evaluation, the Python between steps). It imports no torch, warms
+stretches, and on a 2-core machine any extra busy thread takes cycles from training. A
+worker process runs single-threaded (numba, BLAS), by default at ``SCHED_IDLE``, the
+lowest CPU priority there is: training is never slowed, and the pictures use cycles
+training leaves idle (``snapshot.priority = "background"``). A run can ask for pictures that
+keep up instead (``"live"``: normal priority, training shares the CPU). It imports no torch, warms
 UMAP's JIT once when it starts (numba's on-disk cache makes that ~2 s after the first time
 on a machine) and then serves snapshots in order, so each picture can start from the
 previous one. Protocol: one JSON line per snapshot on its stdin, one JSON line back.
@@ -36,7 +37,7 @@ from tl_core.store import RunStore
 
 log = logging.getLogger(__name__)
 
-#: CPU priority of the worker process (0 normal, 19 lowest).
+#: Nice value of the background worker (19: lowest), on top of SCHED_IDLE where Linux has it.
 NICE = 19
 #: Environment of the worker: one thread for numba and every BLAS, no GPU.
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -63,25 +64,20 @@ def project_snapshot(store: RunStore, run_id: str, idx: int) -> bool:
     return True
 
 
-class SnapshotProjector:
-    """Projects snapshots in submission order, off the training thread (and process).
+class _Worker:
+    """One queue, one thread, one worker process of a given priority; snapshots in order."""
 
-    Args:
-        store: where snapshots are read and coordinates written.
-        use_process: project in a worker process (default); False projects in this
-            object's thread (the fallback, also used when the process cannot start).
-        nice: CPU priority added to the worker process.
-    """
-
-    def __init__(self, store: RunStore, *, use_process: bool = True, nice: int = NICE) -> None:
+    def __init__(self, store: RunStore, *, use_process: bool, nice: int, idle: bool) -> None:
         self.store = store
         self.use_process = use_process
         self.nice = nice
+        self.idle = idle
         self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
-        self._thread = threading.Thread(target=self._work, name="tl-projector", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=f"tl-projector{'-idle' if idle else ''}",
+                                        daemon=True)
         self._thread.start()
 
     # -------------------------------------------------------------- public
@@ -95,13 +91,6 @@ class SnapshotProjector:
         """Snapshots submitted and not yet projected."""
         with self._lock:
             return self._pending
-
-    def wait_idle(self, timeout: float = 30) -> bool:
-        """Wait until every submitted snapshot is projected; True if that happened in time."""
-        deadline = time.monotonic() + timeout
-        while self.pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return not self.pending()
 
     def close(self) -> None:
         """Finish the queued snapshots, then stop the thread and the worker process."""
@@ -156,17 +145,18 @@ class SnapshotProjector:
         env = {**os.environ, **WORKER_ENV}
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        nice = self.nice
+        nice, idle = self.nice, self.idle
 
         def lower_priority() -> None:  # runs in the child before exec
             try:
                 os.nice(nice)
             except OSError:
                 pass
-            try:  # Linux: run only when a core would otherwise idle
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            except (AttributeError, OSError):
-                pass
+            if idle:
+                try:  # Linux: run only when a core would otherwise idle
+                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+                except (AttributeError, OSError):
+                    pass
 
         try:
             self._proc = subprocess.Popen(
@@ -188,6 +178,83 @@ class SnapshotProjector:
             proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
+
+
+class SnapshotProjector:
+    """Projects snapshots off the training thread and process, in order within each run.
+
+    Two priorities, chosen per run by ``snapshot.priority``:
+
+    - ``"background"`` (default): a worker process at ``SCHED_IDLE`` (Linux; nice 19
+      elsewhere), which runs only on cycles nothing else wants. Training is not slowed; on a
+      machine whose cores training keeps busy (2 CPU cores, a small model) the pictures wait
+      until training leaves the CPU idle, at the latest when it ends. With a GPU, or cores to
+      spare, they follow training.
+    - ``"live"``: a worker process at normal priority. It shares the CPU with training, so
+      the pictures keep up, and training slows by the projection's share of the CPU while
+      one runs (measured by ``make bench``). Nice 19 is no middle way: on a busy 2-core
+      machine it neither kept up (no snapshot projected during a 6-second run) nor left
+      training alone (~8 % slower), because each of its short time slices stalls training's
+      threads.
+
+    Args:
+        store: where snapshots are read and coordinates written.
+        use_process: project in worker processes (default); False projects in this object's
+            threads (the fallback, also used when a process cannot start).
+    """
+
+    PRIORITIES = ("live", "background")
+
+    def __init__(self, store: RunStore, *, use_process: bool = True) -> None:
+        self.store = store
+        self.use_process = use_process
+        self._workers: dict[str, _Worker] = {}
+        self._lock = threading.Lock()
+        self._worker("background")  # started now: its UMAP warm-up happens while the first run prepares
+
+    def _worker(self, priority: str) -> _Worker:
+        with self._lock:
+            w = self._workers.get(priority)
+            if w is None:
+                idle = priority == "background"
+                w = _Worker(self.store, use_process=self.use_process, nice=NICE if idle else 0, idle=idle)
+                self._workers[priority] = w
+            return w
+
+    def priority_of(self, run_id: str) -> str:
+        rec = self.store.get_run(run_id)
+        value = (rec.config.get("snapshot", {}) if rec is not None else {}).get("priority", "background")
+        return value if value in self.PRIORITIES else "background"
+
+    def submit(self, run_id: str, idx: int) -> None:
+        """Queue snapshot ``idx`` of ``run_id``; returns at once."""
+        self._worker(self.priority_of(run_id)).submit(run_id, idx)
+
+    def pending(self) -> int:
+        """Snapshots submitted and not yet projected."""
+        with self._lock:
+            workers = list(self._workers.values())
+        return sum(w.pending() for w in workers)
+
+    def wait_idle(self, timeout: float = 30) -> bool:
+        """Wait until every submitted snapshot is projected; True if that happened in time."""
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.pending()
+
+    def close(self) -> None:
+        """Finish the queued snapshots, then stop the threads and worker processes."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for w in workers:
+            w.close()
+
+    def worker_pid(self, priority: str = "background") -> int | None:
+        """The process id of the worker of ``priority`` (None if it is not running)."""
+        with self._lock:
+            w = self._workers.get(priority)
+        return w.worker_pid if w is not None else None
 
 
 # ------------------------------------------------------------------ worker process

@@ -55,6 +55,7 @@ MONITOR_MESSAGE = "monitor.message"              # a message from the last actio
 MONITOR_FS_COLOR = "monitor.fs.color"             # feature space: colour by domain or by class
 MONITOR_FS_RUN = "monitor.fs.run"                 # feature space: run whose epoch details are shown
 MONITOR_FS_EPOCH = "monitor.fs.epoch"             # feature space: epoch of the confusion matrix and gallery
+MONITOR_FS_VERSION = "monitor.fs.version"         # (run, projected snapshots, epochs) the feature section drew
 
 # ------------------------------------------------------------------- runs
 RUNS_TABLE_PREFIX = "runs.table."      # + generation: the table's selection
