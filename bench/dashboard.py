@@ -203,6 +203,37 @@ def _wait_drawn(page: Any, timeout_ms: int = 120_000) -> None:
                            f"Screenshot: {shot.relative_to(ROOT)}") from None
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (those gone count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
 def browser_slowdown(full: bool) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -237,6 +268,15 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
 
+            browser_pid = getattr(browser, "process", None)
+            chromium_root = browser_pid.pid if browser_pid is not None else None
+
+            def chromium_pids() -> list[int]:
+                if chromium_root is not None:
+                    return _descendants(chromium_root)
+                return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+                        and "chromium" in (d / "comm").read_text(errors="ignore")] if Path("/proc").exists() else []
+
             def watch(tabs: int) -> dict[str, Any]:
                 pages = []
                 for _ in range(tabs):
@@ -245,12 +285,16 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
                     pages.append(page)
                 for page in pages:  # drawn: the charts are on screen
                     _wait_drawn(page)
+                server_pids, browser_pids = _descendants(proc.pid), chromium_pids()
+                cpu0 = _cpu_s(server_pids), _cpu_s(browser_pids)
                 a = time.time()
                 time.sleep(window_s)
                 b = time.time()
+                cpu1 = _cpu_s(server_pids), _cpu_s(browser_pids)
                 for page in pages:
                     page.close()
-                return {"tabs": tabs, "start": a, "end": b}
+                return {"tabs": tabs, "start": a, "end": b, "server_cores": (cpu1[0] - cpu0[0]) / (b - a),
+                        "browser_cores": (cpu1[1] - cpu0[1]) / (b - a)}
 
             def idle() -> dict[str, Any]:
                 return watch(0)
@@ -290,4 +334,8 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
             "slowdown": summary(slowdowns),
             "server_live_part_s_two_tabs": summary([s for w in two_w for s in w["live_part_s"]]),
             "fragment_runs_per_window_two_tabs": [len(w["live_part_s"]) for w in two_w],
+            "server_cores_no_tab": summary([w["server_cores"] for w in idle_w]),
+            "server_cores_two_tabs": summary([w["server_cores"] for w in two_w]),
+            "browser_cores_no_tab": summary([w["browser_cores"] for w in idle_w]),
+            "browser_cores_two_tabs": summary([w["browser_cores"] for w in two_w]),
             "goal": GOAL_SLOWDOWN}

@@ -40,10 +40,21 @@ class _Job:
     cancelled_early: bool = False  # cancelled while still queued: already recorded as stopped
 
 
+#: The interpreter's GIL switch interval while a manager exists (Python's default: 5 ms).
+#: Training releases the GIL around every torch op and must get it back to go on; a page
+#: render in another thread of the server holds it for up to the whole interval each time.
+#: With 5 ms, two browser tabs on the Monitor cut training to a quarter of its speed on two
+#: cores; see BENCHMARKS.md section 4.
+SWITCH_INTERVAL_S = 0.0005
+
+
 class JobManager:
     """Queue of runs served by ``workers`` threads (one by default)."""
 
     def __init__(self, store: RunStore | None = None, workers: int = 1, project: bool = True) -> None:
+        import sys
+
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.store = store or RunStore()
         self.store.mark_interrupted()  # runs a dead process left behind
         self._queue: queue.Queue[_Job | None] = queue.Queue()
