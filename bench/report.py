@@ -386,6 +386,18 @@ def _dashboard(b: dict[str, Any]) -> list[str]:
                   f"Windows of {br['window_s']:.0f} s; live-part renders per two-tab window: "
                   f"{br['fragment_runs_per_window_two_tabs']}. Chromium's own CPU time may show up as "
                   "\"other work\" in the machine table above.", ""]
+        if "server_cores_two_tabs" in br:
+            lines += ["**Where the CPU goes** (cores busy on average over a window, from `/proc`: the server process "
+                      "with its projector, and Chromium with all its processes):", "",
+                      "| | server (training, pages, projector) | Chromium |", "|---|---|---|",
+                      f"| no tab | {_spread(br['server_cores_no_tab'])} | {_spread(br['browser_cores_no_tab'])} |",
+                      f"| two tabs | {_spread(br['server_cores_two_tabs'])} | {_spread(br['browser_cores_two_tabs'])} |",
+                      ""]
+            if br["slowdown"]["median"] is not None and br["slowdown"]["median"] > br["goal"]:
+                lines += ["Why the goal is missed: on two cores the browser's drawing alone takes a large share of "
+                      "one, and the pages are rendered by threads of the process that trains, so each render also "
+                      "holds the GIL that the training thread needs between its torch operations. Training in its "
+                      "own process would take the GIL out of the picture; it is not done yet.", ""]
     return lines
 
 
