@@ -182,7 +182,9 @@ def main() -> None:
         st.info("Choose one or more runs above.")
         return
     manager = resources.get_manager()
-    live = any(r.active or manager.is_active(r.id) for r in runs if r.id in selected)
+    # live: a selected run trains, or snapshots still wait for the projector (with the default
+    # priority they are projected when training leaves the CPU idle, often after the run ends)
+    live = any(r.active or manager.is_active(r.id) for r in runs if r.id in selected) or manager.projecting()
     ss = st.session_state
     ss[keys.MONITOR_FS_VERSION] = feature_version(selected)  # read before drawing: newer data → one more rerun
 
@@ -191,7 +193,8 @@ def main() -> None:
         render_live(selected)
         if live:
             now_active = [i for i in selected if (rec := store.get_run(i)) is not None and rec.active]
-            if not now_active or feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION):
+            busy = bool(now_active) or manager.projecting()
+            if not busy or feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION):
                 # everything finished (one full rerun turns the timer off), or a new snapshot or
                 # epoch: the feature section below is redrawn by a full rerun, not every two seconds
                 st.rerun()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import streamlit as st
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -49,6 +50,9 @@ class RecordingManager:
     def cancel(self, run_id: str) -> bool:
         self.cancelled.append(run_id)
         return run_id in self.active
+
+    def projecting(self) -> bool:
+        return False
 
     def resume(self, run_id: str, owner: str | None = None) -> str:
         self.resumed.append(run_id)
@@ -459,6 +463,31 @@ def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager
     assert "epoch 1" in texts(at)
     at.segmented_control(key=keys.MONITOR_FS_COLOR).set_value("class").run()
     assert not at.exception
+
+
+def test_monitor_says_snapshots_wait_and_keeps_refreshing_while_the_projector_works(manager, monkeypatch):
+    run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=2)
+    manager.store.save_snapshot(run_id, 2, step=20, epoch=2, features=np.zeros((40, 8)))  # not projected yet
+    fragments = []
+    real_fragment = st.fragment
+
+    def spy(func=None, *, run_every=None, **kw):
+        fragments.append(run_every)
+        return real_fragment(func, run_every=run_every, **kw) if func is not None \
+            else real_fragment(run_every=run_every, **kw)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    monkeypatch.setattr(manager, "projecting", lambda: True, raising=False)
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "1 newer snapshot waiting to be projected" in texts(at)
+    assert fragments and fragments[-1] is not None  # the live part refreshes: the picture will update
+    monkeypatch.setattr(manager, "projecting", lambda: False, raising=False)
+    fragments.clear()
+    at.run()
+    assert fragments and fragments[-1] is None  # nothing trains or waits: no timer
 
 
 # ------------------------------------------------------------------- runs

@@ -131,6 +131,10 @@ class JobManager:
             self.store.release(run_id)
         return True
 
+    def projecting(self) -> bool:
+        """True while snapshots of this process's runs wait for (or are in) projection."""
+        return self._projector is not None and self._projector.pending() > 0
+
     def is_active(self, run_id: str) -> bool:
         with self._lock:
             return run_id in self._jobs

@@ -295,7 +295,8 @@ def feature_scatter(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray,
                     xrange: list[float] | None = None, yrange: list[float] | None = None,
                     height: int = 420, size: int = 6, showlegend: bool = True) -> go.Figure:
     """2-D projected features of one snapshot (see :func:`feature_traces`); fixed axes when given."""
-    traces = feature_traces(coords, domains, labels, classes, color_by, index, size=size, gl=True)
+    # SVG, not WebGL: a browser keeps only a few WebGL contexts alive, and the Monitor has up to six scatters
+    traces = feature_traces(coords, domains, labels, classes, color_by, index, size=size)
     layout = _scatter_layout(title, revision, xrange, yrange, height)
     if xrange is None:
         layout["yaxis"].update(scaleanchor="x", scaleratio=1)
@@ -326,7 +327,7 @@ def feature_animation(frames: list[tuple[str, np.ndarray]], domains: np.ndarray,
                          "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                            "transition": {"duration": 0}}]}]}]
         layout["sliders"] = [{
-            "active": len(plotly_frames) - 1, "x": 0.22, "len": 0.78, "y": -0.02, "yanchor": "top",
+            "active": len(plotly_frames) - 1, "x": 0.3, "len": 0.7, "y": -0.02, "yanchor": "top",
             "pad": {"t": 8}, "currentvalue": {"prefix": "Snapshot: ", "font": {"size": 15}},
             "transition": {"duration": 400},
             "steps": [{"label": f["name"], "method": "animate",
