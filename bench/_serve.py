@@ -3,11 +3,11 @@
     TL_HOME=/tmp/x python -m bench._serve --port 8765 --log /tmp/x/serve.log
 
 Before the server starts, this submits a long lenet DANN run to the process-wide job
-manager (``tl_core.jobs.get_manager()``, the one the pages use), so the server process
-trains it exactly as after a click on Start. It appends JSON lines to ``--log``: the
-trainer's progress calls (time, step), evaluated epochs, and the duration of every call
-of a page fragment's body (the Monitor's live part). Then it runs Streamlit's own
-command line in this process. Stop it with SIGTERM.
+manager (``tl_core.jobs.get_manager()``, the one the pages use), so the server trains it
+exactly as after a click on Start (in its own training process, as the dashboard does).
+It appends JSON lines to ``--log``: the run id, and the duration of every call of a page
+fragment's body (the Monitor's live part). Then it runs Streamlit's own command line in
+this process. Stop it with SIGTERM.
 """
 
 from __future__ import annotations
@@ -41,19 +41,6 @@ def main() -> None:
 
     time_fragments(lambda name, s: log(kind="fragment", name=name, s=s))
     manager = jobs.get_manager()
-    store = manager.store
-    set_progress, log_epoch = store.set_progress, store.log_epoch
-
-    def logged_progress(run_id, **kw):
-        set_progress(run_id, **kw)
-        log(kind="progress", step=kw.get("step"), epoch=kw.get("epoch"))
-
-    def logged_epoch(run_id, epoch, *args, **kw):
-        log_epoch(run_id, epoch, *args, **kw)
-        log(kind="epoch", epoch=epoch)
-
-    store.set_progress = logged_progress
-    store.log_epoch = logged_epoch
     cfg = long_run_config()
     run_id = manager.submit(cfg)
     log(kind="start", run_id=run_id, batch_size=cfg.optim.batch_size)

@@ -2,8 +2,8 @@
 trains, and the training slowdown while two browser tabs watch it.
 
 Render time (:func:`render_time`) drives the real pages with Streamlit's AppTest, in
-this process, beside a real :class:`tl_core.jobs.JobManager` training a run in its worker
-thread (as in the server). ``st.fragment`` is wrapped so that every call of the Monitor's
+this process, beside a real :class:`tl_core.jobs.JobManager` training a run in its own
+training process (as in the server). ``st.fragment`` is wrapped so that every call of the Monitor's
 live fragment is timed: that is exactly the code the browser's two-second refresh runs
 on the server (store reads, run cards, four Plotly charts, the feature-space scatter,
 Plotly's JSON encoding). The time of a whole-page rerun (sidebar and navigation too) is
@@ -11,10 +11,12 @@ reported beside it.
 
 Browser slowdown (:func:`browser_slowdown`) starts ``streamlit run app.py`` through
 ``bench/_serve.py``, which first submits a long lenet run to the process-wide job
-manager (so the server trains it, exactly as after a click on Start) and logs the
-trainer's progress calls with timestamps. Chromium (Playwright) then alternates windows
-with no tab open and with two tabs on the Monitor page; the training images/s in each
-window come from the logged step counts.
+manager (so the server trains it, exactly as after a click on Start: in a training
+process of its own). This process polls the run's step count in the store every 0.1 s.
+Chromium (Playwright) then alternates windows with no tab open and with two tabs on the
+Monitor page; the training images/s in each window come from the polled step counts.
+CPU use in each window is split between the server process, the training process, the
+projector and Chromium.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def render_time(full: bool) -> dict[str, Any]:
     frag_times: list[tuple[str, float]] = []
     undo = time_fragments(lambda name, s: frag_times.append((name, s)))
     embedding.warm_up()
-    manager = jobs.JobManager(RunStore(home))
+    manager = jobs.JobManager(RunStore(home), isolate=True)  # as the dashboard's manager
     jobs._MANAGER = manager
     resources.get_manager.clear()
     store = manager.store
@@ -234,6 +236,51 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _role(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+    except OSError:
+        return "gone"
+    return "training" if "tl_core.runner" in cmd else "projector" if "tl_core.projector" in cmd else "server"
+
+
+class _StepPoller:
+    """(time, step) of a run, read from its store every ``every_s`` in a thread of this process."""
+
+    def __init__(self, home: Path, log_path: Path, every_s: float = 0.1) -> None:
+        import threading
+
+        self.home, self.log_path, self.every_s = home, log_path, every_s
+        self.progress: list[tuple[float, int]] = []
+        self.epochs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        from tl_core.store import RunStore
+
+        store, run_id = None, None
+        while not self._stop.wait(self.every_s):
+            if run_id is None:
+                run_id = next((e["run_id"] for e in _read_log(self.log_path) if e.get("kind") == "start"), None)
+                if run_id is None or not (self.home / "runs.db").exists():
+                    run_id = None
+                    continue
+                store = RunStore(self.home)
+            rec = store.get_run(run_id)
+            if rec is None:
+                continue
+            if not self.progress or rec.step != self.progress[-1][1]:
+                self.progress.append((time.time(), int(rec.step)))
+            if rec.step and rec.epoch:
+                self.epochs = len(store.epoch_metrics(run_id))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def browser_slowdown(full: bool) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -252,6 +299,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
     window_s = 15.0 if full else 12.0
     pairs = 5 if full else 3
     windows: list[dict[str, Any]] = []
+    poller = _StepPoller(home, log_path)
     try:
         def healthy() -> bool:
             if proc.poll() is not None:
@@ -263,7 +311,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
 
         _wait_for(healthy, 120, "the Streamlit server")
         # Training has warmed up once it has finished an epoch (snapshot and projection too).
-        _wait_for(lambda: any(e.get("kind") == "epoch" for e in _read_log(log_path)), 300, "the first epoch")
+        _wait_for(lambda: poller.epochs > 0, 300, "the first epoch")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
@@ -285,16 +333,18 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
                     pages.append(page)
                 for page in pages:  # drawn: the charts are on screen
                     _wait_drawn(page)
-                server_pids, browser_pids = _descendants(proc.pid), chromium_pids()
-                cpu0 = _cpu_s(server_pids), _cpu_s(browser_pids)
+                groups: dict[str, list[int]] = {"browser": chromium_pids()}
+                for pid in _descendants(proc.pid):
+                    groups.setdefault(_role(pid), []).append(pid)
+                cpu0 = {k: _cpu_s(v) for k, v in groups.items()}
                 a = time.time()
                 time.sleep(window_s)
                 b = time.time()
-                cpu1 = _cpu_s(server_pids), _cpu_s(browser_pids)
+                cpu1 = {k: _cpu_s(v) for k, v in groups.items()}
                 for page in pages:
                     page.close()
-                return {"tabs": tabs, "start": a, "end": b, "server_cores": (cpu1[0] - cpu0[0]) / (b - a),
-                        "browser_cores": (cpu1[1] - cpu0[1]) / (b - a)}
+                return {"tabs": tabs, "start": a, "end": b,
+                        **{f"{k}_cores": (cpu1[k] - cpu0[k]) / (b - a) for k in groups if k != "gone"}}
 
             def idle() -> dict[str, Any]:
                 return watch(0)
@@ -311,6 +361,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
             context.close()
             browser.close()
     finally:
+        poller.close()
         proc.terminate()
         try:
             proc.wait(timeout=30)
@@ -319,7 +370,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
         server_out.close()
     events = _read_log(log_path)
     batch = next((e["batch_size"] for e in events if e.get("kind") == "start"), 64)
-    progress = [(e["t"], e["step"]) for e in events if e.get("kind") == "progress"]
+    progress = poller.progress
     frags = [(e["t"], e["s"]) for e in events if e.get("kind") == "fragment" and e["name"].endswith("live_view")]
     for w in windows:
         w["images_per_s"] = _window_rate(progress, w["start"], w["end"], batch)
@@ -334,8 +385,7 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
             "slowdown": summary(slowdowns),
             "server_live_part_s_two_tabs": summary([s for w in two_w for s in w["live_part_s"]]),
             "fragment_runs_per_window_two_tabs": [len(w["live_part_s"]) for w in two_w],
-            "server_cores_no_tab": summary([w["server_cores"] for w in idle_w]),
-            "server_cores_two_tabs": summary([w["server_cores"] for w in two_w]),
-            "browser_cores_no_tab": summary([w["browser_cores"] for w in idle_w]),
-            "browser_cores_two_tabs": summary([w["browser_cores"] for w in two_w]),
+            **{f"{role}_cores_{label}": summary([w.get(f"{role}_cores", 0.0) for w in ws])
+               for role in ("server", "training", "projector", "browser")
+               for label, ws in (("no_tab", idle_w), ("two_tabs", two_w))},
             "goal": GOAL_SLOWDOWN}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tl_core.store import RunStore
 from tl_ui import keys
 
 try:
@@ -282,9 +283,20 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     assert "Source only · MNIST → MNIST-M" in text and "DANN · MNIST → MNIST-M" in text  # the legend
     shot(page, "runs")
 
-    # Restart the server: the DANN run was active, so it comes back as interrupted, still this
-    # session's (the owner id rides in the URL), on a Monitor opened directly on a fresh server.
-    monitor_url = page.url.replace("/runs", "/monitor")
+    # Restart the server while a run trains: it comes back as interrupted, still this session's
+    # (the owner id rides in the URL), on a Monitor opened directly on a fresh server. The DANN run
+    # may have finished by now on a fast machine, so start another demo pair and wait for its steps.
+    page.get_by_role("link", name="Home").first.click()
+    page.get_by_role("heading", name="Transfer Lab", exact=True).first.wait_for()
+    page.locator(key_css(keys.HOME_RUN_PREFIX + "mnist-uci-digits") + " button").first.click()
+    page.wait_for_url(re.compile(r".*/monitor.*"))
+    store = RunStore(server.home)
+    deadline = time.monotonic() + 90
+    while not any(r.status == "running" and r.step > 0 and r.config["data"]["target"] == "uci-digits"
+                  for r in store.list_runs()):
+        assert time.monotonic() < deadline, "the MNIST → UCI digits demo did not start training"
+        page.wait_for_timeout(300)
+    monitor_url = page.url
     server.stop()
     server.start()
     page.goto(monitor_url)

@@ -200,7 +200,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         run_id = store.create_run(cfg, owner="cli")
         store.claim(run_id)
     from tl_core import trainer  # torch: only once the run can start
-    from tl_core.jobs import SnapshotProjector, record_failure
+    from tl_core.jobs import SnapshotProjector, finish_run, record_failure
     from tl_core.recorder import StoreRecorder
 
     projector = SnapshotProjector(store) if cfg.snapshot.enabled else None
@@ -225,10 +225,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         recorder.bar.close()
     if projector is not None:
         projector.wait_idle(timeout=120)
-    summary = {k: v for k, v in result.items() if k != "status"}
-    store.set_summary(run_id, summary)
-    store.set_status(run_id, "stopped" if result["status"] == "stopped" else "completed",
-                     error="Stopped by the user." if result["status"] == "stopped" else None)
+    finish_run(store, run_id, result)
     print(json.dumps({"run_id": run_id, **result}))
     return 0
 

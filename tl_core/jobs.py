@@ -4,6 +4,14 @@ One manager per process (``get_manager()``), shared by every browser session. Pa
 ``submit`` and get a run id back at once; a worker thread runs the trainer and writes
 everything through the run store. A run that raises is marked failed with its message;
 the manager keeps serving. Workers never call Streamlit.
+
+Isolated mode (``isolate=True``, what the dashboard uses): the worker thread starts the
+trainer as a child process (``python -m tl_core.runner``) and waits for it. Training then
+has an interpreter of its own: page renders in the server never hold its GIL, and a run
+that crashes the interpreter or is killed for memory fails alone, with a message, while
+the server goes on. The child writes everything through the same run store; on its stdout
+it names each snapshot it saved, which the manager hands to its projector, and a line
+``stop`` on its stdin (or the manager going away) stops it after the current step.
 """
 
 from __future__ import annotations
@@ -13,11 +21,12 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from tl_core.config import RunConfig
 from tl_core.projector import SnapshotProjector
 from tl_core.recorder import StoreRecorder
-from tl_core.store import RunStore
+from tl_core.store import INTERRUPTED_ERROR, INTERRUPTED_HINT, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +47,10 @@ class _Job:
     resume: Path | None = None
     started: bool = False         # a worker has taken it (under the manager's lock)
     cancelled_early: bool = False  # cancelled while still queued: already recorded as stopped
+    pid: int | None = None        # the training process, in isolated mode, while it runs
 
 
-#: The interpreter's GIL switch interval while a manager exists (Python's default: 5 ms).
+#: The interpreter's GIL switch interval while an in-process manager exists (Python's default: 5 ms).
 #: Training releases the GIL around every torch op and must get it back to go on; a page
 #: render in another thread of the server holds it for up to the whole interval each time.
 #: With 5 ms, two browser tabs on the Monitor cut training to a quarter of its speed on two
@@ -49,12 +59,19 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 class JobManager:
-    """Queue of runs served by ``workers`` threads (one by default)."""
+    """Queue of runs served by ``workers`` threads (one by default).
 
-    def __init__(self, store: RunStore | None = None, workers: int = 1, project: bool = True) -> None:
+    ``isolate``: train each run in a child process (see the module docstring) instead of in
+    the worker thread itself.
+    """
+
+    def __init__(self, store: RunStore | None = None, workers: int = 1, project: bool = True,
+                 isolate: bool = False) -> None:
         import sys
 
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        self.isolate = isolate
+        if not isolate:
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.store = store or RunStore()
         self.store.mark_interrupted()  # runs a dead process left behind
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -135,6 +152,12 @@ class JobManager:
         """True while snapshots of this process's runs wait for (or are in) projection."""
         return self._projector is not None and self._projector.pending() > 0
 
+    def child_pid(self, run_id: str) -> int | None:
+        """The process training ``run_id`` in isolated mode, while it runs; else None."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            return job.pid if job is not None else None
+
     def is_active(self, run_id: str) -> bool:
         with self._lock:
             return run_id in self._jobs
@@ -192,8 +215,6 @@ class JobManager:
                 _release_gpu_memory()
 
     def _run_one(self, job: _Job) -> None:
-        from tl_core import trainer  # torch is imported only when a run starts
-
         with self._lock:
             if not job.stop.is_set():
                 job.started = True
@@ -202,25 +223,106 @@ class JobManager:
                 self.store.set_status(job.run_id, "stopped", error="Stopped before it started.")
             return
         self.store.set_status(job.run_id, "running")
+        if self.isolate:
+            self._run_in_child(job)
+            return
         on_snap = self._projector.submit if self._projector is not None else None
-        recorder = StoreRecorder(self.store, job.run_id, on_snapshot=on_snap)
+        execute_run(self.store, job.run_id, job.config, job.stop, job.resume, on_snap)
+
+    def _run_in_child(self, job: _Job) -> None:
+        """Train in ``python -m tl_core.runner``; relay stop to it and its snapshots to the projector."""
+        import json
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "tl_core.runner", "--home", str(self.store.home), "--run-id", job.run_id]
+        if job.resume is not None:
+            cmd += ["--resume", str(job.resume)]
         try:
-            result = trainer.run(job.config, recorder, job.stop, resume=job.resume)
-        except BaseException as exc:  # the manager must keep serving whatever a run does
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                    cwd=str(Path(__file__).resolve().parent.parent))
+        except OSError as exc:
             record_failure(self.store, job.run_id, exc)
             return
-        summary = {k: v for k, v in result.items() if k != "status"}
-        epochs = self.store.epoch_metrics(job.run_id)
-        if not epochs.empty and "target_test_acc" in epochs:
-            summary["best_target_test_acc"] = float(epochs["target_test_acc"].max())
-            summary["final_target_test_acc"] = float(epochs["target_test_acc"].iloc[-1])
-            summary["final_source_val_acc"] = float(epochs["source_val_acc"].iloc[-1])
-        self.store.set_summary(job.run_id, summary)
-        if result["status"] == "stopped":
-            self.store.set_status(job.run_id, "stopped", error="Stopped by the user.",
-                                  hint="Its metrics so far are kept; resume it to continue from the last epoch.")
-        else:
-            self.store.set_status(job.run_id, "completed")
+        job.pid = proc.pid
+        finished = threading.Event()
+
+        def relay_stop() -> None:
+            while not (job.stop.wait(0.2) or finished.is_set()):
+                pass
+            if job.stop.is_set() and not finished.is_set():
+                try:
+                    proc.stdin.write("stop\n")
+                    proc.stdin.flush()
+                except (OSError, ValueError):  # it has just ended
+                    pass
+
+        relay = threading.Thread(target=relay_stop, name=f"tl-stop-{job.run_id}", daemon=True)
+        relay.start()
+        for line in proc.stdout:  # until the child closes its end: it has finished or died
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "snapshot" in msg and self._projector is not None:
+                self._projector.submit(job.run_id, int(msg["snapshot"]))
+        rc = proc.wait()
+        job.pid = None
+        finished.set()
+        relay.join()
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        rec = self.store.get_run(job.run_id)
+        if rec is not None and rec.status in ("queued", "running"):  # it died before saying how it ended
+            killed = rc == -9
+            self.store.set_status(
+                job.run_id, "failed",
+                error=(f"The training process was killed (signal {-rc})." if rc < 0 else
+                       f"The training process ended unexpectedly (exit code {rc})."),
+                hint=("Most often the machine ran out of memory: try a smaller batch size or image size. "
+                      if killed else "The server's console shows its last messages. ")
+                + "Its metrics up to the last completed step are kept; resume it from its last checkpoint.")
+
+
+def execute_run(store: RunStore, run_id: str, config: RunConfig, stop: threading.Event,
+                resume: Path | None = None, on_snapshot: Callable[[str, int], None] | None = None,
+                orphaned: threading.Event | None = None) -> str:
+    """Train one run that is already marked running and record how it ended; returns its status.
+
+    Used by the manager's worker thread (in-process mode) and by ``tl_core.runner`` (the child
+    process of the isolated mode). Never raises for what the run does. ``orphaned`` (child
+    process only): set when the manager went away; a run it stopped is recorded as interrupted.
+    """
+    from tl_core import trainer  # torch is imported only when a run starts
+
+    recorder = StoreRecorder(store, run_id, on_snapshot=on_snapshot)
+    try:
+        result = trainer.run(config, recorder, stop, resume=resume)
+    except BaseException as exc:  # the manager must keep serving whatever a run does
+        return record_failure(store, run_id, exc)[0]
+    return finish_run(store, run_id, result, interrupted=orphaned is not None and orphaned.is_set())
+
+
+def finish_run(store: RunStore, run_id: str, result: dict[str, Any], interrupted: bool = False) -> str:
+    """Summary (final and best target accuracy for reporting) and final status of a run that returned."""
+    summary = {k: v for k, v in result.items() if k != "status"}
+    epochs = store.epoch_metrics(run_id)
+    if not epochs.empty and "target_test_acc" in epochs:
+        summary["best_target_test_acc"] = float(epochs["target_test_acc"].max())
+        summary["final_target_test_acc"] = float(epochs["target_test_acc"].iloc[-1])
+        summary["final_source_val_acc"] = float(epochs["source_val_acc"].iloc[-1])
+    store.set_summary(run_id, summary)
+    if result["status"] == "stopped" and interrupted:
+        store.set_status(run_id, "interrupted", error=INTERRUPTED_ERROR, hint=INTERRUPTED_HINT)
+        return "interrupted"
+    if result["status"] == "stopped":
+        store.set_status(run_id, "stopped", error="Stopped by the user.",
+                         hint="Its metrics so far are kept; resume it to continue from the last epoch.")
+        return "stopped"
+    store.set_status(run_id, "completed")
+    return "completed"
 
 
 def record_failure(store: RunStore, run_id: str, exc: BaseException) -> tuple[str, str, str | None]:
@@ -266,9 +368,11 @@ _MANAGER_LOCK = threading.Lock()
 
 
 def get_manager(home: str | Path | None = None) -> JobManager:
-    """The process-wide manager (created on first use)."""
+    """The process-wide manager (created on first use): isolated, unless TL_TRAIN_IN_PROCESS=1."""
+    import os
+
     global _MANAGER
     with _MANAGER_LOCK:
         if _MANAGER is None:
-            _MANAGER = JobManager(RunStore(home))
+            _MANAGER = JobManager(RunStore(home), isolate=os.environ.get("TL_TRAIN_IN_PROCESS", "") != "1")
         return _MANAGER

@@ -106,6 +106,11 @@ def _process_alive(token: str | None) -> bool:
     return not start or _proc_start(pid) in ("", start)
 
 
+#: What an interrupted run says (a server that stopped while it was queued or training).
+INTERRUPTED_ERROR = "The server stopped while this run was active."
+INTERRUPTED_HINT = "Its metrics up to the last completed step are kept; resume it from its last checkpoint."
+
+
 def default_home() -> Path:
     """``TL_HOME`` if set, else ``~/.transfer-lab``."""
     return Path(os.environ.get("TL_HOME") or Path.home() / ".transfer-lab").expanduser()
@@ -311,9 +316,7 @@ class RunStore:
         for run_id in ids:  # only if still active: it may have finished since the query
             self._write("UPDATE runs SET status='interrupted', finished=?, error=?, hint=?, eta_s=NULL "
                         "WHERE id=? AND status IN ('queued','running')",
-                        (time.time(), "The server stopped while this run was active.",
-                         "Its metrics up to the last completed step are kept; resume it from its last checkpoint.",
-                         run_id))
+                        (time.time(), INTERRUPTED_ERROR, INTERRUPTED_HINT, run_id))
         return ids
 
     # ------------------------------------------------------------- metrics
