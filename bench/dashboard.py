@@ -375,6 +375,8 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
     for w in windows:
         w["images_per_s"] = _window_rate(progress, w["start"], w["end"], batch)
         w["live_part_s"] = [s for t, s in frags if w["start"] <= t <= w["end"]]
+        cores = w.get("training_cores")
+        w["images_per_training_core_s"] = w["images_per_s"] / cores if w["images_per_s"] and cores else None
     idle_w = [w for w in windows if w["tabs"] == 0]
     two_w = [w for w in windows if w["tabs"] == 2]
     slowdowns = [1 - t["images_per_s"] / i["images_per_s"] for i, t in zip(idle_w, two_w)
@@ -383,6 +385,10 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
             "images_per_s_no_tab": summary([w["images_per_s"] for w in idle_w]),
             "images_per_s_two_tabs": summary([w["images_per_s"] for w in two_w]),
             "slowdown": summary(slowdowns),
+            "images_per_training_core_s_no_tab": summary([w["images_per_training_core_s"] for w in idle_w
+                                                          if w["images_per_training_core_s"]]),
+            "images_per_training_core_s_two_tabs": summary([w["images_per_training_core_s"] for w in two_w
+                                                            if w["images_per_training_core_s"]]),
             "server_live_part_s_two_tabs": summary([s for w in two_w for s in w["live_part_s"]]),
             "fragment_runs_per_window_two_tabs": [len(w["live_part_s"]) for w in two_w],
             **{f"{role}_cores_{label}": summary([w.get(f"{role}_cores", 0.0) for w in ws])

@@ -6,6 +6,8 @@ so a reload, a second tab or a restarted server show the same picture.
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from tl_core.store import RunRecord
@@ -13,6 +15,9 @@ from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 
 REFRESH_S = 2.0
+#: While runs train, the feature section (the heaviest part: animated scatters) is redrawn
+#: when a snapshot or epoch arrives, but not more often than this.
+FEATURE_REFRESH_S = 10.0
 CHART_CONFIG = {"displaylogo": False}
 
 
@@ -187,6 +192,7 @@ def main() -> None:
     live = any(r.active or manager.is_active(r.id) for r in runs if r.id in selected) or manager.projecting()
     ss = st.session_state
     ss[keys.MONITOR_FS_VERSION] = feature_version(selected)  # read before drawing: newer data → one more rerun
+    ss[keys.MONITOR_FS_DRAWN_AT] = time.monotonic()
 
     @st.fragment(run_every=REFRESH_S if live else None)
     def live_view() -> None:
@@ -194,7 +200,8 @@ def main() -> None:
         if live:
             now_active = [i for i in selected if (rec := store.get_run(i)) is not None and rec.active]
             busy = bool(now_active) or manager.projecting()
-            if not busy or feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION):
+            due = time.monotonic() - ss.get(keys.MONITOR_FS_DRAWN_AT, 0.0) >= FEATURE_REFRESH_S
+            if not busy or (due and feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION)):
                 # everything finished (one full rerun turns the timer off), or a new snapshot or
                 # epoch: the feature section below is redrawn by a full rerun, not every two seconds
                 st.rerun()

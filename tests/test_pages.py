@@ -465,6 +465,25 @@ def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager
     assert not at.exception
 
 
+def test_a_long_runs_animation_keeps_at_most_max_frames_with_the_first_and_the_latest(manager):
+    import json
+
+    from tl_ui.feature_space import MAX_FRAMES
+
+    run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=MAX_FRAMES + 15)
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    animated = [spec for c in at.get("plotly_chart") if (spec := json.loads(c.proto.spec)).get("frames")]
+    assert len(animated) == 1
+    names = [f["name"] for f in animated[0]["frames"]]
+    assert len(names) == MAX_FRAMES and len(set(names)) == MAX_FRAMES
+    assert names[0] == "before training" and names[-1] == f"epoch {MAX_FRAMES + 14}"
+    titles = [json.dumps(json.loads(c.proto.spec)["layout"].get("title", "")) for c in at.get("plotly_chart")]
+    assert any(f"Now: epoch {MAX_FRAMES + 14}" in t for t in titles), titles  # the latest, beside the first
+
+
 def test_monitor_says_snapshots_wait_and_keeps_refreshing_while_the_projector_works(manager, monkeypatch):
     run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=2)
     manager.store.save_snapshot(run_id, 2, step=20, epoch=2, features=np.zeros((40, 8)))  # not projected yet

@@ -37,6 +37,19 @@ def snapshot_label(epoch: float, step: int, duplicate: bool = False) -> str:
     return f"{base} (step {step})" if duplicate else base
 
 
+#: Frames in the animated scatter at most (1,000 points each are sent to the browser on every
+#: redraw): a long run's snapshots are thinned evenly, keeping the first and the latest.
+MAX_FRAMES = 25
+
+
+def every_nth_frame(frames: list[Any], most: int = MAX_FRAMES) -> list[Any]:
+    """At most ``most`` items of ``frames``, evenly spaced, always the first and the last."""
+    if len(frames) <= most:
+        return frames
+    picks = sorted({round(i * (len(frames) - 1) / (most - 1)) for i in range(most)})
+    return [frames[i] for i in picks]
+
+
 def _projected(run_id: str) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None, list[tuple[str, np.ndarray]]]:
     """Snapshots table, the fixed sample, and (label, coords) of every projected snapshot."""
     store = resources.get_store()
@@ -97,7 +110,7 @@ def _feature_figures(run_id: str, version: tuple[int, ...], color_by: str, proje
         return None
     names = list(classes) if classes else None
     index = _sample_index(sample)
-    anim = charts.feature_animation(frames, sample["domains"], sample["labels"], names,
+    anim = charts.feature_animation(every_nth_frame(frames, MAX_FRAMES), sample["domains"], sample["labels"], names,
                                     title=f"Source and target features ({projection}), {frames[-1][0]}",
                                     revision=f"features-{run_id}-{color_by}", color_by=color_by, index=index)
     pair: list[Any] = []
