@@ -460,8 +460,10 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
               "(fine-tune on target labels: the upper bound), over "
               f"{len(ac['seeds'])} seed{'s' if len(ac['seeds']) > 1 else ''}, mean ± standard deviation. Each run "
               "uses the dashboard's demo defaults (`tl_core.config.demo_config`: SGD lr 0.01, momentum 0.9, batch "
-              "64, DANN's annealed lr and λ warm-up); efficientnet_lite0 uses its ImageNet weights, 64×64 images "
-              "and backbone lr × 0.1. Rerun one cell with "
+              "64, DANN's annealed lr and λ warm-up); efficientnet_lite0 uses its ImageNet weights, all stages "
+              "trained with backbone lr × 0.1, at 224×224 on a GPU and 64×64 on a CPU (224 px would take hours "
+              "per run there; at 64 px ImageNet features are weak, so CPU rows of efficientnet_lite0 are low). "
+              "Rerun one cell with "
               "`.venv/bin/python -m bench.accuracy --pair mnist-mnist-m --seeds 0 1 2 --epochs 30`.", ""]
     if ac.get("error"):
         lines += [f"Some runs failed: {ac['error']}", ""]
@@ -470,15 +472,16 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
         label = "DANN" if r["method"] == "dann" else ("target supervised" if r["train_on"] == "target" else "source only")
         groups.setdefault((r["pair"], r["backbone"], label), []).append(r)
     if groups:
-        lines += ["| pair | backbone | method | target accuracy % | seeds | epochs | s per run | published (DANN paper) % |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| pair | backbone | method | target accuracy % | seeds | epochs | image px | device | s per run "
+                  "| published (DANN paper) % |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for (pair, backbone, label), rs in groups.items():
             accs = [100 * r["target_test_acc"] for r in rs]
             sd = statistics.stdev(accs) if len(accs) > 1 else None
             pub = PUBLISHED.get((pair, label))
             lines.append(f"| {pair} | {backbone} | {label} | {statistics.mean(accs):.2f}"
-                         + (f" ± {sd:.2f}" if sd is not None else "") + f" | {len(rs)} | {rs[0]['epochs']} "
-                         f"| {statistics.mean(r['seconds'] for r in rs):.0f} | {_f(pub)} |")
+                         + (f" ± {sd:.2f}" if sd is not None else "") + f" | {len(rs)} | {rs[0]['epochs']} | {rs[0].get('image_size', '—')} "
+                         f"| {rs[0].get('device', '—')} | {statistics.mean(r['seconds'] for r in rs):.0f} | {_f(pub)} |")
         lines.append("")
     lines += ["Published numbers, for scale only: Ganin et al., *Domain-Adversarial Training of Neural Networks*, "
               "JMLR 2016, MNIST→MNIST-M with the original MNIST-M (BSDS500 photos) and 60,000 MNIST training "
