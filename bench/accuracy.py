@@ -41,9 +41,11 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
     if backbone != "lenet":
         from tl_core.backbones import get_info
 
-        # The weights' own size (224) on a GPU; 64 px on a CPU, where 224 px would take hours per run.
+        # The weights' own size (224) on the GPU the run will use; 64 px on a CPU, where 224 px takes an
+        # hour or more per run.
         native = get_info(backbone).input_size
-        cfg.data.image_size = image_size or (native if _has_cuda() else min(native, 64))
+        on_gpu = trainer.pick_device(cfg.device).type == "cuda"
+        cfg.data.image_size = image_size or (native if on_gpu else min(native, 64))
         cfg.optim.backbone_lr_mult = 0.1
     elif image_size:
         cfg.data.image_size = image_size
@@ -68,12 +70,6 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
             for name, value in domain_metrics(snap["features"], domains).items():
                 row[f"{name}_{tag}"] = value
     return row
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def mean_sd(values: list[float], fmt: str = ".2f") -> str:

@@ -461,8 +461,8 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
               f"{len(ac['seeds'])} seed{'s' if len(ac['seeds']) > 1 else ''}, mean ± standard deviation. Each run "
               "uses the dashboard's demo defaults (`tl_core.config.demo_config`: SGD lr 0.01, momentum 0.9, batch "
               "64, DANN's annealed lr and λ warm-up); efficientnet_lite0 uses its ImageNet weights, all stages "
-              "trained with backbone lr × 0.1, at 224×224 on a GPU and 64×64 on a CPU (224 px would take hours "
-              "per run there; at 64 px ImageNet features are weak, so CPU rows of efficientnet_lite0 are low). "
+              "trained with backbone lr × 0.1, at 224×224 on a GPU and 64×64 on a CPU (224 px takes an hour or "
+              "more per run there; at 64 px ImageNet features are weak, so CPU rows of efficientnet_lite0 are low). "
               "Rerun one cell with "
               "`.venv/bin/python -m bench.accuracy --pair mnist-mnist-m --seeds 0 1 2 --epochs 30`.", ""]
     if ac.get("error"):
@@ -480,8 +480,9 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
             sd = statistics.stdev(accs) if len(accs) > 1 else None
             pub = PUBLISHED.get((pair, label))
             lines.append(f"| {pair} | {backbone} | {label} | {statistics.mean(accs):.2f}"
-                         + (f" ± {sd:.2f}" if sd is not None else "") + f" | {len(rs)} | {rs[0]['epochs']} | {rs[0].get('image_size', '—')} "
-                         f"| {rs[0].get('device', '—')} | {statistics.mean(r['seconds'] for r in rs):.0f} | {_f(pub)} |")
+                         + (f" ± {sd:.2f}" if sd is not None else "") + f" | {len(rs)} | {rs[0]['epochs']} "
+                         f"| {rs[0].get('image_size', '—')} | {rs[0].get('device', '—')} "
+                         f"| {statistics.mean(r['seconds'] for r in rs):.0f} | {_f(pub)} |")
         lines.append("")
     lines += ["Published numbers, for scale only: Ganin et al., *Domain-Adversarial Training of Neural Networks*, "
               "JMLR 2016, MNIST→MNIST-M with the original MNIST-M (BSDS500 photos) and 60,000 MNIST training "
