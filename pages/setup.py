@@ -288,11 +288,17 @@ def render_method(slots: dict[str, Any]) -> None:
         slots["method.lambda_max"] = c1.empty()
         slots["method.lambda_schedule"] = c2.empty()
         slots["method.disc_hidden"] = c3.empty()
-        c1, c2, _ = st.columns([1, 1.6, 1])
+        c1, c2, c3 = st.columns([1, 1.6, 1])
         c1.number_input("Discriminator layers", min_value=1, step=1, key=k("method.disc_layers"), **PERSIST)
         c2.number_input("λ warm-up steepness γ", step=1.0, format="%g", key=k("method.gamma"), **PERSIST)
+        c3.number_input("Source-only start", min_value=0.0, max_value=0.95, step=0.05, format="%g",
+                        key=k("method.source_warmup"),
+                        help="Fraction of training with λ = 0, so the digits are learnt before the domain "
+                             "gradient arrives (default 0.2; the DANN paper uses 0). Too early a domain gradient "
+                             "can collapse the features: domains merged, classes lost.", **PERSIST)
         slots["method.disc_layers"] = c1.empty()
         slots["method.gamma"] = c2.empty()
+        slots["method.source_warmup"] = c3.empty()
     else:
         st.caption("DANN's own settings (λ, discriminator) appear when DANN is chosen.")
 

@@ -32,6 +32,23 @@ def test_lambda_constant_and_monotone():
     assert values == sorted(values) and values[-1] < 1.0
 
 
+def test_source_only_start_holds_lambda_at_zero_then_runs_the_schedule_over_the_rest():
+    assert [dann_lambda(p, source_warmup=0.2) for p in (0.0, 0.1, 0.199)] == [0.0, 0.0, 0.0]
+    # 60 % of the way through is half-way through the remaining 80 %: the paper's λ at p = 0.5
+    assert dann_lambda(0.6, source_warmup=0.2) == pytest.approx(dann_lambda(0.5))
+    assert dann_lambda(1.0, source_warmup=0.2) == pytest.approx(dann_lambda(1.0))
+    assert dann_lambda(0.1, schedule="constant", lambda_max=0.3, source_warmup=0.2) == 0.0
+    assert dann_lambda(0.3, schedule="constant", lambda_max=0.3, source_warmup=0.2) == 0.3
+
+
+def test_source_only_start_must_be_a_fraction_below_one():
+    cfg = RunConfig()
+    cfg.method.source_warmup = 1.0
+    assert any(e.startswith("method.source_warmup:") for e in cfg.validate())
+    cfg.method.source_warmup = 0.0
+    assert not cfg.validate()
+
+
 def test_lr_annealing_matches_dann_paper():
     assert lr_factor(0.0, "anneal") == 1.0
     assert lr_factor(1.0, "anneal") == pytest.approx(1 / 11 ** 0.75)

@@ -60,6 +60,7 @@ class MethodConfig:
     lambda_max: float = 1.0
     lambda_schedule: str = "warmup"
     gamma: float = 10.0
+    source_warmup: float = 0.2  # fraction of training with λ = 0 before the schedule starts (paper: 0)
     disc_hidden: int = 1024
     disc_layers: int = 2
 
@@ -211,6 +212,9 @@ class RunConfig:
                 errs.append("method.lambda_max: must be between 0 and 10; 1.0 is the DANN paper's value.")
             if finite("method.gamma", me.gamma) and me.gamma <= 0:
                 errs.append("method.gamma: must be above 0; the DANN paper uses 10.")
+            if finite("method.source_warmup", me.source_warmup) and not 0 <= me.source_warmup < 1:
+                errs.append("method.source_warmup: the source-only start is a fraction of training, at least 0 "
+                            "and below 1; 0.2 is the default, the DANN paper uses 0.")
             positive_int("method.disc_hidden", me.disc_hidden)
             positive_int("method.disc_layers", me.disc_layers)
             if me.train_on != "source":

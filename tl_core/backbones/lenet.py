@@ -9,7 +9,15 @@ Here the backbone has three stages so that freezing means something:
 ``conv1`` (conv 5×5×32, ReLU, pool), ``conv2`` (conv 5×5×48, ReLU, pool) and ``fc``
 (768 → 100, ReLU: the label predictor's first layer). Features are 100-d. An adaptive
 average pool to 4×4 before ``fc`` is the identity at 28×28 and lets other image sizes
-(≥ 16) work too. No BatchNorm, as in the paper; always trained from scratch.
+(≥ 16) work too. Always trained from scratch.
+
+One departure from the paper: a GroupNorm after each convolution, per channel after
+``conv1`` (instance normalisation: each image's own contrast and colour cast are taken
+out) and one group after ``conv2``. Without it, at the paper's learning rate and on our
+short runs, LeNet never leaves the 2.30 loss plateau on the 5,000 synthetic digits
+(source accuracy 17 %), and it learns MNIST → MNIST-M's shift worse. GroupNorm works per
+image, so DANN's mixed source + target batches and evaluation see the same network
+(BatchNorm would normalise over both domains at once).
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ from tl_core.backbones._registry import register_backbone
 def lenet(info: BackboneInfo, pretrained: bool, allow_download: bool) -> Backbone:
     """The DANN MNIST CNN; ``pretrained`` and ``allow_download`` have no effect."""
     stages = [
-        nn.Sequential(nn.Conv2d(3, 32, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
-        nn.Sequential(nn.Conv2d(32, 48, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(3, 32, 5), nn.GroupNorm(32, 32), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(32, 48, 5), nn.GroupNorm(1, 48), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
         nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48 * 4 * 4, 100), nn.ReLU(inplace=True)),
     ]
     return Backbone(info, stages, pool=nn.Identity())

@@ -3,7 +3,10 @@
 Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 17(59), 2016.
 A domain discriminator learns to tell source features from target features; through a
 gradient reversal layer the feature extractor learns to fool it, while the label head
-learns the source task. λ warms up as 2/(1+exp(−10p))−1 over training progress p.
+learns the source task. λ warms up as 2/(1+exp(−10p))−1 over training progress p; by default the
+first 20 % of training is source only (λ = 0), a departure from the paper: on short runs a domain gradient
+that arrives before the label task has left its loss plateau can collapse the features to a constant
+(domains merged, classes lost), as LeNet on synthetic digits → MNIST did.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class DANN(Method):
     def forward(self, batch: Batch, features: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
                 progress: float) -> tuple[torch.Tensor, dict[str, float]]:
         m = self.config.method
-        lam = dann_lambda(progress, m.gamma, m.lambda_max, m.lambda_schedule)
+        lam = dann_lambda(progress, m.gamma, m.lambda_max, m.lambda_schedule, m.source_warmup)
         n_src = batch.x_src.shape[0]
         # One pass over both domains, so BatchNorm sees the mixed batch as in the paper.
         f = features(torch.cat([batch.x_src, batch.x_tgt], 0))

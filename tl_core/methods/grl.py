@@ -39,9 +39,20 @@ class GradientReversal(nn.Module):
         return reverse_gradient(x, coeff)
 
 
-def dann_lambda(progress: float, gamma: float = 10.0, lambda_max: float = 1.0, schedule: str = "warmup") -> float:
-    """λ as a pure function of training progress p in [0, 1]: λ_max·(2/(1+exp(−γp)) − 1)."""
+def dann_lambda(progress: float, gamma: float = 10.0, lambda_max: float = 1.0, schedule: str = "warmup",
+                source_warmup: float = 0.0) -> float:
+    """λ as a pure function of training progress p in [0, 1].
+
+    λ is 0 for the first ``source_warmup`` of training (a source-only start, so the label task is learnt
+    before the reversed domain gradient arrives), then follows the schedule over the rest, with p counted
+    from the end of that start: "warmup" λ_max·(2/(1+exp(−γp)) − 1) (the DANN paper, which has no
+    source-only start), or "constant" λ_max.
+    """
+    p = min(max(progress, 0.0), 1.0)
+    w = min(max(source_warmup, 0.0), 0.99)
+    if p < w:
+        return 0.0
     if schedule == "constant":
         return float(lambda_max)
-    p = min(max(progress, 0.0), 1.0)
+    p = (p - w) / (1.0 - w)
     return float(lambda_max * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0))
