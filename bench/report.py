@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from tl_core.config import MethodConfig
+
 MISSED = "**MISSED**"
 
 
@@ -460,7 +462,8 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
               "(fine-tune on target labels: the upper bound), over "
               f"{len(ac['seeds'])} seed{'s' if len(ac['seeds']) > 1 else ''}, mean ± standard deviation. Each run "
               "uses the dashboard's demo defaults (`tl_core.config.demo_config`: SGD lr 0.01, momentum 0.9, batch "
-              "64, DANN's annealed lr, λ 0 for the first 20 % then the paper's warm-up; LeNet with GroupNorm); "
+              f"64, DANN's annealed lr, λ 0 for the first {MethodConfig.source_warmup * 100:.0f} % then the paper's "
+              "warm-up; LeNet with GroupNorm); "
               "efficientnet_lite0 uses its ImageNet weights, all stages "
               "trained with backbone lr × 0.1, at 224×224 on a GPU and 64×64 on a CPU (224 px takes an hour or "
               "more per run there; at 64 px ImageNet features are weak, so CPU rows of efficientnet_lite0 are low). "
