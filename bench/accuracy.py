@@ -72,6 +72,14 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
     return row
 
 
+LABEL_ORDER = list(METHODS)
+
+
+def label_of(row: dict[str, Any]) -> str:
+    return next(label for label, (method, train_on) in METHODS.items()
+                if (method, train_on) == (row["method"], row["train_on"]))
+
+
 def mean_sd(values: list[float], fmt: str = ".2f") -> str:
     if not values:
         return "—"
@@ -85,8 +93,7 @@ def table(rows: list[dict[str, Any]]) -> str:
            "|---|---|---|---|---|---|---|---|---|---|"]
     keys: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        label = "DANN" if r["method"] == "dann" else ("target supervised" if r["train_on"] == "target" else "source only")
-        keys.setdefault((r["pair"], r["backbone"], label), []).append(r)
+        keys.setdefault((r["pair"], r["backbone"], label_of(r)), []).append(r)
     for (pair, backbone, label), rs in keys.items():
         accs = [100 * r["target_test_acc"] for r in rs]
         secs = statistics.mean(r["seconds"] for r in rs)
@@ -97,6 +104,19 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append(f"| {pair} | {backbone} | {label} | {mean_sd(accs)} | {before} → {end} | {mmd} | {len(rs)} "
                    f"| {rs[0]['epochs']} | {secs:.0f} | {'—' if pub is None else f'{pub:.2f}'} |")
     return "\n".join(out)
+
+
+def rows_from_json(paths: list[str]) -> list[dict[str, Any]]:
+    """Rows of earlier runs, files read in the order given; a run repeated later (same pair, backbone,
+    method, training domain, seed, epochs, image size and freeze) replaces the earlier one, so a rerun
+    under new defaults is passed after the file it supersedes."""
+    runs: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for path in paths:
+        for r in json.loads(Path(path).read_text())["rows"]:
+            key = (r["pair"], r["backbone"], r["method"], r["train_on"], r["seed"], r["epochs"],
+                   r.get("image_size"), r.get("freeze"))
+            runs[key] = r
+    return sorted(runs.values(), key=lambda r: (r["pair"], r["backbone"], LABEL_ORDER.index(label_of(r)), r["seed"]))
 
 
 def main() -> None:
@@ -110,7 +130,12 @@ def main() -> None:
     ap.add_argument("--freeze", type=int)
     ap.add_argument("--no-snapshots", action="store_true", help="skip the before/end domain distances")
     ap.add_argument("--out", default="bench/out/accuracy.json")
+    ap.add_argument("--from-json", nargs="+", metavar="FILE",
+                    help="run nothing: print the table of these files' rows (a later file's rerun of a run wins)")
     a = ap.parse_args()
+    if a.from_json:
+        print(table(rows_from_json(a.from_json)))
+        return
     rows = []
     for pair in a.pair:
         for backbone in a.backbone:
