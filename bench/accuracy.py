@@ -8,6 +8,10 @@ run also reports the proxy A-distance and MMD² between source and target featur
 training and after the last epoch (``tl_core.embedding.domain_metrics`` on the run's fixed
 500 + 500 image sample), the numbers behind the Monitor's domain-distance curves. Each run uses the dashboard's demo defaults
 (`tl_core.config.demo_config`) unless flags override them.
+
+    .venv/bin/python -m bench.accuracy --from-json bench/out/a.json bench/out/b.json
+
+runs nothing and prints the table of saved rows; a run repeated in a later file replaces the earlier one.
 """
 
 from __future__ import annotations
