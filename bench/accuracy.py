@@ -11,7 +11,8 @@ training and after the last epoch (``tl_core.embedding.domain_metrics`` on the r
 
     .venv/bin/python -m bench.accuracy --from-json bench/out/a.json bench/out/b.json
 
-runs nothing and prints the table of saved rows; a run repeated in a later file replaces the earlier one.
+runs nothing and prints the table of saved rows; a run repeated in a later file replaces the earlier one,
+and `--drop DANN:0` leaves out runs made under older defaults.
 """
 
 from __future__ import annotations
@@ -110,17 +111,19 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def rows_from_json(paths: list[str]) -> list[dict[str, Any]]:
+def rows_from_json(paths: list[str], drop: set[tuple[str, int]] = frozenset()) -> list[dict[str, Any]]:
     """Rows of earlier runs, files read in the order given; a run repeated later (same pair, backbone,
     method, training domain, seed, epochs, image size and freeze) replaces the earlier one, so a rerun
-    under new defaults is passed after the file it supersedes."""
+    under new defaults is passed after the file it supersedes. ``drop`` leaves out (method label, seed)
+    runs, e.g. ``{("DANN", 0)}`` for runs made under older defaults and not rerun yet."""
     runs: dict[tuple[Any, ...], dict[str, Any]] = {}
     for path in paths:
         for r in json.loads(Path(path).read_text())["rows"]:
             key = (r["pair"], r["backbone"], r["method"], r["train_on"], r["seed"], r["epochs"],
                    r.get("image_size"), r.get("freeze"))
             runs[key] = r
-    return sorted(runs.values(), key=lambda r: (r["pair"], r["backbone"], LABEL_ORDER.index(label_of(r)), r["seed"]))
+    kept = [r for r in runs.values() if (label_of(r), r["seed"]) not in drop]
+    return sorted(kept, key=lambda r: (r["pair"], r["backbone"], LABEL_ORDER.index(label_of(r)), r["seed"]))
 
 
 def main() -> None:
@@ -136,9 +139,17 @@ def main() -> None:
     ap.add_argument("--out", default="bench/out/accuracy.json")
     ap.add_argument("--from-json", nargs="+", metavar="FILE",
                     help="run nothing: print the table of these files' rows (a later file's rerun of a run wins)")
+    ap.add_argument("--drop", nargs="+", default=[], metavar="METHOD:SEED",
+                    help="with --from-json: leave out these runs, e.g. 'DANN:0' for a run made under older defaults")
     a = ap.parse_args()
     if a.from_json:
-        print(table(rows_from_json(a.from_json)))
+        drop = set()
+        for d in a.drop:
+            label, _, seed = d.rpartition(":")
+            if label not in METHODS or not seed.isdigit():
+                ap.error(f"--drop {d!r}: write METHOD:SEED with METHOD one of {', '.join(METHODS)}, e.g. 'DANN:0'")
+            drop.add((label, int(seed)))
+        print(table(rows_from_json(a.from_json, drop)))
         return
     rows = []
     for pair in a.pair:

@@ -38,3 +38,12 @@ def test_runs_at_another_image_size_are_not_replaced(tmp_path):
     a = _write(tmp_path / "a.json", [_row("finetune", "target", 0, 0.60, image_size=64)])
     b = _write(tmp_path / "b.json", [_row("finetune", "target", 0, 0.90, image_size=224)])
     assert sorted(r["target_test_acc"] for r in rows_from_json([a, b])) == [0.60, 0.90]
+
+
+def test_dropped_runs_are_left_out_of_the_table(tmp_path):
+    f = _write(tmp_path / "f.json", [_row("dann", "source", 0, 0.20), _row("dann", "source", 1, 0.70),
+                                     _row("finetune", "source", 0, 0.50)])
+    rows = rows_from_json([f], {("DANN", 0)})
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("dann", 1), ("finetune", 0)]
+    dann_line = next(line for line in table(rows).splitlines() if "| DANN |" in line)
+    assert "70.00 ± 0.00" in dann_line and "| 1 |" in dann_line
