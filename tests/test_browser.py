@@ -294,8 +294,10 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     # Runs train one at a time: on a slow machine the UCI runs wait behind the MNIST-M DANN run, which
     # ends by itself; the 90 s count for the UCI run to start only once nothing else is active.
     deadline, give_up = time.monotonic() + 90, time.monotonic() + 600
-    while not any(r.status == "running" and r.step > 0 and r.config["data"]["target"] == "uci-digits"
-                  for r in (runs := store.list_runs())):
+    while True:
+        runs = store.list_runs()
+        if any(r.status == "running" and r.step > 0 and r.config["data"]["target"] == "uci-digits" for r in runs):
+            break
         if any(r.status in ("queued", "running") and r.config["data"]["target"] != "uci-digits" for r in runs):
             deadline = time.monotonic() + 90
         assert time.monotonic() < min(deadline, give_up), "the MNIST → UCI digits demo did not start training"
