@@ -77,9 +77,6 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
     return row
 
 
-LABEL_ORDER = list(METHODS)
-
-
 def label_of(row: dict[str, Any]) -> str:
     return next(label for label, (method, train_on) in METHODS.items()
                 if (method, train_on) == (row["method"], row["train_on"]))
@@ -123,7 +120,7 @@ def rows_from_json(paths: list[str], drop: set[tuple[str, int]] = frozenset()) -
                    r.get("image_size"), r.get("freeze"))
             runs[key] = r
     kept = [r for r in runs.values() if (label_of(r), r["seed"]) not in drop]
-    return sorted(kept, key=lambda r: (r["pair"], r["backbone"], LABEL_ORDER.index(label_of(r)), r["seed"]))
+    return sorted(kept, key=lambda r: (r["pair"], r["backbone"], list(METHODS).index(label_of(r)), r["seed"]))
 
 
 def main() -> None:
