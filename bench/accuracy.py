@@ -115,9 +115,12 @@ def rows_from_json(paths: list[str], drop: set[tuple[str, int]] = frozenset()) -
     runs, e.g. ``{("DANN", 0)}`` for runs made under older defaults and not rerun yet."""
     runs: dict[tuple[Any, ...], dict[str, Any]] = {}
     for path in paths:
-        for r in json.loads(Path(path).read_text())["rows"]:
+        for i, r in enumerate(json.loads(Path(path).read_text())["rows"]):
+            if "image_size" not in r or "freeze" not in r:  # a rerun could not be told apart: say so
+                raise ValueError(f"{path}, row {i}: no image_size or freeze recorded; add the settings it ran "
+                                 "with, so that a rerun of it replaces it")
             key = (r["pair"], r["backbone"], r["method"], r["train_on"], r["seed"], r["epochs"],
-                   r.get("image_size"), r.get("freeze"))
+                   r["image_size"], r["freeze"])
             runs[key] = r
     kept = [r for r in runs.values() if (label_of(r), r["seed"]) not in drop]
     return sorted(kept, key=lambda r: (r["pair"], r["backbone"], list(METHODS).index(label_of(r)), r["seed"]))
@@ -146,7 +149,10 @@ def main() -> None:
             if label not in METHODS or not seed.isdigit():
                 ap.error(f"--drop {d!r}: write METHOD:SEED with METHOD one of {', '.join(METHODS)}, e.g. 'DANN:0'")
             drop.add((label, int(seed)))
-        print(table(rows_from_json(a.from_json, drop)))
+        try:
+            print(table(rows_from_json(a.from_json, drop)))
+        except ValueError as e:
+            ap.error(str(e))
         return
     rows = []
     for pair in a.pair:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from bench.accuracy import rows_from_json, table
 
 
@@ -47,3 +49,11 @@ def test_dropped_runs_are_left_out_of_the_table(tmp_path):
     assert sorted((r["method"], r["seed"]) for r in rows) == [("dann", 1), ("finetune", 0)]
     dann_line = next(line for line in table(rows).splitlines() if "| DANN |" in line)
     assert "70.00 ± 0.00" in dann_line and "| 1 |" in dann_line
+
+
+def test_a_row_without_image_size_or_freeze_is_refused(tmp_path):
+    old = _row("dann", "source", 0, 0.20)
+    del old["image_size"]
+    f = _write(tmp_path / "old.json", [old])
+    with pytest.raises(ValueError, match="row 0: no image_size or freeze"):
+        rows_from_json([f, _write(tmp_path / "new.json", [_row("dann", "source", 0, 0.80)])])
