@@ -295,10 +295,21 @@ def test_demo_monitor_stop_reload_compare_and_restart(browser, server: Server) -
     page.wait_for_timeout(800)
     box = grid.bounding_box()
     assert box is not None
-    for row in (0, 1):  # the selection checkboxes sit in the first column, rows are 35 px
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 35 * row + 17)
-        page.wait_for_timeout(700)
-    page.get_by_role("heading", name="Compare", exact=True).wait_for(timeout=30_000)
+    # The selection checkboxes sit in the first column, rows are 35 px. A click that lands while the page
+    # reruns can be lost (seen in CI): each click waits for its sign (one run selected: Compare; two: the
+    # rename picker) and is repeated, at most twice, when the sign does not come.
+    signs = (page.get_by_role("heading", name="Compare", exact=True), page.get_by_text("Run to rename or download"))
+    for row, sign in enumerate(signs):
+        for _ in range(3):
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 35 * row + 17)
+            try:
+                sign.first.wait_for(timeout=15_000)
+                break
+            except PlaywrightTimeout:
+                continue
+        else:
+            pytest.fail(f"clicking row {row} of the runs table did not select it:\n"
+                        + page.locator("[data-testid='stMain']").inner_text()[-1500:])
     page.wait_for_function(
         "() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c.innerText.includes('Training task loss')"
         " && c.querySelectorAll('g.scatterlayer .trace').length >= 2)", timeout=30_000)
