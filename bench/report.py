@@ -448,7 +448,7 @@ def _cuda(b: dict[str, Any]) -> list[str]:
 
 
 def _accuracy(b: dict[str, Any]) -> list[str]:
-    from bench.accuracy import PUBLISHED
+    from bench.accuracy import PUBLISHED, label_of
 
     ac = b.get("accuracy")
     lines = ["## Accuracy", ""]
@@ -473,8 +473,7 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
         lines += [f"Some runs failed: {ac['error']}", ""]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in ac["rows"]:
-        label = "DANN" if r["method"] == "dann" else ("target supervised" if r["train_on"] == "target" else "source only")
-        groups.setdefault((r["pair"], r["backbone"], label), []).append(r)
+        groups.setdefault((r["pair"], r["backbone"], label_of(r)), []).append(r)
     if groups:
         lines += ["| pair | backbone | method | target accuracy % | seeds | epochs | image px | device | s per run "
                   "| published (DANN paper) % |",
