@@ -12,7 +12,15 @@ training and after the last epoch (``tl_core.embedding.domain_metrics`` on the r
     .venv/bin/python -m bench.accuracy --from-json bench/out/a.json bench/out/b.json
 
 runs nothing and prints the table of saved rows; a run repeated in a later file replaces the earlier one,
-and `--drop DANN:0` leaves out runs made under older defaults.
+and `--drop DANN:0` leaves out runs made under older defaults. `--compact` prints the short table of one pair
+and one backbone (mean ± std, each seed, A-distance), the one in the README.
+
+    .venv/bin/python -m bench.accuracy --update-md README.md docs/RESULTS.md
+
+runs nothing and rewrites, in each file, every table between a marker line
+``<!-- bench.accuracy --from-json FILE... [--drop METHOD:SEED...] [--compact] -->`` and the line
+``<!-- end bench.accuracy -->`` with the table those arguments print; everything outside the markers is kept
+as written, so a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -20,14 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
+import shlex
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from tl_core import trainer
-from tl_core.config import demo_config
-from tl_core.recorder import MemoryRecorder
+# tl_core (and torch) are imported only where runs are made: rendering tables from saved rows needs neither.
 
 METHODS = {"source only": ("finetune", "source"), "DANN": ("dann", "source"), "target supervised": ("finetune", "target")}
 
@@ -40,6 +48,10 @@ PUBLISHED = {("mnist-mnist-m", "source only"): 52.25, ("mnist-mnist-m", "DANN"):
 
 def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epochs: int | None,
             image_size: int | None, freeze: int | None, snapshots: bool = True) -> dict[str, Any]:
+    from tl_core import trainer
+    from tl_core.config import demo_config
+    from tl_core.recorder import MemoryRecorder
+
     cfg = demo_config(pair, method, seed=seed)
     cfg.method.train_on = train_on
     cfg.model.backbone = backbone
@@ -108,6 +120,32 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+CLI_FLAGS = {"source only": "--method finetune", "DANN": "--method dann",
+             "target supervised": "--method finetune --train-on target"}
+
+
+def compact_table(rows: list[dict[str, Any]]) -> str:
+    """The short table of one pair and one backbone: mean ± std, each seed's accuracy, mean A-distance."""
+    cells = {(r["pair"], r["backbone"]) for r in rows}
+    if len(cells) != 1:
+        raise ValueError(f"--compact shows one pair and one backbone; these rows have {len(cells)}: "
+                         + ", ".join(f"{p} / {b}" for p, b in sorted(cells)))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(label_of(r), []).append(r)
+    seeds = ", ".join(str(r["seed"]) for r in next(iter(groups.values())))
+    out = [f"| method | target test accuracy (%) mean ± std | per seed ({seeds}) | A-distance before → end |",
+           "|---|---|---|---|"]
+    for label, rs in groups.items():
+        accs = [100 * r["target_test_acc"] for r in rs]
+        per_seed = ", ".join(f"{a:.1f}" for a in accs)
+        before = [r["a_distance_before"] for r in rs if "a_distance_before" in r]
+        end = [r["a_distance_end"] for r in rs if "a_distance_end" in r]
+        dist = f"{statistics.mean(before):.2f} → {statistics.mean(end):.2f}" if before and end else "—"
+        out.append(f"| {label} (`{CLI_FLAGS[label]}`) | {mean_sd(accs)} | {per_seed} | {dist} |")
+    return "\n".join(out)
+
+
 def rows_from_json(paths: list[str], drop: set[tuple[str, int]] = frozenset()) -> list[dict[str, Any]]:
     """Rows of earlier runs, files read in the order given; a run repeated later (same pair, backbone,
     method, training domain, seed, epochs, image size and freeze) replaces the earlier one, so a rerun
@@ -126,6 +164,65 @@ def rows_from_json(paths: list[str], drop: set[tuple[str, int]] = frozenset()) -
     return sorted(kept, key=lambda r: (r["pair"], r["backbone"], list(METHODS).index(label_of(r)), r["seed"]))
 
 
+BEGIN = re.compile(r"^<!-- bench\.accuracy (?P<args>.*) -->$")
+END = "<!-- end bench.accuracy -->"
+
+
+def _drop_set(items: list[str]) -> set[tuple[str, int]]:
+    drop = set()
+    for d in items:
+        label, _, seed = d.rpartition(":")
+        if label not in METHODS or not seed.isdigit():
+            raise ValueError(f"--drop {d!r}: write METHOD:SEED with METHOD one of {', '.join(METHODS)}, "
+                             "e.g. 'DANN:0'")
+        drop.add((label, int(seed)))
+    return drop
+
+
+class _MarkerParser(argparse.ArgumentParser):
+    def error(self, message: str):  # raise instead of printing usage and exiting
+        raise ValueError(message)
+
+
+def render_block(args: str) -> str:
+    """The table a marker's arguments (``--from-json FILE... [--drop ...] [--compact]``) stand for."""
+    ap = _MarkerParser(prog="<!-- bench.accuracy", add_help=False)
+    ap.add_argument("--from-json", nargs="+", required=True)
+    ap.add_argument("--drop", nargs="+", default=[])
+    ap.add_argument("--compact", action="store_true")
+    try:
+        a = ap.parse_args(shlex.split(args))
+    except ValueError as e:
+        raise ValueError(f"marker arguments {args!r}: {e}") from None
+    rows = rows_from_json(a.from_json, _drop_set(a.drop))
+    return compact_table(rows) if a.compact else table(rows)
+
+
+def update_md(text: str, where: str = "<text>") -> str:
+    """``text`` with every table between ``<!-- bench.accuracy ARGS -->`` and ``<!-- end bench.accuracy -->``
+    rebuilt from ARGS; every other line is kept as it is."""
+    out: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        out.append(lines[i])
+        m = BEGIN.match(lines[i])
+        i += 1
+        if not m:
+            continue
+        try:
+            j = lines.index(END, i)
+        except ValueError:
+            raise ValueError(f"{where}, line {i}: no {END!r} after this marker") from None
+        nested = [k + 1 for k in range(i, j) if BEGIN.match(lines[k])]
+        if nested:
+            raise ValueError(f"{where}, line {nested[0]}: a marker inside the block opened on line {i}")
+        out += render_block(m["args"]).split("\n")
+        out.append(END)
+        i = j + 1
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", nargs="+", default=["mnist-mnist-m"])
@@ -141,16 +238,28 @@ def main() -> None:
                     help="run nothing: print the table of these files' rows (a later file's rerun of a run wins)")
     ap.add_argument("--drop", nargs="+", default=[], metavar="METHOD:SEED",
                     help="with --from-json: leave out these runs, e.g. 'DANN:0' for a run made under older defaults")
+    ap.add_argument("--compact", action="store_true",
+                    help="with --from-json: the short table of one pair and one backbone, each seed's accuracy shown")
+    ap.add_argument("--update-md", nargs="+", metavar="MD",
+                    help="run nothing: rebuild every '<!-- bench.accuracy ARGS -->' ... '<!-- end bench.accuracy -->' "
+                         "table in these Markdown files from its ARGS (--from-json FILE... [--drop ...] [--compact])")
     a = ap.parse_args()
+    if a.update_md:
+        for md in a.update_md:
+            path = Path(md)
+            try:
+                old = path.read_text(encoding="utf-8")
+                new = update_md(old, md)
+            except (OSError, ValueError) as e:
+                ap.error(str(e))
+            if new != old:
+                path.write_text(new, encoding="utf-8")
+            print(f"{md}: {'rewritten' if new != old else 'unchanged'}")
+        return
     if a.from_json:
-        drop = set()
-        for d in a.drop:
-            label, _, seed = d.rpartition(":")
-            if label not in METHODS or not seed.isdigit():
-                ap.error(f"--drop {d!r}: write METHOD:SEED with METHOD one of {', '.join(METHODS)}, e.g. 'DANN:0'")
-            drop.add((label, int(seed)))
         try:
-            print(table(rows_from_json(a.from_json, drop)))
+            rows = rows_from_json(a.from_json, _drop_set(a.drop))
+            print(compact_table(rows) if a.compact else table(rows))
         except ValueError as e:
             ap.error(str(e))
         return

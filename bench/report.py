@@ -495,9 +495,10 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
               "(its SYN NUMBERS set is not our font-rendered digits).", ""]
     if quick:
         lines += ["Three seeds on all three pairs, for LeNet from scratch and ImageNet-pretrained EfficientNet-Lite0, "
-                  "10 epochs each: the README's sections [All three demo pairs with LeNet]"
-                  "(README.md#all-three-demo-pairs-with-lenet-10-epochs-3-seeds) and [EfficientNet-Lite0 on a CPU]"
-                  "(README.md#efficientnet-lite0-imagenet-weights-on-a-cpu-three-seeds), measured by "
+                  "10 epochs each: the sections [All three demo pairs with LeNet]"
+                  "(docs/RESULTS.md#all-three-demo-pairs-with-lenet-10-epochs-3-seeds) and [EfficientNet-Lite0 on a "
+                  "CPU](docs/RESULTS.md#efficientnet-lite0-imagenet-weights-on-a-cpu-three-seeds) of docs/RESULTS.md, "
+                  "measured by "
                   "`bench.accuracy` (this section's code; `make bench FULL=1` makes all these runs in one go, LeNet "
                   "for 30 epochs) "
                   "with the raw rows in `bench/out/accuracy-*.json`; each section gives its commands and says "

@@ -1,10 +1,11 @@
-"""The accuracy table rebuilt from saved runs (`python -m bench.accuracy --from-json ...`)."""
+"""The accuracy table rebuilt from saved runs (`python -m bench.accuracy --from-json ...`) and the Markdown
+tables between markers (`--update-md`)."""
 
 import json
 
 import pytest
 
-from bench.accuracy import rows_from_json, table
+from bench.accuracy import compact_table, rows_from_json, table, update_md
 
 
 def _row(method, train_on, seed, acc, **extra):
@@ -57,3 +58,42 @@ def test_a_row_without_image_size_or_freeze_is_refused(tmp_path):
     f = _write(tmp_path / "old.json", [old])
     with pytest.raises(ValueError, match="row 0: no image_size or freeze"):
         rows_from_json([f, _write(tmp_path / "new.json", [_row("dann", "source", 0, 0.80)])])
+
+
+def test_the_compact_table_shows_each_seed_and_refuses_a_second_pair(tmp_path):
+    d = {"a_distance_before": 1.3, "a_distance_end": 0.5}
+    f = _write(tmp_path / "f.json", [_row("finetune", "source", s, a, **d) for s, a in ((0, 0.50), (1, 0.56))]
+               + [_row("dann", "source", s, a, **d) for s, a in ((0, 0.881), (1, 0.889))])
+    lines = compact_table(rows_from_json([f])).splitlines()
+    assert lines[0] == "| method | target test accuracy (%) mean ± std | per seed (0, 1) | A-distance before → end |"
+    assert lines[2] == "| source only (`--method finetune`) | 53.00 ± 4.24 | 50.0, 56.0 | 1.30 → 0.50 |"
+    assert lines[3] == "| DANN (`--method dann`) | 88.50 ± 0.57 | 88.1, 88.9 | 1.30 → 0.50 |"
+    g = _write(tmp_path / "g.json", [{**_row("dann", "source", 0, 0.5), "pair": "mnist-uci-digits"}])
+    with pytest.raises(ValueError, match="one pair and one backbone"):
+        compact_table(rows_from_json([f, g]))
+
+
+def test_update_md_rebuilds_only_the_tables_between_markers_and_is_stable(tmp_path):
+    f = _write(tmp_path / "f.json", [_row("dann", "source", 0, 0.80), _row("dann", "source", 1, 0.70)])
+    text = (f"# Title\n\nProse | with a pipe.\n\n<!-- bench.accuracy --from-json {f} --compact -->\n"
+            "| stale table |\n<!-- end bench.accuracy -->\n\nMore prose.\n\n"
+            f"<!-- bench.accuracy --from-json {f} --drop DANN:1 -->\n<!-- end bench.accuracy -->\n")
+    new = update_md(text)
+    assert "stale" not in new
+    assert new.startswith("# Title\n\nProse | with a pipe.\n\n<!-- bench.accuracy ")
+    assert new.endswith("<!-- end bench.accuracy -->\n")
+    assert "\nMore prose.\n" in new
+    assert "| DANN (`--method dann`) | 75.00 ± 7.07 | 80.0, 70.0 | — |" in new
+    full = next(line for line in new.splitlines() if line.startswith("| mnist-mnist-m | lenet | DANN |"))
+    assert "80.00 ± 0.00" in full and "| 1 |" in full
+    assert update_md(new) == new  # a rerun changes nothing
+
+
+def test_update_md_names_a_marker_without_its_end_or_with_bad_arguments(tmp_path):
+    f = _write(tmp_path / "f.json", [_row("dann", "source", 0, 0.80)])
+    with pytest.raises(ValueError, match="README.md, line 2: no '<!-- end bench.accuracy -->'"):
+        update_md(f"x\n<!-- bench.accuracy --from-json {f} -->\n| table |\n", "README.md")
+    with pytest.raises(ValueError, match="marker arguments"):
+        update_md(f"<!-- bench.accuracy --from-json {f} --colour red -->\n<!-- end bench.accuracy -->\n")
+    with pytest.raises(ValueError, match="--drop 'DANN'"):
+        update_md(f"<!-- bench.accuracy --from-json {f} --drop DANN -->\n<!-- end bench.accuracy -->\n")
