@@ -8,7 +8,8 @@ def tiny_config(method: str = "dann", **optim) -> RunConfig:
     cfg.data.source, cfg.data.target = "mnist", "mnist-m"
     cfg.data.max_train, cfg.data.max_test = 256, 100
     cfg.method.name = method
-    cfg.method.disc_hidden = 64
+    if method == "dann":
+        cfg.method.params["disc_hidden"] = 64
     cfg.optim.batch_size = 32
     cfg.optim.epochs = 1
     cfg.snapshot.per_domain = 40

@@ -4,18 +4,19 @@ import time
 
 import pytest
 
-from tl_core import config as config_mod
 from tl_core.jobs import ConfigError, JobManager
-from tl_core.methods import register_method
+from tl_core.methods import register
 from tl_core.methods.finetune import FineTune
 from tl_core.store import RunStore
 
 from _tiny import tiny_config
 
 
-@register_method("boom", "test only: raises inside the training step")
+@register
 class _Boom(FineTune):
-    def forward(self, batch, features, head, progress):
+    name, title, description = "boom", "Boom", "test only: raises inside the training step"
+
+    def loss(self, batch, model, progress):
         raise ValueError("synthetic failure in the step")
 
 
@@ -60,7 +61,6 @@ def test_cancel_stops_only_that_run(manager):
 
 
 def test_failing_run_is_recorded_and_the_manager_keeps_serving(manager, monkeypatch):
-    monkeypatch.setattr(config_mod, "METHODS", config_mod.METHODS + ("boom",))
     bad = manager.submit(tiny_config("boom"))
     good = manager.submit(tiny_config("finetune"))
     rec = _wait_status(manager.store, bad, ("failed",))

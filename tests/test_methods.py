@@ -2,6 +2,8 @@
 
 import math
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +11,7 @@ from torch import nn
 from tl_core.config import RunConfig
 from tl_core.methods import Batch, create_method, list_methods
 from tl_core.methods.grl import dann_lambda, reverse_gradient
-from tl_core.trainer import lr_factor
+from tl_core.optim import lr_factor
 
 
 def test_reversal_layer_is_identity_forward_and_flips_gradient():
@@ -43,9 +45,9 @@ def test_source_only_start_holds_lambda_at_zero_then_runs_the_schedule_over_the_
 
 def test_source_only_start_must_be_a_fraction_below_one():
     cfg = RunConfig()
-    cfg.method.source_warmup = 1.0
-    assert any(e.startswith("method.source_warmup:") for e in cfg.validate())
-    cfg.method.source_warmup = 0.0
+    cfg.method.params["source_warmup"] = 1.0
+    assert any(e.startswith("method.params.source_warmup:") for e in cfg.validate())
+    cfg.method.params["source_warmup"] = 0.0
     assert not cfg.validate()
 
 
@@ -68,22 +70,24 @@ def _toy(method_name):
     torch.manual_seed(0)
     cfg = RunConfig()
     cfg.method.name = method_name
-    cfg.method.disc_hidden = 16
+    if method_name == "dann":
+        cfg.method.params["disc_hidden"] = 16
     feat = nn.Linear(4, 8)
     head = nn.Linear(8, 3)
     method = create_method(cfg, 8, 3)
     batch = Batch(torch.randn(16, 4), torch.randint(0, 3, (16,)), torch.randn(16, 4) + 3.0)
-    return feat, head, method, batch
+    return SimpleNamespace(features=feat, head=head), head, method, batch
 
 
 def test_dann_reports_its_terms_and_reverses_gradient_into_features():
-    feat, head, method, batch = _toy("dann")
-    loss, m = method(batch, feat, head, progress=1.0)
+    model, head, method, batch = _toy("dann")
+    feat = model.features
+    loss, m = method.loss(batch, model, progress=1.0)
     assert set(m) >= {"loss_task", "loss_domain", "lambda", "domain_acc"}
     assert 0.0 <= float(m["domain_acc"]) <= 1.0
     # The discriminator's gradient descends the domain loss; the features' gradient ascends it.
     feat.zero_grad()
-    method.zero_grad()
+    method.discriminator.zero_grad()
     f = feat(torch.cat([batch.x_src, batch.x_tgt]))
     f.retain_grad()
     d = method.discriminator(reverse_gradient(f, 1.0))
@@ -98,13 +102,13 @@ def test_dann_reports_its_terms_and_reverses_gradient_into_features():
 
 @pytest.mark.parametrize("name", ["finetune", "dann"])
 def test_a_few_steps_reduce_the_task_loss(name):
-    feat, head, method, batch = _toy(name)
-    params = list(feat.parameters()) + list(head.parameters()) + list(method.parameters())
+    model, head, method, batch = _toy(name)
+    params = list(model.features.parameters()) + list(head.parameters()) + list(method.parameters())
     opt = torch.optim.SGD(params, lr=0.1)
     method.train()
     first = None
     for _ in range(30):
-        loss, m = method(batch, feat, head, progress=0.5)
+        loss, m = method.loss(batch, model, progress=0.5)
         first = first if first is not None else float(m["loss_task"])
         opt.zero_grad()
         loss.backward()

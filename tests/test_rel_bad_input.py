@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tl_core import trainer
+from tl_core import backbones, checkpoint, data, failures, trainer
 from tl_core.config import RunConfig
 from tl_core.jobs import ConfigError
 from tl_core.recorder import MemoryRecorder
@@ -55,7 +55,8 @@ def folder_config(source: Path, target: Path, method: str = "finetune", **data) 
         setattr(cfg.data, k, v)
     cfg.model.backbone = "lenet"
     cfg.method.name = method
-    cfg.method.disc_hidden = 32
+    if method == "dann":
+        cfg.method.params["disc_hidden"] = 32
     cfg.optim.batch_size = 8
     cfg.optim.epochs = 1
     cfg.snapshot.enabled = False
@@ -265,7 +266,7 @@ def test_folder_outside_the_data_root_is_refused(tmp_path, manager, capsys):
     code, _, err = cli(capsys, *folder_cli(inside, outside, "--data-root", str(data_root)))
     assert code == 2 and "data.target_path:" in err and "outside the data folder" in err
     # The trainer checks again (a config that skipped the queue, or a folder swapped after submit).
-    with pytest.raises(trainer.tld.DataError, match="outside the data folder"):
+    with pytest.raises(data.DataError, match="outside the data folder"):
         trainer.run(folder_config(data_root / "link", inside, data_root=str(data_root)), MemoryRecorder())
     assert manager.store.list_runs() == []
     # Inside the root is fine.
@@ -286,10 +287,10 @@ def test_pretrained_weights_missing_offline_name_the_file(tmp_path, manager, mon
     code, _, err = cli(capsys, *CLI_TINY, "--backbone", "resnet18")
     assert code == 2 and str(expected) in err
     # Started anyway (the file removed between submit and start): the run says the same.
-    with pytest.raises(trainer.bb.BackboneError) as exc:
+    with pytest.raises(backbones.BackboneError) as exc:
         trainer.run(cfg, MemoryRecorder())
     assert str(expected) in str(exc.value) and "download.pytorch.org" in str(exc.value)
-    assert trainer.describe_exception(exc.value)[0] == str(exc.value)
+    assert failures.describe_exception(exc.value)[0] == str(exc.value)
     assert not expected.exists()
 
 

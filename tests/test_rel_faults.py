@@ -21,7 +21,7 @@ import time
 import pytest
 import torch
 
-from tl_core import trainer
+from tl_core import checkpoint, failures, trainer
 from tl_core.jobs import JobManager
 from tl_core.methods.finetune import FineTune
 from tl_core.recorder import MemoryRecorder
@@ -35,15 +35,15 @@ from _reliability import CLI_TINY, ROOT, cli, small, wait_status
 # ------------------------------------------------------------------------------ helpers
 def patch_step(monkeypatch: pytest.MonkeyPatch, fail_at: int, make) -> None:
     """FineTune's step works normally, then at call ``fail_at`` (1-based) and after does ``make(loss)``."""
-    orig = FineTune.forward
+    orig = FineTune.loss
     calls = {"n": 0}
 
-    def forward(self, batch, features, head, progress):
+    def loss(self, batch, model, progress):
         calls["n"] += 1
-        loss, metrics = orig(self, batch, features, head, progress)
-        return (make(loss) if calls["n"] >= fail_at else loss), metrics
+        value, metrics = orig(self, batch, model, progress)
+        return (make(value) if calls["n"] >= fail_at else value), metrics
 
-    monkeypatch.setattr(FineTune, "forward", forward)
+    monkeypatch.setattr(FineTune, "loss", loss)
 
 
 def _raise(exc: BaseException):
@@ -54,7 +54,7 @@ def _raise(exc: BaseException):
 
 # =========================================================================== faults
 def test_exception_in_a_training_step_fails_the_run_saying_what_and_where(manager, monkeypatch, capsys):
-    original = FineTune.forward
+    original = FineTune.loss
     patch_step(monkeypatch, 3, _raise(ValueError("synthetic failure in the step")))
     run_id = manager.submit(small(), owner="alice")
     rec = wait_status(manager.store, run_id, ("failed",))
@@ -64,7 +64,7 @@ def test_exception_in_a_training_step_fails_the_run_saying_what_and_where(manage
     assert manager.store.step_metrics(run_id)["step"].tolist() in ([], [1], [1, 2])  # what was flushed
     tb = (manager.store.run_dir(run_id) / "traceback.txt").read_text()
     assert "synthetic failure in the step" in tb and "trainer.py" in tb
-    monkeypatch.setattr(FineTune, "forward", original)
+    monkeypatch.setattr(FineTune, "loss", original)
     good = manager.submit(small(), owner="bob")  # the manager keeps serving
     assert wait_status(manager.store, good, ("completed",)).status == "completed"
     patch_step(monkeypatch, 3, _raise(ValueError("synthetic failure in the step")))
@@ -96,7 +96,7 @@ def test_gpu_out_of_memory_says_use_a_smaller_batch_or_image_size(manager, monke
     code, _, err = cli(capsys, *CLI_TINY, "--method", "finetune")
     assert code == 1 and "smaller batch or image size" in err
     # Apple GPUs and cuDNN say it with a plain RuntimeError.
-    message, _ = trainer.describe_exception(RuntimeError("MPS backend out of memory (MPS allocated: 8 GB)"))
+    message, _ = failures.describe_exception(RuntimeError("MPS backend out of memory (MPS allocated: 8 GB)"))
     assert "smaller batch or image size" in message
 
 
@@ -123,9 +123,9 @@ def test_disk_full_while_writing_a_checkpoint_fails_the_run_and_keeps_the_databa
     assert store.epoch_metrics(run_id)["epoch"].tolist() == [1, 2]
     files = sorted(p.name for p in store.run_dir(run_id).iterdir())
     assert "checkpoint.pt" in files and not any(f.endswith(".tmp") for f in files)
-    assert trainer.load_checkpoint_file(store.run_dir(run_id) / "checkpoint.pt")["epoch"] == 1
+    assert checkpoint.load_checkpoint_file(store.run_dir(run_id) / "checkpoint.pt")["epoch"] == 1
     # A database that cannot grow says the same.
-    message, hint = trainer.describe_exception(sqlite3.OperationalError("database or disk is full"))
+    message, hint = failures.describe_exception(sqlite3.OperationalError("database or disk is full"))
     assert message.startswith("The disk is full") and "Free some space" in hint
     # Space freed: resume finishes the run from epoch 1.
     monkeypatch.setattr(torch, "save", real_save)

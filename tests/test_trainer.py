@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tl_core import config as config_mod
 from tl_core import trainer
-from tl_core.methods import register_method
+from tl_core import checkpoint, evaluation, snapshots
+from tl_core.failures import Diverged, RunError
+from tl_core.methods import register
 from tl_core.methods.finetune import FineTune
 from tl_core.recorder import MemoryRecorder
 
@@ -37,13 +38,13 @@ def test_dann_run_records_step_epoch_and_snapshot_metrics():
 
 def test_source_only_never_sees_target_training_images(monkeypatch):
     seen = []
-    orig = FineTune.forward
+    orig = FineTune.loss
 
     def spy(self, batch, *a, **k):
         seen.append(batch.x_tgt)
         return orig(self, batch, *a, **k)
 
-    monkeypatch.setattr(FineTune, "forward", spy)
+    monkeypatch.setattr(FineTune, "loss", spy)
     trainer.run(tiny_config("finetune"), MemoryRecorder())
     assert seen and all(x is None for x in seen)
 
@@ -112,23 +113,23 @@ def test_stop_ends_the_run_within_one_step(monkeypatch):
     assert len(rec.steps) == 1 and result["step"] == 1
 
 
-@register_method("nan-after-3", "test only: the loss becomes NaN at the fourth step")
+@register
 class _NanAfter3(FineTune):
+    name, title, description = "nan-after-3", "NaN after 3", "test only: the loss becomes NaN at the fourth step"
     calls = 0
 
-    def forward(self, batch, features, head, progress):
-        loss, m = super().forward(batch, features, head, progress)
+    def loss(self, batch, model, progress):
+        loss, m = super().loss(batch, model, progress)
         type(self).calls += 1
         return (loss * float("nan") if type(self).calls > 3 else loss), m
 
 
 def test_nan_loss_stops_as_diverged_keeping_earlier_metrics(monkeypatch):
-    monkeypatch.setattr(config_mod, "METHODS", config_mod.METHODS + ("nan-after-3",))
     monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
     _NanAfter3.calls = 0
     rec = MemoryRecorder()
     cfg = tiny_config("nan-after-3")
-    with pytest.raises(trainer.Diverged, match="step 4") as info:
+    with pytest.raises(Diverged, match="step 4") as info:
         trainer.run(cfg, rec)
     assert info.value.status == "diverged" and "learning rate" in info.value.hint
     assert [r["step"] for r in rec.steps] == [1, 2, 3]
@@ -137,15 +138,15 @@ def test_nan_loss_stops_as_diverged_keeping_earlier_metrics(monkeypatch):
 def test_invalid_and_impossible_configs_raise_clear_errors():
     cfg = tiny_config()
     cfg.model.freeze = 9
-    with pytest.raises(trainer.RunError, match="has 3 stages"):
+    with pytest.raises(RunError, match="has 3 stages"):
         trainer.run(cfg, MemoryRecorder())
     cfg = tiny_config()
     cfg.optim.batch_size = 10_000
-    with pytest.raises(trainer.RunError, match="larger than the training set"):
+    with pytest.raises(RunError, match="larger than the training set"):
         trainer.run(cfg, MemoryRecorder())
     cfg = tiny_config()
     cfg.optim.lr = 0
-    with pytest.raises(trainer.RunError, match="optim.lr"):
+    with pytest.raises(RunError, match="optim.lr"):
         trainer.run(cfg, MemoryRecorder())
 
 
@@ -153,7 +154,7 @@ def test_invalid_and_impossible_configs_raise_clear_errors():
 def test_cuda_on_a_machine_without_it_is_refused():
     cfg = tiny_config()
     cfg.device = "cuda"
-    with pytest.raises(trainer.RunError, match="no usable CUDA"):
+    with pytest.raises(RunError, match="no usable CUDA"):
         trainer.run(cfg, MemoryRecorder())
 
 
@@ -188,29 +189,29 @@ def test_resume_from_checkpoint_reaches_the_same_end(tmp_path, monkeypatch):
 def test_foreign_or_corrupt_checkpoint_is_refused(tmp_path):
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(trainer.RunError, match="not a readable"):
-        trainer.load_checkpoint_file(bad)
+    with pytest.raises(RunError, match="not a readable"):
+        checkpoint.load_checkpoint_file(bad)
     torch.save({"some": torch.zeros(2)}, bad)
-    with pytest.raises(trainer.RunError, match="not a Transfer Lab checkpoint"):
-        trainer.load_checkpoint_file(bad)
+    with pytest.raises(RunError, match="not a Transfer Lab checkpoint"):
+        checkpoint.load_checkpoint_file(bad)
 
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
     torch.save({"format": "transfer-lab-checkpoint/1", "x": Evil()}, bad, _use_new_zipfile_serialization=True)
-    with pytest.raises(trainer.RunError):
-        trainer.load_checkpoint_file(bad)  # weights_only refuses arbitrary objects
+    with pytest.raises(RunError):
+        checkpoint.load_checkpoint_file(bad)  # weights_only refuses arbitrary objects
 
 
 # ------------------------------------------------------------- snapshot schedule
 
 def test_snapshot_steps_every_epoch_every_n_steps_and_both():
-    assert trainer.snapshot_steps(8, 3, 1, 0) == [8, 16, 24]
-    assert trainer.snapshot_steps(8, 3, 2, 0) == [16]
-    assert trainer.snapshot_steps(8, 2, 0, 3) == [3, 6, 9, 12, 15]
-    assert trainer.snapshot_steps(8, 2, 1, 4) == [4, 8, 12, 16]  # step 8 is both: one snapshot
-    assert trainer.snapshot_steps(8, 2, 0, 0) == []
+    assert snapshots.snapshot_steps(8, 3, 1, 0) == [8, 16, 24]
+    assert snapshots.snapshot_steps(8, 3, 2, 0) == [16]
+    assert snapshots.snapshot_steps(8, 2, 0, 3) == [3, 6, 9, 12, 15]
+    assert snapshots.snapshot_steps(8, 2, 1, 4) == [4, 8, 12, 16]  # step 8 is both: one snapshot
+    assert snapshots.snapshot_steps(8, 2, 0, 0) == []
 
 
 def test_snapshots_every_n_steps_have_fixed_sample_and_fractional_epochs():
@@ -230,7 +231,7 @@ def test_snapshots_every_n_steps_have_fixed_sample_and_fractional_epochs():
 
 def test_end_of_epoch_snapshot_reuses_evaluation_features_and_matches_a_forward_pass(monkeypatch):
     calls = []
-    orig_predict = trainer.predict
+    orig_predict = evaluation.predict
 
     def spy(p, x, *a, **k):
         calls.append(x.shape[0])
@@ -239,19 +240,21 @@ def test_end_of_epoch_snapshot_reuses_evaluation_features_and_matches_a_forward_
         return out
 
     box = {}
-    monkeypatch.setattr(trainer, "predict", spy)
+    monkeypatch.setattr(evaluation, "predict", spy)
+    monkeypatch.setattr(snapshots, "predict", spy)
     cfg = tiny_config("finetune")
     rec = MemoryRecorder()
     trainer.run(cfg, rec)
-    sample_size = 2 * cfg.snapshot.per_domain
-    # one forward over the sample before training; after epoch 1 only the evaluation's two passes
-    assert calls.count(sample_size) == 1 and len(calls) == 3
+    n = cfg.snapshot.per_domain
+    # one forward over the sample (per domain) before training; after epoch 1 only the evaluation's two passes
+    assert calls == [n, n, cfg.data.max_test, cfg.data.max_test]
     # the reused rows are what a forward pass over the sample gives
     p = box["p"]
     src_idx, tgt_idx = rec.sample["source_index"], rec.sample["target_index"]
-    x = torch.cat([p.src_val[0][torch.as_tensor(src_idx)], p.tgt_test[0][torch.as_tensor(tgt_idx)]])
-    _, feats = orig_predict(p, x)
-    np.testing.assert_allclose(rec.snapshots[-1]["features"], feats, rtol=1e-4, atol=1e-5)
+    _, src_feats = orig_predict(p, p.src_val[0][torch.as_tensor(src_idx)], "source")
+    _, tgt_feats = orig_predict(p, p.tgt_test[0][torch.as_tensor(tgt_idx)], "target")
+    np.testing.assert_allclose(rec.snapshots[-1]["features"], np.concatenate([src_feats, tgt_feats]),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_resumed_run_continues_the_snapshot_numbering(tmp_path, monkeypatch):

@@ -29,8 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", help="domain pair, e.g. mnist-mnist-m")
     r.add_argument("--source"), r.add_argument("--target")
     r.add_argument("--source-path"), r.add_argument("--target-path"), r.add_argument("--data-root")
-    r.add_argument("--method", choices=["finetune", "dann"])
-    r.add_argument("--train-on", choices=["source", "target"], help="finetune only: whose labels to train on")
+    _method_flags(r)
     r.add_argument("--backbone"), r.add_argument("--freeze", type=int)
     r.add_argument("--no-pretrained", action="store_true")
     r.add_argument("--head", choices=["linear", "mlp"])
@@ -45,6 +44,50 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/interrupted run from its last checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
+
+
+def _method_flags(r: argparse.ArgumentParser) -> None:
+    """--method, --train-on and one flag per method parameter, all from the method registry."""
+    from tl_core.methods import DOMAINS, all_methods, param_specs
+
+    methods = all_methods()
+    r.add_argument("--method", choices=list(methods),
+                   help="; ".join(f"{n}: {c.description}" for n, c in methods.items()))
+    r.add_argument("--train-on", choices=list(DOMAINS), help="whose labels to train on: " + "; ".join(
+        f"{n}: {', '.join(c.trains_on)}" for n, c in methods.items()))
+    g = r.add_argument_group("method settings (each applies to the methods named in its help)")
+    seen: dict[str, list[str]] = {}
+    specs: dict[str, object] = {}
+    for name, cls in methods.items():
+        for spec in param_specs(cls.Params):
+            seen.setdefault(spec.name, []).append(name)
+            specs.setdefault(spec.name, spec)
+    for pname, owners in seen.items():
+        spec = specs[pname]
+        kw: dict[str, object] = {"dest": f"mp_{pname}", "default": None, "metavar": pname.upper()}
+        if spec.choices:
+            kw["choices"] = list(spec.choices)
+        elif spec.type is bool:
+            kw["type"] = lambda v: v.lower() in ("1", "true", "yes", "on")
+        elif spec.type in (int, float):
+            kw["type"] = spec.type
+        g.add_argument(f"--{pname.replace('_', '-')}", help=f"{', '.join(owners)}: {spec.label}. {spec.help} "
+                       f"(default {spec.default})", **kw)
+
+
+def _method_params(a: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The method settings given as flags that the chosen method has (others are refused)."""
+    from tl_core.methods import get_method, param_specs
+
+    given = {k[3:]: v for k, v in vars(a).items() if k.startswith("mp_") and v is not None}
+    try:
+        known = {s.name for s in param_specs(get_method(method).Params)}
+    except KeyError:
+        return {}
+    foreign = sorted(set(given) - known)
+    if foreign:
+        raise InputError(f"method {method} has no setting {', '.join('--' + f.replace('_', '-') for f in foreign)}")
+    return given
 
 
 class InputError(Exception):
@@ -74,21 +117,23 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         (cfg.data, "source", a.source), (cfg.data, "target", a.target), (cfg.data, "source_path", a.source_path),
         (cfg.data, "target_path", a.target_path), (cfg.data, "data_root", a.data_root),
         (cfg.data, "image_size", a.image_size), (cfg.data, "max_train", a.max_train),
-        (cfg.method, "name", a.method), (cfg.method, "train_on", a.train_on),
+        (cfg.method, "train_on", a.train_on),
         (cfg.model, "backbone", a.backbone), (cfg.model, "freeze", a.freeze), (cfg.model, "head", a.head),
         (cfg.optim, "epochs", a.epochs), (cfg.optim, "batch_size", a.batch_size), (cfg.optim, "lr", a.lr),
         (cfg.optim, "backbone_lr_mult", a.backbone_lr_mult), (cfg.optim, "weight_decay", a.weight_decay),
         (cfg.optim, "optimizer", a.optimizer), (cfg, "seed", a.seed), (cfg, "device", a.device),
     ]
+    if a.method is not None and a.method != cfg.method.name:
+        cfg.method.name, cfg.method.params = a.method, {}
     for obj, attr, value in sets:
         if value is not None:
             setattr(obj, attr, value)
+    cfg.method.params = {**cfg.method.params, **_method_params(a, cfg.method.name)}
     if a.backbone and a.image_size is None:
-        from tl_core.backbones import get_info
+        from tl_core.backbones import default_image_size
 
         try:
-            cfg.data.image_size = get_info(a.backbone).input_size if a.backbone == "lenet" else min(
-                get_info(a.backbone).input_size, 64)
+            cfg.data.image_size = default_image_size(a.backbone)
         except KeyError:
             pass
     if a.no_pretrained:
@@ -156,7 +201,8 @@ class _ProgressRecorder:
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
         self.inner.log_epoch(epoch, step, metrics, extra)
         if self.bar is not None:
-            self.bar.write(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            self.bar.write(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+                           file=sys.stderr)  # stdout carries only the final JSON line
 
 
 def _error(message: str, code: int = 2) -> int:
@@ -172,23 +218,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     store.mark_interrupted()  # runs of processes that are gone; live ones are left alone
     resume = None
     if a.resume:
-        rec = store.get_run(a.resume)
-        if rec is None:
-            return _error(f"no run with id {a.resume}")
-        if rec.active:
-            return _error(f"run {a.resume} is still {rec.status} in another process; stop it there first")
-        if rec.status == "completed":
-            return _error(f"run {a.resume} has already completed; start a new run to train longer")
-        from tl_core import trainer
+        from tl_core.checkpoint import prepare_resume
 
-        cfg, run_id = RunConfig.from_dict(rec.config), a.resume
-        resume = store.run_dir(run_id) / "checkpoint.pt"
         try:
-            meta = trainer.load_checkpoint_file(resume, expect_config=cfg)
-        except trainer.RunError as e:
-            return _error(f"cannot resume {run_id}: {e}" + (f"\nhint: {e.hint}" if e.hint else ""))
-        store.claim(run_id)
-        store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
+            cfg, resume = prepare_resume(store, a.resume)
+        except (KeyError, ValueError) as e:
+            return _error(str(e.args[0] if e.args else e))
+        run_id = a.resume
     else:
         try:
             cfg = build_config(a)
@@ -199,34 +235,33 @@ def cmd_run(a: argparse.Namespace) -> int:
             return _error("the run cannot start:\n  " + "\n  ".join(problems))
         run_id = store.create_run(cfg, owner="cli")
         store.claim(run_id)
-    from tl_core import trainer  # torch: only once the run can start
-    from tl_core.jobs import SnapshotProjector, finish_run, record_failure
-    from tl_core.recorder import StoreRecorder
+    from tl_core.execute import execute_run
+    from tl_core.projector import SnapshotProjector
 
     projector = SnapshotProjector(store) if cfg.snapshot.enabled else None
-    recorder = _ProgressRecorder(StoreRecorder(store, run_id, projector.submit if projector else None), a.quiet)
+    bars: list[_ProgressRecorder] = []
+
+    def wrap(inner: Any) -> _ProgressRecorder:
+        bars.append(_ProgressRecorder(inner, a.quiet))
+        return bars[0]
+
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly after this step
     store.set_status(run_id, "running")
     try:
-        result = trainer.run(cfg, recorder, stop, resume=resume)
-    except BaseException as exc:
-        if recorder.bar is not None:
-            recorder.bar.close()
-        status, message, hint = record_failure(store, run_id, exc)
-        print(f"error: {message}" + (f"\nhint: {hint}" if hint else ""), file=sys.stderr)
-        print(json.dumps({"run_id": run_id, "status": status, "error": message}))
-        # 2: the input could not make a run (settings, data, weights, checkpoint); 1: the run failed.
-        return 2 if isinstance(exc, trainer.EXPECTED_ERRORS) and status == "failed" else 1
+        outcome = execute_run(store, run_id, cfg, stop, resume, projector.submit if projector else None, wrap=wrap,
+                              before_finish=(lambda: projector.wait_idle(timeout=120)) if projector else None)
     finally:
         signal.signal(signal.SIGINT, previous)
         store.release(run_id)
-    if recorder.bar is not None:
-        recorder.bar.close()
-    if projector is not None:
-        projector.wait_idle(timeout=120)
-    finish_run(store, run_id, result)
-    print(json.dumps({"run_id": run_id, **result}))
+        if bars and bars[0].bar is not None:
+            bars[0].bar.close()
+    if outcome.result is None:
+        print(f"error: {outcome.message}" + (f"\nhint: {outcome.hint}" if outcome.hint else ""), file=sys.stderr)
+        print(json.dumps({"run_id": run_id, "status": outcome.status, "error": outcome.message}))
+        # 2: the input could not make a run (settings, data, weights, checkpoint); 1: the run failed.
+        return 2 if outcome.input_error else 1
+    print(json.dumps({"run_id": run_id, **outcome.result}))
     return 0
 
 

@@ -12,15 +12,12 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-METHODS = ("finetune", "dann")
 HEADS = ("linear", "mlp")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("anneal", "constant", "cosine")
-LAMBDA_SCHEDULES = ("warmup", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PROJECTIONS = ("umap", "pca")
 SNAPSHOT_PRIORITIES = ("background", "live")
-TRAIN_ON = ("source", "target")
 MAX_LR = 10.0
 
 
@@ -53,16 +50,52 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """Training method and its own settings (DANN settings are ignored by finetune)."""
+    """Training method, whose labels it trains on, and its own settings.
+
+    ``params`` holds the settings of the method named by ``name`` (its ``Params`` dataclass in
+    ``tl_core/methods/``); a setting left out takes the method's default. ``train_on`` is the
+    domain whose labels the loss uses: 'source', or 'target' where the method allows it (a
+    supervised fine-tune on the target, chosen explicitly).
+    """
 
     name: str = "dann"
     train_on: str = "source"
-    lambda_max: float = 1.0
-    lambda_schedule: str = "warmup"
-    gamma: float = 10.0
-    source_warmup: float = 0.2  # fraction of training with λ = 0 before the schedule starts (paper: 0)
-    disc_hidden: int = 1024
-    disc_layers: int = 2
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_params(self) -> dict[str, Any]:
+        """Every setting of the method: the given ones over its defaults (unknown method: as given)."""
+        from tl_core.methods import all_methods
+
+        cls = all_methods().get(self.name)
+        if cls is None or not isinstance(self.params, dict):
+            return self.params
+        defaults = asdict(cls.Params())
+        return {**defaults, **self.params}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MethodConfig":
+        """From JSON; configs written before methods had ``params`` (DANN's settings beside the name)
+        are read too: keys the method's parameters know move into ``params``."""
+        d = dict(d)
+        name, train_on = d.pop("name", cls.name), d.pop("train_on", cls.train_on)
+        params = d.pop("params", {})
+        if not isinstance(params, dict):
+            raise ValueError(f"method.params: must be an object of settings, got {type(params).__name__}")
+        params = dict(params)
+        if d:
+            from tl_core.methods import all_methods
+
+            method = all_methods().get(name)
+            old_style = {f.name for f in fields(method.Params)} if method is not None else set()
+            from tl_core.methods.dann import DANNParams  # the only method that had flat settings
+
+            old_style |= {f.name for f in fields(DANNParams)}
+            unknown = set(d) - old_style
+            if unknown:
+                raise ValueError(f"method: unknown settings {sorted(unknown)}; known: name, train_on, params")
+            if method is not None:
+                params = {**{k: v for k, v in d.items() if k in {f.name for f in fields(method.Params)}}, **params}
+        return cls(name=name, train_on=train_on, params=params)
 
 
 @dataclass
@@ -117,7 +150,10 @@ class RunConfig:
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every setting, the method's parameters included with their defaults (a full description)."""
+        d = asdict(self)
+        d["method"]["params"] = self.method.resolved_params()
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -136,6 +172,9 @@ class RunConfig:
             sub = d.pop(name, None) or {}
             if not isinstance(sub, dict):
                 raise ValueError(f"{name}: must be an object of settings, got {type(sub).__name__}")
+            if section_cls is MethodConfig:
+                kwargs[name] = MethodConfig.from_dict(sub)
+                continue
             known = {f.name for f in fields(section_cls)}
             unknown = set(sub) - known
             if unknown:
@@ -157,9 +196,11 @@ class RunConfig:
         """A short human name when the user gave none, e.g. 'DANN · lenet · mnist→mnist-m'."""
         if self.name:
             return self.name
-        method = "DANN" if self.method.name == "dann" else (
-            "Target supervised" if self.method.train_on == "target" else "Source only")
-        return f"{method} · {self.model.backbone} · {self.data.source}→{self.data.target}"
+        return f"{method_label(self.to_dict())} · {self.model.backbone} · {self.data.source}→{self.data.target}"
+
+    def labelled_domain(self) -> str:
+        """The domain whose labels training uses: 'source', or 'target' for a supervised target fine-tune."""
+        return self.method.train_on
 
     # ----------------------------------------------------------- validation
     def validate(self) -> list[str]:
@@ -204,21 +245,7 @@ class RunConfig:
         if finite("model.dropout", m.dropout) and not 0 <= m.dropout < 1:
             errs.append("model.dropout: must be at least 0 and below 1.")
 
-        choice("method.name", me.name, METHODS)
-        choice("method.train_on", me.train_on, TRAIN_ON)
-        if me.name == "dann":
-            choice("method.lambda_schedule", me.lambda_schedule, LAMBDA_SCHEDULES)
-            if finite("method.lambda_max", me.lambda_max) and not 0 <= me.lambda_max <= 10:
-                errs.append("method.lambda_max: must be between 0 and 10; 1.0 is the DANN paper's value.")
-            if finite("method.gamma", me.gamma) and me.gamma <= 0:
-                errs.append("method.gamma: must be above 0; the DANN paper uses 10.")
-            if finite("method.source_warmup", me.source_warmup) and not 0 <= me.source_warmup < 1:
-                errs.append("method.source_warmup: the source-only start is a fraction of training, at least 0 "
-                            "and below 1; 0.2 is the default, the DANN paper uses 0.")
-            positive_int("method.disc_hidden", me.disc_hidden)
-            positive_int("method.disc_layers", me.disc_layers)
-            if me.train_on != "source":
-                errs.append("method.train_on: DANN trains on source labels only; choose 'finetune' to train on target labels.")
+        errs += _method_problems(me)
 
         positive_int("data.image_size", d.image_size)
         if isinstance(d.image_size, int) and d.image_size > 1024:
@@ -251,15 +278,78 @@ class RunConfig:
         return errs
 
 
+def _method_problems(me: MethodConfig) -> list[str]:
+    """The method exists, may train on the chosen labels, and its parameters are valid (asks the registry)."""
+    from tl_core.methods import DOMAINS, all_methods, validate_params
+
+    methods = all_methods()
+    if me.name not in methods:
+        return [f"method.name: '{me.name}' is not one of {', '.join(methods)}."]
+    cls = methods[me.name]
+    if me.train_on not in DOMAINS:
+        return [f"method.train_on: '{me.train_on}' is not one of {', '.join(DOMAINS)}."]
+    errs = []
+    if me.train_on not in cls.trains_on:
+        others = [n for n, c in methods.items() if me.train_on in c.trains_on]
+        errs.append(f"method.train_on: {cls.title} trains on {' or '.join(cls.trains_on)} labels only"
+                    + (f"; choose {' or '.join(others)} to train on {me.train_on} labels." if others else "."))
+    if not isinstance(me.params, dict):
+        return errs + [f"method.params: must be an object of settings, got {type(me.params).__name__}."]
+    return errs + validate_params(me.name, me.params)
+
+
+def method_key(config: dict[str, Any]) -> str:
+    """The method choice a run's config dict makes: the method's name, with '@target' when it trains on
+    target labels (e.g. 'finetune', 'finetune@target', 'dann'). The Setup page's choices use these keys."""
+    method = config.get("method", {}) or {}
+    name = str(method.get("name", "?"))
+    return name if method.get("train_on", "source") == "source" else f"{name}@{method.get('train_on')}"
+
+
+def split_method_key(key: str) -> tuple[str, str]:
+    """'finetune@target' -> ('finetune', 'target'); 'dann' -> ('dann', 'source')."""
+    name, _, domain = key.partition("@")
+    return name, domain or "source"
+
+
+def method_choices() -> dict[str, str]:
+    """Every method choice (see :func:`method_key`) -> the sentence that describes it, from the registry."""
+    from tl_core.methods import all_methods
+
+    out = {}
+    for name, cls in all_methods().items():
+        for domain, label in cls.trains_on.items():
+            key = name if domain == "source" else f"{name}@{domain}"
+            out[key] = cls.choice_help.get(domain) or f"{label}: {cls.description}"
+    return out
+
+
+def method_label(config: dict[str, Any]) -> str:
+    """The label of a run's method, e.g. 'Source only', 'Target supervised', 'DANN' (asks the registry).
+
+    The one owner of this rule: run names, the pages and bench tables all call it.
+    """
+    from tl_core.methods import all_methods
+
+    method = config.get("method", {}) or {}
+    cls = all_methods().get(str(method.get("name")))
+    if cls is None:
+        return str(method.get("name", "?"))
+    return cls.label(str(method.get("train_on", "source")))
+
+
 def demo_config(preset: str, method: str, *, seed: int = 0) -> RunConfig:
-    """Defaults for the one-click teaching demo: about a minute on a laptop CPU."""
+    """Defaults for the one-click teaching demo: about a minute on a laptop CPU.
+
+    ``method`` is a method choice key (see :func:`method_key`), e.g. 'finetune' or 'dann'.
+    """
     from tl_core.data import PRESETS  # local import: data pulls in heavier modules
 
     p = PRESETS[preset]
     cfg = RunConfig()
     cfg.data.source, cfg.data.target = p.source, p.target
-    cfg.method.name = method
+    cfg.method.name, cfg.method.train_on = split_method_key(method)
     cfg.optim.epochs = 10
     cfg.seed = seed
-    cfg.name = f"{'DANN' if method == 'dann' else 'Source only'} · {p.title}"
+    cfg.name = f"{method_label(cfg.to_dict())} · {p.title}"
     return cfg

@@ -21,12 +21,11 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from tl_core.config import RunConfig
+from tl_core.execute import execute_run, finish_run, record_failure  # noqa: F401  (re-exported)
 from tl_core.projector import SnapshotProjector
-from tl_core.recorder import StoreRecorder
-from tl_core.store import INTERRUPTED_ERROR, INTERRUPTED_HINT, RunStore
+from tl_core.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -107,26 +106,11 @@ class JobManager:
             ValueError: the run is active or completed, or its checkpoint is missing, corrupt,
                 not a Transfer Lab checkpoint, or one of another configuration (the message says which).
         """
-        from tl_core.trainer import RunError, load_checkpoint_file
+        from tl_core.checkpoint import prepare_resume
 
-        rec = self.store.get_run(run_id)
-        if rec is None:
-            raise KeyError(f"no run with id {run_id}")
-        if rec.active:
-            raise ValueError("this run is still active")
-        if rec.status == "completed":
-            raise ValueError("this run has already completed; start a new run to train longer")
-        ckpt = self.store.run_dir(run_id) / "checkpoint.pt"
-        if not ckpt.exists():
-            raise ValueError("this run has no checkpoint yet (one is written at the end of each epoch); start it again instead")
-        try:
-            meta = load_checkpoint_file(ckpt, expect_config=RunConfig.from_dict(rec.config))
-        except RunError as e:
-            raise ValueError(f"cannot resume: {e}" + (f" {e.hint}" if e.hint else "")) from e
-        self.store.claim(run_id)  # before it looks active, so no other process takes it for dead
-        self.store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
+        config, ckpt = prepare_resume(self.store, run_id)
         self.store.set_status(run_id, "queued")
-        self._enqueue(_Job(run_id, RunConfig.from_dict(rec.config), resume=ckpt))
+        self._enqueue(_Job(run_id, config, resume=ckpt))
         return run_id
 
     def cancel(self, run_id: str) -> bool:
@@ -231,49 +215,17 @@ class JobManager:
 
     def _run_in_child(self, job: _Job) -> None:
         """Train in ``python -m tl_core.runner``; relay stop to it and its snapshots to the projector."""
-        import json
-        import subprocess
-        import sys
+        from tl_core.protocol import TrainingProcess
 
-        cmd = [sys.executable, "-m", "tl_core.runner", "--home", str(self.store.home), "--run-id", job.run_id]
-        if job.resume is not None:
-            cmd += ["--resume", str(job.resume)]
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                    cwd=str(Path(__file__).resolve().parent.parent))
+            child = TrainingProcess(self.store.home, job.run_id, job.resume)
         except OSError as exc:
             record_failure(self.store, job.run_id, exc)
             return
-        job.pid = proc.pid
-        finished = threading.Event()
-
-        def relay_stop() -> None:
-            while not (job.stop.wait(0.2) or finished.is_set()):
-                pass
-            if job.stop.is_set() and not finished.is_set():
-                try:
-                    proc.stdin.write("stop\n")
-                    proc.stdin.flush()
-                except (OSError, ValueError):  # it has just ended
-                    pass
-
-        relay = threading.Thread(target=relay_stop, name=f"tl-stop-{job.run_id}", daemon=True)
-        relay.start()
-        for line in proc.stdout:  # until the child closes its end: it has finished or died
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if "snapshot" in msg and self._projector is not None:
-                self._projector.submit(job.run_id, int(msg["snapshot"]))
-        rc = proc.wait()
+        job.pid = child.pid
+        projector = self._projector
+        rc = child.run(job.stop, lambda idx: projector.submit(job.run_id, idx) if projector is not None else None)
         job.pid = None
-        finished.set()
-        relay.join()
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
         rec = self.store.get_run(job.run_id)
         if rec is not None and rec.status in ("queued", "running"):  # it died before saying how it ended
             killed = rc == -9
@@ -284,74 +236,6 @@ class JobManager:
                 hint=("Most often the machine ran out of memory: try a smaller batch size or image size. "
                       if killed else "The server's console shows its last messages. ")
                 + "Its metrics up to the last completed step are kept; resume it from its last checkpoint.")
-
-
-def execute_run(store: RunStore, run_id: str, config: RunConfig, stop: threading.Event,
-                resume: Path | None = None, on_snapshot: Callable[[str, int], None] | None = None,
-                orphaned: threading.Event | None = None) -> str:
-    """Train one run that is already marked running and record how it ended; returns its status.
-
-    Used by the manager's worker thread (in-process mode) and by ``tl_core.runner`` (the child
-    process of the isolated mode). Never raises for what the run does. ``orphaned`` (child
-    process only): set when the manager went away; a run it stopped is recorded as interrupted.
-    """
-    from tl_core import trainer  # torch is imported only when a run starts
-
-    recorder = StoreRecorder(store, run_id, on_snapshot=on_snapshot)
-    try:
-        result = trainer.run(config, recorder, stop, resume=resume)
-    except BaseException as exc:  # the manager must keep serving whatever a run does
-        return record_failure(store, run_id, exc)[0]
-    return finish_run(store, run_id, result, interrupted=orphaned is not None and orphaned.is_set())
-
-
-def finish_run(store: RunStore, run_id: str, result: dict[str, Any], interrupted: bool = False) -> str:
-    """Summary (final and best target accuracy for reporting) and final status of a run that returned."""
-    summary = {k: v for k, v in result.items() if k != "status"}
-    epochs = store.epoch_metrics(run_id)
-    if not epochs.empty and "target_test_acc" in epochs:
-        summary["best_target_test_acc"] = float(epochs["target_test_acc"].max())
-        summary["final_target_test_acc"] = float(epochs["target_test_acc"].iloc[-1])
-        summary["final_source_val_acc"] = float(epochs["source_val_acc"].iloc[-1])
-    store.set_summary(run_id, summary)
-    if result["status"] == "stopped" and interrupted:
-        store.set_status(run_id, "interrupted", error=INTERRUPTED_ERROR, hint=INTERRUPTED_HINT)
-        return "interrupted"
-    if result["status"] == "stopped":
-        store.set_status(run_id, "stopped", error="Stopped by the user.",
-                         hint="Its metrics so far are kept; resume it to continue from the last epoch.")
-        return "stopped"
-    store.set_status(run_id, "completed")
-    return "completed"
-
-
-def record_failure(store: RunStore, run_id: str, exc: BaseException) -> tuple[str, str, str | None]:
-    """Mark a run failed (or diverged) with a message saying what and where, and a hint.
-
-    The full traceback goes to ``runs/<id>/traceback.txt`` beside the run. Never raises: when
-    the store itself cannot be written (a full disk), the failure is only logged.
-
-    Returns:
-        (status, message, hint).
-    """
-    import traceback
-
-    from tl_core import trainer
-
-    message, hint = trainer.describe_exception(exc)
-    status = getattr(exc, "status", "failed")
-    log.warning("run %s %s: %s", run_id, status, message)
-    try:
-        store.set_status(run_id, status, error=message, hint=hint)
-    except Exception:  # the database itself failed (disk full): nothing more to do
-        log.exception("could not record the failure of %s", run_id)
-    if not isinstance(exc, trainer.EXPECTED_ERRORS):
-        try:
-            (store.run_dir(run_id) / "traceback.txt").write_text(
-                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        except Exception:  # noqa: BLE001 - best effort only
-            pass
-    return status, message, hint
 
 
 def _release_gpu_memory() -> None:

@@ -24,7 +24,7 @@ def check(config: RunConfig) -> list[str]:
     from tl_core import backbones as bb
     from tl_core import data as tld
     from tl_core.data.folder import resolve_folder
-    from tl_core.trainer import device_availability
+    from tl_core.device import device_availability
 
     d, m = config.data, config.model
     try:
@@ -32,10 +32,9 @@ def check(config: RunConfig) -> list[str]:
     except (KeyError, bb.BackboneError) as e:
         problems.append(f"model.backbone: {e.args[0] if e.args else e}")
     else:
-        n = len(info.stage_names)
-        if m.freeze > n:
-            problems.append(f"model.freeze: {m.backbone} has {n} stages ({', '.join(info.stage_names)}); you asked "
-                            f"to freeze {m.freeze}. Choose a number from 0 to {n}.")
+        freeze = bb.freeze_problem(m.backbone, m.freeze)
+        if freeze:
+            problems.append(freeze)
         if m.pretrained and not d.allow_download:
             ok, why = bb.weights_available(m.backbone)
             if not ok:

@@ -23,7 +23,6 @@ Run as ``python -m tl_core.projector --home DIR`` (only the projector does that)
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import queue
@@ -33,6 +32,7 @@ import threading
 import time
 from pathlib import Path
 
+from tl_core import protocol
 from tl_core.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -125,19 +125,13 @@ class _Worker:
         if proc is None or proc.stdin is None or proc.stdout is None:
             project_snapshot(self.store, run_id, idx)
             return
-        try:
-            proc.stdin.write(json.dumps({"run_id": run_id, "idx": idx}) + "\n")
-            proc.stdin.flush()
-            line = proc.stdout.readline()
-        except OSError:  # the pipe broke: the process is gone
-            line = ""
-        if not line:
+        reply = protocol.read_one(proc.stdout) if protocol.send(proc.stdin, {"run_id": run_id, "idx": idx}) else None
+        if reply is None:  # the pipe broke: the process is gone
             log.warning("projector process exited (status %s); projecting in this process",
                         proc.poll())
             self._proc = None
             project_snapshot(self.store, run_id, idx)
             return
-        reply = json.loads(line)
         if not reply.get("ok"):
             log.warning("projection of snapshot %s of run %s failed: %s", idx, run_id, reply.get("error"))
 
@@ -270,19 +264,13 @@ def _serve(home: str) -> int:
         embedding.warm_up()
     except Exception as exc:  # a broken umap shows up where a projection fails
         log.warning("UMAP warm-up failed: %s", exc)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
+    for item in protocol.receive(sys.stdin):
         try:
-            item = json.loads(line)
             project_snapshot(store, str(item["run_id"]), int(item["idx"]))
             reply = {"ok": True}
         except Exception as exc:  # report and keep serving
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        try:
-            sys.stdout.write(json.dumps(reply) + "\n")
-            sys.stdout.flush()
-        except OSError:  # the server went away mid-snapshot: nobody to answer, leave quietly
+        if not protocol.send(sys.stdout, reply):  # the server went away mid-snapshot: leave quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit either
             break
     store.close()

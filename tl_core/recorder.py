@@ -8,6 +8,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from tl_core.checkpoint import checkpoint_path, save_atomic
+
 
 class Recorder(Protocol):
     """What the trainer needs from its surroundings."""
@@ -23,19 +25,6 @@ class Recorder(Protocol):
     def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None: ...
     # Optional: ``warn(message)`` for something the user should know that does not stop the run
     # (unreadable images skipped). The trainer calls it only when the recorder has it.
-
-
-def _atomic_torch_save(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    import torch
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class StoreRecorder:
@@ -64,7 +53,7 @@ class StoreRecorder:
         self.store.log_epoch(self.run_id, epoch, step, metrics, extra)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        _atomic_torch_save(state, self.run_dir / "checkpoint.pt")
+        save_atomic(state, checkpoint_path(self.run_dir))
 
     def save_backbone(self, backbone: Any) -> None:
         from tl_core.backbones import save_backbone
@@ -112,7 +101,7 @@ class MemoryRecorder:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         if self.run_dir is not None:
-            _atomic_torch_save(state, Path(self.run_dir) / "checkpoint.pt")
+            save_atomic(state, checkpoint_path(self.run_dir))
         if self.keep_checkpoints:
             self.checkpoints.append(state)
 

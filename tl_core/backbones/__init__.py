@@ -44,6 +44,8 @@ from tl_core.backbones._base import (
 from tl_core.backbones._registry import (
     RUN_PREFIX,
     create_backbone,
+    default_image_size,
+    freeze_problem,
     get_info,
     list_backbones,
     param_counts,
@@ -54,6 +56,6 @@ from tl_core.backbones._saved import list_saved_backbones, save_backbone
 
 __all__ = [
     "HEAD_KINDS", "RUN_PREFIX", "Backbone", "BackboneError", "BackboneInfo", "UnknownBackboneError",
-    "create_backbone", "freeze_stages", "get_info", "imagenet_logits", "list_backbones", "list_saved_backbones",
+    "create_backbone", "default_image_size", "freeze_problem", "freeze_stages", "get_info", "imagenet_logits", "list_backbones", "list_saved_backbones",
     "make_head", "param_counts", "register_backbone", "save_backbone", "weights_available",
 ]

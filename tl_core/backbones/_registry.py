@@ -107,6 +107,25 @@ def get_info(name: str, home: str | Path | None = None) -> BackboneInfo:
                                params=sum(_stage_params(name)))
 
 
+def default_image_size(name: str, home: str | Path | None = None) -> int:
+    """The image size a run of this backbone gets when the user sets none: the size its weights
+    were trained on (28 for LeNet, 224 for the ImageNet backbones). The one owner of this rule:
+    the command line, the Setup page and bench ask here."""
+    return int(get_info(name, home).input_size)
+
+
+def freeze_problem(name: str, k: object, home: str | Path | None = None) -> str | None:
+    """The ``model.freeze`` message when ``k`` stages cannot be frozen in this backbone; None when they can."""
+    from tl_core.backbones._base import check_freeze
+
+    info = get_info(name, home)
+    try:
+        check_freeze(k, len(info.stage_names), info.name, info.stage_names)
+    except ValueError as e:
+        return f"model.freeze: {e}"
+    return None
+
+
 def weights_available(name: str, home: str | Path | None = None) -> tuple[bool, str]:
     """Whether ``create_backbone(name, pretrained=True)`` works offline, and why (or which file to place)."""
     if name.startswith(RUN_PREFIX):

@@ -1,12 +1,33 @@
-"""Training methods behind a small registry: one module per method.
+"""Training methods: one module per method, and the registry that is the only list of them.
 
-A method is an ``nn.Module`` holding its own extra parts (a domain discriminator, say)
-whose ``forward(batch, features, head, progress)`` returns ``(loss, metrics)``. Adding
-ADDA, MMD or CORAL is a new file that calls :func:`register_method`.
+Importing this package does not import torch (the pages read method facts through it). A
+method is a :class:`Method` subclass decorated with :func:`register`; see ``_base`` for the
+contract and docs/ARCHITECTURE.md for how to add one.
 """
 
-from tl_core.methods._base import Batch, Method, create_method, list_methods, register_method
-from tl_core.methods import dann as _dann  # noqa: F401  (registers "dann")
-from tl_core.methods import finetune as _finetune  # noqa: F401  (registers "finetune")
+from tl_core.methods._base import (
+    DOMAINS,
+    Batch,
+    Method,
+    MethodContext,
+    NoParams,
+    ParamSpec,
+    RunContext,
+    StepChart,
+    all_methods,
+    create_method,
+    get_method,
+    list_methods,
+    make_params,
+    param,
+    param_specs,
+    register,
+    unregister,
+    validate_params,
+)
+from tl_core.methods import finetune as _finetune  # noqa: F401,E402  (registers "finetune")
+from tl_core.methods import dann as _dann  # noqa: F401,E402  (registers "dann")
 
-__all__ = ["Batch", "Method", "create_method", "list_methods", "register_method"]
+__all__ = ["DOMAINS", "Batch", "Method", "MethodContext", "NoParams", "ParamSpec", "RunContext", "StepChart",
+           "all_methods", "create_method", "get_method", "list_methods", "make_params", "param", "param_specs",
+           "register", "unregister", "validate_params"]

@@ -11,55 +11,64 @@ that arrives before the label task has left its loss plateau can collapse the fe
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from tl_core.methods._base import Batch, Method, register_method
-from tl_core.methods.grl import dann_lambda, reverse_gradient
+from tl_core.methods._base import Method, StepChart, param, register
+from tl_core.methods.finetune import weighted_cross_entropy
 
 
-class DomainDiscriminator(nn.Module):
-    """MLP that outputs one logit per feature vector (positive = source).
-
-    Shape:
-        input (N, in_dim); output (N,).
-    """
-
-    def __init__(self, in_dim: int, hidden: int = 1024, layers: int = 2) -> None:
-        super().__init__()
-        parts: list[nn.Module] = []
-        width = in_dim
-        for _ in range(layers):
-            parts += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
-            width = hidden
-        parts.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*parts)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.net(f).squeeze(1)
+@dataclass
+class DANNParams:
+    lambda_max: float = param(1.0, "λ max", "Weight of the reversed domain gradient at the end of the warm-up "
+                              "(paper: 1.0).", min=0, max=10, step=0.1)
+    lambda_schedule: str = param("warmup", "λ schedule", "How λ grows over training.",
+                                 choices={"warmup": "Warm-up: 0 → λ max (DANN paper)",
+                                          "constant": "Constant λ max"})
+    gamma: float = param(10.0, "λ warm-up steepness γ", "γ in 2/(1+exp(−γp))−1; the DANN paper uses 10.",
+                         min=0, min_open=True, step=1.0)
+    source_warmup: float = param(0.2, "Source-only start", "Fraction of training with λ = 0, so the classes "
+                                 "are learnt before the domain gradient arrives (default 0.2; the DANN paper uses "
+                                 "0). Too early a domain gradient can collapse the features: domains merged, "
+                                 "classes lost.", min=0, max=1, max_open=True, step=0.05)
+    disc_hidden: int = param(1024, "Discriminator width", "Hidden units in each layer of the domain "
+                             "discriminator.", min=1, step=64)
+    disc_layers: int = param(2, "Discriminator layers", "Hidden layers of the domain discriminator.", min=1, step=1)
 
 
-@register_method("dann", "Domain-adversarial training: gradient reversal against a domain discriminator.")
+@register
 class DANN(Method):
+    name = "dann"
+    title = "DANN"
+    description = "Domain-adversarial training: gradient reversal against a domain discriminator."
+    citation = "Ganin et al., Domain-Adversarial Training of Neural Networks, JMLR 17(59), 2016"
+    Params = DANNParams
+    choice_help = {"source": "DANN: domain-adversarial training (source labels + unlabelled target images)"}
     uses_target = True
+    step_charts = (StepChart("domain_acc", "domain_accuracy", "Domain discriminator accuracy (%) per step"),
+                   StepChart("lambda", "schedule", "DANN λ (left) and learning rate (right) per step"))
 
-    def __init__(self, config, feature_dim: int, num_classes: int) -> None:
-        super().__init__(config, feature_dim, num_classes)
-        m = config.method
-        self.discriminator = DomainDiscriminator(feature_dim, m.disc_hidden, m.disc_layers)
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        from tl_core.methods.parts import DomainDiscriminator
 
-    def forward(self, batch: Batch, features: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
-                progress: float) -> tuple[torch.Tensor, dict[str, float]]:
-        m = self.config.method
-        lam = dann_lambda(progress, m.gamma, m.lambda_max, m.lambda_schedule, m.source_warmup)
+        p = self.params
+        self.discriminator = self.add_module("discriminator",
+                                             DomainDiscriminator(ctx.feature_dim, p.disc_hidden, p.disc_layers))
+
+    def loss(self, batch: Any, model: Any, progress: float) -> tuple[Any, dict[str, float]]:
+        import torch
+        import torch.nn.functional as F
+
+        from tl_core.methods.grl import dann_lambda, reverse_gradient
+
+        p = self.params
+        lam = dann_lambda(progress, p.gamma, p.lambda_max, p.lambda_schedule, p.source_warmup)
         n_src = batch.x_src.shape[0]
         # One pass over both domains, so BatchNorm sees the mixed batch as in the paper.
-        f = features(torch.cat([batch.x_src, batch.x_tgt], 0))
-        logits = head(f[:n_src])
-        loss_task = F.cross_entropy(logits, batch.y_src)
+        f = model.features(torch.cat([batch.x_src, batch.x_tgt], 0))
+        logits = model.head(f[:n_src])
+        loss_task = weighted_cross_entropy(logits, batch.y_src, batch.w_src)
         d_logits = self.discriminator(reverse_gradient(f, lam)).float()
         d_true = torch.cat([torch.ones(n_src, device=f.device), torch.zeros(f.shape[0] - n_src, device=f.device)])
         loss_domain = F.binary_cross_entropy_with_logits(d_logits, d_true)

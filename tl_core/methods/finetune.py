@@ -8,22 +8,32 @@ are features in deep neural networks?", NeurIPS 2014.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from tl_core.methods._base import Batch, Method, register_method
+from tl_core.methods._base import Method, register
 
 
-@register_method("finetune", "Supervised fine-tuning on source labels (or on target labels, chosen explicitly).")
+def weighted_cross_entropy(logits: Any, y: Any, w: Any | None) -> Any:
+    """Mean cross-entropy, each sample's term times its weight when weights are given."""
+    import torch.nn.functional as F
+
+    if w is None:
+        return F.cross_entropy(logits, y)
+    return (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum().clamp_min(1e-12)
+
+
+@register
 class FineTune(Method):
-    uses_target = False
+    name = "finetune"
+    title = "Fine-tune"
+    description = "Supervised fine-tuning on source labels (or on target labels, chosen explicitly)."
+    citation = "Yosinski et al., How transferable are features in deep neural networks?, NeurIPS 2014"
+    trains_on = {"source": "Source only", "target": "Target supervised"}
+    choice_help = {"source": "Fine-tune on source labels (source only)",
+                   "target": "Fine-tune on target labels (upper bound: uses target labels)"}
 
-    def forward(self, batch: Batch, features: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
-                progress: float) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = head(features(batch.x_src))
-        loss = F.cross_entropy(logits, batch.y_src)
+    def loss(self, batch: Any, model: Any, progress: float) -> tuple[Any, dict[str, float]]:
+        logits = model.head(model.features(batch.x_src))
+        loss = weighted_cross_entropy(logits, batch.y_src, batch.w_src)
         acc = (logits.argmax(1) == batch.y_src).float().mean()
         return loss, {"loss_task": loss.detach(), "train_acc": acc}

@@ -1,0 +1,126 @@
+"""The checkpoint: its file name, its format, writing it atomically, reading it safely, resuming.
+
+Checkpoints load with ``torch.load(..., weights_only=True)``: a pickled object is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tl_core.config import RunConfig
+from tl_core.failures import RunError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = "transfer-lab-checkpoint/1"
+_KEYS = ("step", "epoch", "backbone", "head", "method", "optimizer", "scaler", "config")
+
+
+def checkpoint_path(run_dir: str | os.PathLike) -> Path:
+    """Where a run keeps its last checkpoint."""
+    return Path(run_dir) / CHECKPOINT_NAME
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    import torch
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def make_state(config: RunConfig, model: Any, method: Any, opt: Any, step: int, epoch: int) -> dict[str, Any]:
+    """What a checkpoint holds: the config, where training is, and every state needed to go on."""
+    return {"format": FORMAT, "config": config.to_json(), "step": step, "epoch": epoch,
+            "backbone": model.backbone.state_dict(), "head": model.head.state_dict(), "method": method.state_dict(),
+            "optimizer": opt.state_dict(), "scaler": opt.scaler_state_dict()}
+
+
+def load_checkpoint_file(path: str | os.PathLike, expect_config: RunConfig | None = None) -> dict[str, Any]:
+    """Load one of our checkpoints safely (weights_only); a foreign or corrupt file raises RunError.
+
+    With ``expect_config``, a checkpoint written by a run of another configuration is refused too.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise RunError(f"No checkpoint at {path}.", hint="The run saves one at the end of each epoch.") from e
+    except Exception as e:  # pickle errors, truncated zip, unsafe globals
+        raise RunError(f"{path.name} is not a readable Transfer Lab checkpoint ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'}).",
+                       hint=f"Use a {CHECKPOINT_NAME} written by Transfer Lab; it may be corrupt.") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise RunError(f"{path.name} is not a Transfer Lab checkpoint.",
+                       hint=f"Use a {CHECKPOINT_NAME} written by Transfer Lab.")
+    for key in _KEYS:
+        if key not in ckpt:
+            raise RunError(f"{path.name} is an incomplete Transfer Lab checkpoint (no '{key}').",
+                           hint="It may be corrupt; start the run again.")
+    if expect_config is not None:
+        try:
+            same = RunConfig.from_json(ckpt["config"]).to_json() == expect_config.to_json()
+        except (ValueError, TypeError):
+            same = False
+        if not same:
+            raise RunError(f"{path.name} was written by a run with other settings than this one.",
+                           hint="Resume a run only from its own checkpoint.")
+    return ckpt
+
+
+def restore(path: Path, model: Any, method: Any, opt: Any, config: RunConfig | None = None) -> tuple[int, int]:
+    """Load a checkpoint into the run's parts; returns (step, epoch) to continue from."""
+    ckpt = load_checkpoint_file(path, expect_config=config)
+    try:
+        model.backbone.load_state_dict(ckpt["backbone"])
+        model.head.load_state_dict(ckpt["head"])
+        method.load_state_dict(ckpt["method"])
+        opt.load_state_dict(ckpt["optimizer"])
+        opt.load_scaler_state_dict(ckpt["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{Path(path).name} does not fit this run's model ({str(e).splitlines()[0][:200]}).",
+                       hint="Resume a run only from its own checkpoint; it may be corrupt.") from e
+    return int(ckpt["step"]), int(ckpt["epoch"])
+
+
+def prepare_resume(store: Any, run_id: str) -> tuple[RunConfig, Path]:
+    """Check that a run can resume and get its store ready: the one resume check (dashboard and CLI).
+
+    Claims the run for this process and drops the metrics logged after the checkpoint.
+
+    Returns:
+        The run's config and its checkpoint path.
+
+    Raises:
+        KeyError: no such run.
+        ValueError: the run is active or completed, or its checkpoint is missing, corrupt,
+            foreign or of another configuration; the message says which and what to do.
+    """
+    rec = store.get_run(run_id)
+    if rec is None:
+        raise KeyError(f"no run with id {run_id}")
+    if rec.active:
+        raise ValueError(f"run {run_id} is still {rec.status}; stop it first")
+    if rec.status == "completed":
+        raise ValueError(f"run {run_id} has already completed; start a new run to train longer")
+    ckpt = checkpoint_path(store.run_dir(run_id))
+    if not ckpt.exists():
+        raise ValueError(f"run {run_id} has no checkpoint yet (one is written at the end of each epoch); "
+                         "start it again instead")
+    cfg = RunConfig.from_dict(rec.config)
+    try:
+        meta = load_checkpoint_file(ckpt, expect_config=cfg)
+    except RunError as e:
+        raise ValueError(f"cannot resume {run_id}: {e}" + (f" {e.hint}" if e.hint else "")) from e
+    store.claim(run_id)  # before it looks active, so no other process takes it for dead
+    store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
+    return cfg, ckpt

@@ -1,0 +1,114 @@
+"""The run's optimiser: parameter groups, learning-rate schedule, mixed precision, one step.
+
+Methods with their own optimisers (ADDA's discriminator, say) build them in ``__init__`` or
+:meth:`Method.start` and use :meth:`Optimisation.autocast` and :func:`check_finite` the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+
+from tl_core.config import RunConfig
+from tl_core.failures import Diverged
+
+
+def lr_factor(progress: float, schedule: str) -> float:
+    """Learning-rate multiplier at progress p: DANN's lr0/(1+10p)^0.75, cosine, or 1."""
+    p = min(max(progress, 0.0), 1.0)
+    if schedule == "anneal":
+        return 1.0 / (1.0 + 10.0 * p) ** 0.75
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    return 1.0
+
+
+def make_optimizer(config: RunConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    o = config.optim
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               nesterov=o.momentum > 0)
+    if o.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def check_finite(loss_value: float, where: tuple[int, int], lr: float) -> None:
+    """Raise Diverged when a loss is NaN or infinite; ``where`` is (step, epoch), both 1-based."""
+    if not math.isfinite(loss_value):
+        raise Diverged(f"The loss became {loss_value} at step {where[0]} (epoch {where[1]}).",
+                       hint=f"Lower the learning rate (now {lr}) or the backbone multiplier, "
+                            "or use a smaller λ.")
+
+
+class Optimisation:
+    """The run's optimiser over the trainable backbone, the head and the method's own groups."""
+
+    def __init__(self, config: RunConfig, model: Any, method: Any, device: torch.device) -> None:
+        self.config = config
+        o = config.optim
+        self.use_amp = bool(config.amp and device.type == "cuda")
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.model = model
+        groups = []
+        bb_params = model.trainable_backbone_parameters()
+        self._backbone_lr = o.lr * o.backbone_lr_mult
+        self._in_optimizer = set(map(id, bb_params)) if o.backbone_lr_mult > 0 else set()
+        if bb_params and o.backbone_lr_mult > 0:
+            groups.append({"params": bb_params, "lr": self._backbone_lr, "base_lr": self._backbone_lr})
+        head = [q for q in model.head.parameters() if q.requires_grad]
+        groups.append({"params": head, "lr": o.lr, "base_lr": o.lr})
+        groups += method.param_groups(o.lr)
+        self.opt = make_optimizer(config, groups)
+        self.where = (0, 0)
+
+    # -------------------------------------------------------------- schedule
+    def set_progress(self, progress: float) -> None:
+        factor = lr_factor(progress, self.config.optim.lr_schedule)
+        for group in self.opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt.param_groups[-1]["lr"])
+
+    def add_unfrozen(self) -> None:
+        """Backbone parameters that became trainable (a schedule unfroze stages) join the optimiser."""
+        if self.config.optim.backbone_lr_mult <= 0:
+            return
+        new = [q for q in self.model.trainable_backbone_parameters() if id(q) not in self._in_optimizer]
+        if new:
+            self.opt.add_param_group({"params": new, "lr": self._backbone_lr, "base_lr": self._backbone_lr})
+            self._in_optimizer |= set(map(id, new))
+
+    # ------------------------------------------------------------------ step
+    def autocast(self) -> AbstractContextManager:
+        return torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.use_amp)
+
+    def step(self, loss: torch.Tensor) -> float:
+        """Backward and optimiser step; returns the loss as a float (Diverged when it is not finite)."""
+        value = float(loss.detach())  # CPU-GPU sync point: needed to catch divergence
+        check_finite(value, self.where, self.config.optim.lr)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return value
+
+    # ------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.opt.load_state_dict(state)
+
+    def scaler_state_dict(self) -> dict[str, Any]:
+        return self.scaler.state_dict()
+
+    def load_scaler_state_dict(self, state: dict[str, Any]) -> None:
+        self.scaler.load_state_dict(state)

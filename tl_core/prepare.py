@@ -1,0 +1,105 @@
+"""Data preparation: load both domains, check they share classes, build backbone, head and method.
+
+Everything here happens before the first step; :func:`prepare` returns a :class:`Prepared`
+with the data on the device and the network built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tl_core import backbones as bb
+from tl_core import data as tld
+from tl_core.config import RunConfig
+from tl_core.failures import RunError
+from tl_core.methods import Method, create_method
+from tl_core.modality import Modality, modality_for
+from tl_core.model import Model
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, on the device."""
+
+    device: torch.device
+    classes: list[str]
+    train_x: torch.Tensor          # compact labelled training inputs
+    train_y: torch.Tensor
+    tgt_x: torch.Tensor | None     # unlabelled target training inputs (methods that use them)
+    src_val: tuple[torch.Tensor, torch.Tensor]
+    tgt_test: tuple[torch.Tensor, torch.Tensor]
+    model: Model
+    method: Method
+    modality: Modality
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # role -> unreadable files skipped
+
+    @property
+    def backbone(self) -> bb.Backbone:
+        return self.model.backbone
+
+    @property
+    def head(self) -> torch.nn.Module:
+        return self.model.head
+
+
+def prepare(config: RunConfig, device: torch.device) -> Prepared:
+    """Load data (checking the domains share classes), build backbone, head and method."""
+    d, m = config.data, config.model
+    modality = modality_for(config)
+    src_train = modality.load(config, "source", "train", d.max_train)
+    src_test = modality.load(config, "source", "test", d.max_test)
+    tgt_train = modality.load(config, "target", "train", d.max_train)
+    tgt_test = modality.load(config, "target", "test", d.max_test)
+    tld.check_pair(src_train, tgt_train)
+    skipped = {role: _skipped_files(train, test)
+               for role, train, test in (("source", src_train, src_test), ("target", tgt_train, tgt_test))}
+
+    backbone = bb.create_backbone(m.backbone, pretrained=m.pretrained, allow_download=d.allow_download)
+    try:
+        bb.freeze_stages(backbone, m.freeze)
+    except ValueError as e:
+        raise RunError(f"model.freeze: {e}") from e
+
+    labelled = tgt_train if config.labelled_domain() == "target" else src_train
+    if config.optim.batch_size > len(labelled.labels):
+        raise RunError(f"optim.batch_size: {config.optim.batch_size} is larger than the training set "
+                       f"({len(labelled.labels)} images).", hint="Choose a smaller batch size.")
+    backbone.to(device)
+    with torch.no_grad():
+        try:
+            feat_dim = backbone.eval()(modality.probe(config, device)).shape[1]
+        except RuntimeError as e:
+            size = d.image_size
+            raise RunError(f"data.image_size: {size}×{size} images do not fit {m.backbone} ({e}).",
+                           hint=f"Use image size {bb.default_image_size(m.backbone)}.") from e
+    backbone.train()
+    head = bb.make_head(feat_dim, len(src_train.classes), m.head, m.head_hidden, m.dropout).to(device)
+    model = Model(backbone, head, modality.normaliser(backbone.info, device))
+    method = create_method(config, feat_dim, len(src_train.classes), device).to(device)
+
+    def on_device(s: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return modality.to_device(s, config, device), torch.as_tensor(s.labels, dtype=torch.long, device=device)
+
+    train_x, train_y = on_device(labelled)
+    tgt_x = modality.to_device(tgt_train, config, device) if method.uses_target else None
+    return Prepared(device=device, classes=list(src_train.classes), train_x=train_x, train_y=train_y,
+                    tgt_x=tgt_x, src_val=on_device(src_test), tgt_test=on_device(tgt_test), model=model,
+                    method=method, modality=modality, skipped=skipped)
+
+
+def _skipped_files(train: Any, test: Any) -> list[str]:
+    """Unreadable files of one domain: the 80/20 layout reports its folder's list in both splits."""
+    if list(train.skipped_files) == list(test.skipped_files):
+        return list(train.skipped_files)
+    return [f"train/{f}" for f in train.skipped_files] + [f"test/{f}" for f in test.skipped_files]
+
+
+def skipped_warning(role: str, files: list[str]) -> str:
+    """'3 unreadable image files in the source folder were skipped: a.png (why); ...'."""
+    n = len(files)
+    shown = "; ".join(files[:3]) + ("; ..." if n > 3 else "")
+    return (f"{n} unreadable image file{'s' if n != 1 else ''} in the {role} folder "
+            f"{'were' if n != 1 else 'was'} skipped: {shown}")
