@@ -37,7 +37,23 @@ from typing import Any
 
 # tl_core (and torch) are imported only where runs are made: rendering tables from saved rows needs neither.
 
-METHODS = {"source only": ("finetune", "source"), "DANN": ("dann", "source"), "target supervised": ("finetune", "target")}
+def _bench_label(label: str) -> str:
+    """A run label as bench tables write it: 'Source only' -> 'source only', 'DANN' stays."""
+    first = label.split(" ", 1)[0]
+    return label if first.isupper() else label[:1].lower() + label[1:]
+
+
+def _methods() -> dict[str, tuple[str, str]]:
+    """Table label -> (method, labelled domain) for every method choice the registry holds (no torch), in
+    table order: the methods that train on source labels (the baseline first), then the upper bounds that
+    use target labels."""
+    from tl_core.methods import DOMAINS, all_methods
+
+    return {_bench_label(cls.label(domain)): (name, domain)
+            for domain in DOMAINS for name, cls in all_methods().items() if domain in cls.trains_on}
+
+
+METHODS = _methods()
 
 # Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 17 (2016), Table 2, MNIST → MNIST-M
 # (the original MNIST-M built from BSDS500 photos, 60,000 MNIST training digits). No published numbers exist
@@ -50,10 +66,10 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
             image_size: int | None, freeze: int | None, snapshots: bool = True) -> dict[str, Any]:
     from tl_core import trainer
     from tl_core.config import demo_config
+    from tl_core.device import pick_device
     from tl_core.recorder import MemoryRecorder
 
-    cfg = demo_config(pair, method, seed=seed)
-    cfg.method.train_on = train_on
+    cfg = demo_config(pair, method if train_on == "source" else f"{method}@{train_on}", seed=seed)
     cfg.model.backbone = backbone
     if backbone != "lenet":
         from tl_core.backbones import get_info
@@ -61,7 +77,7 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
         # The weights' own size (224) on the GPU the run will use; 64 px on a CPU, where 224 px takes an
         # hour or more per run.
         native = get_info(backbone).input_size
-        on_gpu = trainer.pick_device(cfg.device).type == "cuda"
+        on_gpu = pick_device(cfg.device).type == "cuda"
         cfg.data.image_size = image_size or (native if on_gpu else min(native, 64))
         cfg.optim.backbone_lr_mult = 0.1
     elif image_size:
@@ -90,8 +106,10 @@ def one_run(pair: str, method: str, train_on: str, backbone: str, seed: int, epo
 
 
 def label_of(row: dict[str, Any]) -> str:
-    return next(label for label, (method, train_on) in METHODS.items()
-                if (method, train_on) == (row["method"], row["train_on"]))
+    """The table label of a result row, from the method registry (tl_core.config.method_label)."""
+    from tl_core.config import method_label
+
+    return _bench_label(method_label({"method": {"name": row["method"], "train_on": row["train_on"]}}))
 
 
 def mean_sd(values: list[float], fmt: str = ".2f") -> str:

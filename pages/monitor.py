@@ -7,12 +7,15 @@ so a reload, a second tab or a restarted server show the same picture.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import streamlit as st
 
+from tl_core.checkpoint import checkpoint_path
 from tl_core.store import RunRecord
 from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
+from tl_ui.widgets import plain
 
 REFRESH_S = 2.0
 #: While runs train, the feature section (the heaviest part: animated scatters) is redrawn
@@ -69,7 +72,7 @@ def render_controls(rec: RunRecord, mine: bool) -> None:
             st.button("Stop their run", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
                       disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch")
     elif rec.status in ("interrupted", "stopped") and mine:
-        has_ckpt = (resources.get_store().run_dir(rec.id) / "checkpoint.pt").exists()
+        has_ckpt = checkpoint_path(resources.get_store().run_dir(rec.id)).exists()
         if st.button("Resume", key=keys.MONITOR_RESUME_PREFIX + rec.id, icon=":material/play_arrow:",
                      type="primary" if rec.status == "interrupted" else "secondary", disabled=not has_ckpt,
                      width="stretch",
@@ -83,11 +86,11 @@ def render_run_card(rec: RunRecord) -> None:
     with st.container(border=True):
         c1, c2, c3 = st.columns([3, 5, 1.4], vertical_alignment="center")
         with c1:
-            st.markdown(f"**{runinfo.run_title(rec)}**")
+            st.markdown(f"**{plain(runinfo.run_title(rec))}**")
             widgets.status_badge(rec.status)
             who = "" if mine else " · someone else's run (read-only)"
-            st.caption(f"{runinfo.method_label(rec.config)} · {rec.config.get('model', {}).get('backbone', '?')} · "
-                       f"{runinfo.data_pair(rec.config)}{who}")
+            st.caption(plain(f"{runinfo.method_label(rec.config)} · {rec.config.get('model', {}).get('backbone', '?')}"
+                             f" · {runinfo.data_pair(rec.config)}{who}"))
         with c2:
             st.progress(rec.progress, text=runinfo.progress_text(rec))
             bits = []
@@ -107,23 +110,26 @@ def render_run_card(rec: RunRecord) -> None:
 
 
 def render_outcome(rec: RunRecord, mine: bool) -> None:
-    """Failed, diverged, interrupted and stopped runs say what happened and what to do."""
+    """Failed, diverged, interrupted and stopped runs say what happened and what to do.
+
+    Errors, hints and warnings quote folder, class and run names: they are shown as plain text.
+    """
     if rec.status == "failed":
-        st.error(f"**The run failed.** {rec.error or 'No reason was recorded.'}", icon=":material/error:")
+        st.error(f"**The run failed.** {plain(rec.error or 'No reason was recorded.')}", icon=":material/error:")
         if rec.hint:
-            st.warning(rec.hint, icon=":material/lightbulb:")
+            st.warning(plain(rec.hint), icon=":material/lightbulb:")
     elif rec.status == "diverged":
-        st.warning(f"**The run diverged.** {rec.error or ''}", icon=":material/trending_up:")
+        st.warning(f"**The run diverged.** {plain(rec.error or '')}", icon=":material/trending_up:")
         if rec.hint:
-            st.info(rec.hint, icon=":material/lightbulb:")
+            st.info(plain(rec.hint), icon=":material/lightbulb:")
     elif rec.status == "interrupted":
         text = rec.error or "The server stopped while this run was active."
-        st.warning(f"**Interrupted.** {text} {rec.hint or ''}"
+        st.warning(f"**Interrupted.** {plain(text)} {plain(rec.hint or '')}"
                    + ("" if mine else " Its owner can resume it."), icon=":material/power_off:")
     elif rec.status == "stopped" and rec.error:
-        st.info(f"{rec.error} {rec.hint or ''}".strip(), icon=":material/stop_circle:")
+        st.info(plain(f"{rec.error} {rec.hint or ''}".strip()), icon=":material/stop_circle:")
     for warning in (rec.summary or {}).get("warnings", []):
-        st.warning(str(warning), icon=":material/warning:")
+        st.warning(plain(warning), icon=":material/warning:")
 
 
 # ---------------------------------------------------------------- charts
@@ -142,11 +148,32 @@ def render_charts(recs: list[RunRecord]) -> None:
         st.plotly_chart(charts.accuracy_figure(series), key="monitor.chart.accuracy", config=CHART_CONFIG)
     with right:
         st.plotly_chart(charts.loss_figure(series), key="monitor.chart.loss", config=CHART_CONFIG)
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(charts.domain_accuracy_figure(series), key="monitor.chart.domain_acc", config=CHART_CONFIG)
-    with right:
-        st.plotly_chart(charts.schedule_figure(series), key="monitor.chart.schedule", config=CHART_CONFIG)
+    figures = method_figures(recs, series)
+    for i in range(0, len(figures), 2):
+        for col, (key, fig) in zip(st.columns(2), figures[i:i + 2]):
+            with col:
+                st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+
+
+def method_figures(recs: list[RunRecord], series: list[charts.Series]) -> list[tuple[str, Any]]:
+    """The per-step charts the runs' methods declare (``Method.step_charts``), then the learning rate
+    (with the first declared schedule value, e.g. DANN's λ, on its left axis)."""
+    methods = resources.methods()
+    declared: dict[str, tuple[str, str, str]] = {}
+    for rec in recs:
+        for metric, kind, title in methods.get(rec.config.get("method", {}).get("name"), {}).get("step_charts", []):
+            declared.setdefault(metric, (metric, kind, title))
+    out: list[tuple[str, Any]] = []
+    schedule = next((c for c in declared.values() if c[1] == "schedule"), None)
+    for metric, kind, title in declared.values():
+        if kind == "domain_accuracy":
+            out.append((f"monitor.chart.{metric}", charts.domain_accuracy_figure(series, metric, metric, title)))
+        elif kind != "schedule":
+            out.append((f"monitor.chart.{metric}", charts.schedule_figure(series, metric, metric, title)))
+    out.append(("monitor.chart.schedule",
+                charts.schedule_figure(series, "schedule", schedule[0], schedule[2]) if schedule else
+                charts.schedule_figure(series, "schedule", None, "Learning rate per step")))
+    return out
 
 
 def render_live(run_ids: list[str]) -> None:

@@ -9,6 +9,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from tl_core.checkpoint import CHECKPOINT_NAME, checkpoint_path
 from tl_core.store import RunRecord, RunStore
 from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
 
@@ -133,16 +134,16 @@ def render_actions(recs: list[RunRecord], store: RunStore) -> None:
         c2.download_button("Metrics (CSV)", partial(store.export_metrics_csv, run_id),
                            file_name=f"{run_id}-metrics.csv", mime="text/csv", icon=":material/download:",
                            on_click="ignore", key=f"runs.dl.metrics.{run_id}")
-        ckpt = store.run_dir(run_id) / "checkpoint.pt"
+        ckpt = checkpoint_path(store.run_dir(run_id))
         has_ckpt = ckpt.exists()
         c3.download_button("Checkpoint", partial(_read_bytes, ckpt) if has_ckpt else b"",
-                           file_name=f"{run_id}-checkpoint.pt", mime="application/octet-stream",
+                           file_name=f"{run_id}-{CHECKPOINT_NAME}", mime="application/octet-stream",
                            icon=":material/download:", on_click="ignore", disabled=not has_ckpt,
                            key=f"runs.dl.ckpt.{run_id}",
                            help=None if has_ckpt else "No checkpoint yet: one is written at the end of each epoch.")
     st.markdown("")
     n = len(recs)
-    what = f"these {n} runs" if n > 1 else f"'{runinfo.run_title(rec)}'"
+    what = f"these {n} runs" if n > 1 else f"'{widgets.plain(runinfo.run_title(rec))}'"  # a label is Markdown
     sure = st.checkbox(f"Yes, delete {what} with their metrics and files", key=keys.RUNS_CONFIRM_DELETE)
     st.button(f"Delete {n} run{'s' if n != 1 else ''}", key=keys.RUNS_DELETE_BUTTON, icon=":material/delete:",
               disabled=not sure, on_click=_delete, args=([r.id for r in recs],),

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 from dataclasses import fields, is_dataclass
 from typing import Any
 
 import streamlit as st
 
-from tl_core.config import (LAMBDA_SCHEDULES, LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIORITIES, RunConfig,
-                            demo_config)
+from tl_core.config import (LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIORITIES, RunConfig, demo_config,
+                            method_choices, method_key, split_method_key)
 from tl_core.jobs import ConfigError
 from tl_ui import entry, keys, resources, runinfo, theme, validation, widgets
 
@@ -22,19 +23,13 @@ log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
 FOLDER = "folder"
 #: Every RunConfig field lives in session state under setup_key(path); most have a widget,
-#: the others (data_root, ...) keep the preset's value.
+#: the others keep the preset's value, except data_root: always the dashboard's data folder.
 OPTIONAL_INT = {"data.max_train", "data.max_test"}   # widget 0 means None ("all")
 OPTIONAL_STR = {"data.source_path", "data.target_path"}  # widget "" means None
-METHOD_CHOICES = {
-    "source": "Fine-tune on source labels (source only)",
-    "target": "Fine-tune on target labels (upper bound: uses target labels)",
-    "dann": "DANN: domain-adversarial training (source labels + unlabelled target images)",
-}
 HEAD_LABELS = {"linear": "Linear", "mlp": "MLP (one hidden layer)"}
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
 SCHEDULE_LABELS = {"anneal": "DANN annealing: lr / (1 + 10p)^0.75", "constant": "Constant", "cosine": "Cosine"}
 PRIORITY_LABELS = {"background": "Training first (pictures may trail)", "live": "Keep up (training slows)"}
-LAMBDA_LABELS = {"warmup": "Warm-up: 0 → λ max (DANN paper)", "constant": "Constant λ max"}
 
 k = keys.setup_key
 PERSIST = {"persist_state": "session"}
@@ -42,15 +37,34 @@ PERSIST = {"persist_state": "session"}
 
 # ------------------------------------------------------------------ state
 def flatten(cfg: RunConfig) -> dict[str, Any]:
-    """{'optim.lr': 0.01, 'seed': 0, ...} for every field of the config."""
+    """{'optim.lr': 0.01, 'seed': 0, ...} for every field of the config but the method's
+    (which :func:`method_state` spreads over every method's widgets)."""
     out: dict[str, Any] = {}
     for f in fields(cfg):
         value = getattr(cfg, f.name)
+        if f.name == "method":
+            continue
         if is_dataclass(value):
             for g in fields(value):
                 out[f"{f.name}.{g.name}"] = getattr(value, g.name)
         else:
             out[f.name] = value
+    return out
+
+
+def param_key(method: str, name: str) -> str:
+    """Session-state key of one method parameter's widget (each method keeps its own values)."""
+    return k(f"method.{method}.{name}")
+
+
+def method_state(cfg: RunConfig) -> dict[str, Any]:
+    """Widget values for every parameter of every method: the config's for its method, defaults elsewhere."""
+    out: dict[str, Any] = {}
+    for name, cls in resources.methods().items():
+        given = cfg.method.params if name == cfg.method.name else {}
+        for spec in resources.method_params(name):
+            value = given.get(spec.name, spec.default)
+            out[param_key(name, spec.name)] = float(value) if spec.type is float else value
     return out
 
 
@@ -96,7 +110,8 @@ def load_preset(preset: str) -> None:
         elif FIELD_TYPES[path] is float:
             value = float(value)
         ss[k(path)] = value
-    ss[keys.SETUP_METHOD] = runinfo.method_key(cfg.to_dict())
+    ss.update(method_state(cfg))
+    ss[keys.SETUP_METHOD] = method_key(cfg.to_dict())
     ss[keys.SETUP_PRESET] = preset
 
 
@@ -131,15 +146,28 @@ def build_config() -> RunConfig:
             d[section][name] = value
         else:
             d[path] = value
-    choice = ss.get(keys.SETUP_METHOD, "dann")
-    d["method"]["name"] = "dann" if choice == "dann" else "finetune"
-    d["method"]["train_on"] = "target" if choice == "target" else "source"
+    # The dashboard reads folders only inside its one data folder, set by whoever starts the server
+    # (TL_DATA_ROOT), never by the page: data_root is always that folder, whatever a preset or
+    # session state held, and a relative folder name is taken inside it. The engine's checks
+    # (preflight, run on submit and again by the trainer) refuse anything that resolves outside it.
+    root = str(resources.data_root())
+    d["data"]["data_root"] = root
+    for role in ("source", "target"):
+        typed = d["data"].get(f"{role}_path")
+        if isinstance(typed, str) and typed:
+            d["data"][f"{role}_path"] = os.path.join(root, typed)  # an absolute path stays as typed
+    name, train_on = split_method_key(ss.get(keys.SETUP_METHOD) or method_key(d))
+    params = {spec.name: ss[param_key(name, spec.name)] for spec in resources.method_params(name)
+              if param_key(name, spec.name) in ss}
+    d["method"] = {"name": name, "train_on": train_on, "params": params}
     return RunConfig.from_dict(d)
 
 
 # --------------------------------------------------------------- sections
 def render_data(slots: dict[str, Any]) -> None:
     st.subheader("Data")
+    st.caption(f"Image folders are read only from: {widgets.plain(resources.data_root())} (set by whoever starts "
+               "the server: `make run DATA_ROOT=…`). A folder name typed below is taken inside it.")
     infos = {d["name"]: d for d in resources.datasets()}
 
     def label(name: str) -> str:
@@ -154,7 +182,8 @@ def render_data(slots: dict[str, Any]) -> None:
             slots[f"data.{role}"] = st.empty()
             if name == FOLDER:
                 st.text_input(f"{role.capitalize()} folder", key=k(f"data.{role}_path"),
-                              placeholder="/path/to/images (one sub-folder per class)", **PERSIST)
+                              placeholder="a folder inside the data folder, e.g. my-images (one sub-folder "
+                                          "per class)", **PERSIST)
                 slots[f"data.{role}_path"] = st.empty()
             st.caption(infos[name]["description"] if name in infos else "")
     c1, c2, c3 = st.columns(3)
@@ -202,8 +231,8 @@ def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
     info = by_name.get(name)
     size = st.session_state.get(k("data.image_size"))
     if info is not None and size != info["input_size"]:
-        st.caption(f"{info['title']} was built for {info['input_size']}×{info['input_size']} images; "
-                   f"this run resizes to {size}×{size} (see Image size).")
+        st.caption(f"{widgets.plain(info['title'])} was built for {info['input_size']}×{info['input_size']} "
+                   f"images; this run resizes to {size}×{size} (see Image size).")
     st.checkbox("Start from pretrained weights (untick to train from scratch)", key=k("model.pretrained"),
                 **PERSIST)
     slots["model.pretrained"] = st.empty()
@@ -251,7 +280,7 @@ def render_freezing(slots: dict[str, Any], info: dict[str, Any] | None) -> None:
         per_stage = resources.stage_params(info["name"], n)
         trainable, frozen = resources.param_counts(info["name"], min(k_frozen, n))
     except Exception as exc:  # a backbone that cannot be built here: say so, keep the page usable
-        st.warning(f"Could not count the parameters of {info['name']}: {exc}")
+        st.warning(widgets.plain(f"Could not count the parameters of {info['name']}: {exc}"))
         per_stage, trainable, frozen = [0] * n, None, None
     st.html(stage_diagram(stages, per_stage, k_frozen))
     c1, c2, c3 = st.columns(3)
@@ -272,35 +301,39 @@ def render_method(slots: dict[str, Any]) -> None:
         slots["model.head_hidden"] = c1.empty()
         slots["model.dropout"] = c2.empty()
     slots["model"] = st.empty()
-    choice = st.radio("Method", list(METHOD_CHOICES), key=keys.SETUP_METHOD, format_func=METHOD_CHOICES.get,
-                      **PERSIST)
+    choices = method_choices()
+    if st.session_state.get(keys.SETUP_METHOD) not in choices:
+        st.session_state[keys.SETUP_METHOD] = next(iter(choices))
+    choice = st.radio("Method", list(choices), key=keys.SETUP_METHOD, format_func=choices.get, **PERSIST)
     slots["method"] = st.empty()
-    if choice == "dann":
-        st.markdown("**DANN settings**")
-        c1, c2, c3 = st.columns([1, 1.6, 1])
-        c1.number_input("λ max", step=0.1, format="%g", key=k("method.lambda_max"),
-                        help="Weight of the reversed domain gradient at the end of the warm-up (paper: 1.0).",
-                        **PERSIST)
-        c2.selectbox("λ schedule", list(LAMBDA_SCHEDULES), key=k("method.lambda_schedule"),
-                     format_func=lambda s: LAMBDA_LABELS.get(s, s), **PERSIST)
-        c3.number_input("Discriminator width", min_value=1, step=64, key=k("method.disc_hidden"),
-                        help="Hidden units in each layer of the domain discriminator.", **PERSIST)
-        slots["method.lambda_max"] = c1.empty()
-        slots["method.lambda_schedule"] = c2.empty()
-        slots["method.disc_hidden"] = c3.empty()
-        c1, c2, c3 = st.columns([1, 1.6, 1])
-        c1.number_input("Discriminator layers", min_value=1, step=1, key=k("method.disc_layers"), **PERSIST)
-        c2.number_input("λ warm-up steepness γ", step=1.0, format="%g", key=k("method.gamma"), **PERSIST)
-        c3.number_input("Source-only start", min_value=0.0, max_value=0.95, step=0.05, format="%g",
-                        key=k("method.source_warmup"),
-                        help="Fraction of training with λ = 0, so the digits are learnt before the domain "
-                             "gradient arrives (default 0.2; the DANN paper uses 0). Too early a domain gradient "
-                             "can collapse the features: domains merged, classes lost.", **PERSIST)
-        slots["method.disc_layers"] = c1.empty()
-        slots["method.gamma"] = c2.empty()
-        slots["method.source_warmup"] = c3.empty()
-    else:
-        st.caption("DANN's own settings (λ, discriminator) appear when DANN is chosen.")
+    name, _ = split_method_key(choice)
+    render_method_params(slots, name)
+
+
+def render_method_params(slots: dict[str, Any], name: str) -> None:
+    """The chosen method's own settings, drawn from its parameter declarations (three to a row)."""
+    info = resources.methods()[name]
+    specs = resources.method_params(name)
+    st.caption(f"{info['description']} — {info['citation']}" if info["citation"] else info["description"])
+    if not specs:
+        st.caption(f"{info['title']} has no settings of its own.")
+        return
+    st.markdown(f"**{info['title']} settings**")
+    for row in range(0, len(specs), 3):
+        cols = st.columns(3)
+        for col, spec in zip(cols, specs[row:row + 3]):
+            key = param_key(name, spec.name)
+            if spec.choices:
+                col.selectbox(spec.label, list(spec.choices), key=key, help=spec.help or None,
+                              format_func=lambda v, c=spec.choices: c.get(v, v), **PERSIST)
+            elif spec.type is bool:
+                col.checkbox(spec.label, key=key, help=spec.help or None, **PERSIST)
+            elif spec.type is int:
+                col.number_input(spec.label, step=int(spec.step or 1), key=key, help=spec.help or None, **PERSIST)
+            else:
+                col.number_input(spec.label, step=float(spec.step or 0.1), format="%g", key=key,
+                                 help=spec.help or None, **PERSIST)
+            slots[f"method.params.{spec.name}"] = col.empty()
 
 
 def render_optim(slots: dict[str, Any]) -> None:
@@ -392,13 +425,14 @@ def render_start(cfg: RunConfig, problems: list[str], unplaced: list[str]) -> No
                   "to fix (see the red messages above).")
         for msg in unplaced:
             path, text = validation.split(msg)
-            slots_name.error(f"{path}: {text}" if path else text)
+            slots_name.error(widgets.plain(f"{path}: {text}" if path else text))
         st.warning(reason, icon=":material/block:")
     else:
         reason = ""
     widgets.show_once(keys.SETUP_ERROR)
     if st.button("Start run", key=keys.SETUP_START, type="primary", icon=":material/play_arrow:",
-                 disabled=bool(problems), help=reason or f"Train '{name or cfg.label()}' in the background."):
+                 disabled=bool(problems),
+                 help=reason or f"Train '{widgets.plain(name or cfg.label())}' in the background."):
         try:
             run_id = resources.get_manager().submit(cfg, owner=resources.owner_id())
         except ConfigError as exc:
@@ -441,12 +475,13 @@ def main() -> None:
     try:
         cfg = build_config()
     except (TypeError, ValueError) as exc:  # a value the form cannot turn into a config at all
-        st.error(f"These settings do not make a run configuration: {exc}")
+        st.error(f"These settings do not make a run configuration: {widgets.plain(exc)}")
         return
     problems = validation.problems(cfg)
     routed, unplaced = validation.route(problems, list(slots))
     for path, texts in routed.items():
-        slots[path].error("  \n".join(texts), icon=":material/error:")
+        # messages quote what was typed (folder names): plain text, not Markdown
+        slots[path].error("  \n".join(widgets.plain(t) for t in texts), icon=":material/error:")
     render_start(cfg, problems, unplaced)
 
 

@@ -220,7 +220,7 @@ def test_setup_has_every_setting_and_defaults_from_the_preset(manager):
     assert at.number_input(key=k("optim.batch_size")).value == cfg.optim.batch_size
     assert at.number_input(key=k("optim.epochs")).value == cfg.optim.epochs
     for key in ("data.image_size", "data.max_train", "optim.backbone_lr_mult", "optim.weight_decay", "seed",
-                "method.lambda_max", "method.disc_hidden"):
+                "method.dann.lambda_max", "method.dann.disc_hidden"):
         at.number_input(key=k(key))
     at.radio(key=k("model.head"))
     at.radio(key=keys.SETUP_METHOD)
@@ -236,12 +236,12 @@ def test_setup_has_every_setting_and_defaults_from_the_preset(manager):
 
 def test_setup_shows_dann_settings_only_for_dann(manager):
     at = _setup()
-    at.number_input(key=keys.setup_key("method.lambda_max"))
-    at.radio(key=keys.SETUP_METHOD).set_value("source").run()
+    at.number_input(key=keys.setup_key("method.dann.lambda_max"))
+    at.radio(key=keys.SETUP_METHOD).set_value("finetune").run()
     with pytest.raises(KeyError):
-        at.number_input(key=keys.setup_key("method.lambda_max"))
+        at.number_input(key=keys.setup_key("method.dann.lambda_max"))
     at.radio(key=keys.SETUP_METHOD).set_value("dann").run()
-    at.number_input(key=keys.setup_key("method.lambda_max"))
+    at.number_input(key=keys.setup_key("method.dann.lambda_max"))
 
 
 def test_setup_freeze_slider_updates_the_parameter_counts(manager):
@@ -257,7 +257,7 @@ def test_setup_freeze_slider_updates_the_parameter_counts(manager):
 @pytest.mark.parametrize("path, value, expected", [
     ("optim.lr", 0.0, "learning rate must be above 0"),
     ("optim.batch_size", 1_000_000, "larger than the training set"),
-    ("model.freeze", 5, "you asked to freeze 5"),
+    ("model.freeze", 5, "cannot freeze 5"),
     ("optim.epochs", 0, "at least one epoch"),
 ])
 def test_setup_invalid_values_show_their_message_and_disable_start(manager, path, value, expected):
@@ -284,7 +284,7 @@ def test_setup_invalid_values_show_their_message_and_disable_start(manager, path
 def test_setup_start_submits_the_config_the_form_describes(manager):
     at = _setup()
     k = keys.setup_key
-    at.radio(key=keys.SETUP_METHOD).set_value("source").run()
+    at.radio(key=keys.SETUP_METHOD).set_value("finetune").run()
     at.number_input(key=k("optim.lr")).set_value(0.05)
     at.number_input(key=k("optim.epochs")).set_value(3)
     at.number_input(key=k("optim.batch_size")).set_value(32)
@@ -311,12 +311,12 @@ def test_setup_start_submits_the_config_the_form_describes(manager):
 
 @pytest.mark.parametrize("cuda", [False, True])
 def test_setup_offers_cuda_only_when_this_machine_has_it(manager, monkeypatch, cuda):
-    from tl_core import trainer
+    from tl_core import device
 
     avail = {"auto": (True, "picks cpu here"), "cpu": (True, "always available"),
              "cuda": (cuda, "NVIDIA H100" if cuda else "torch found no CUDA GPU on this machine"),
              "mps": (False, "no Apple GPU on this machine")}
-    monkeypatch.setattr(trainer, "device_availability", lambda: avail)
+    monkeypatch.setattr(device, "device_availability", lambda: avail)
     resources.devices.clear()
     try:
         at = _setup()
@@ -403,7 +403,7 @@ def test_monitor_draws_a_real_tiny_run_from_the_store(tl_home, monkeypatch):
     try:
         cfg = RunConfig(name="tiny", seed=1, device="cpu")
         cfg.data.max_train, cfg.data.max_test = 200, 100
-        cfg.method.disc_hidden = 32
+        cfg.method.params["disc_hidden"] = 32
         cfg.optim.batch_size, cfg.optim.epochs = 32, 1
         cfg.snapshot.enabled = False
         run_id = real.submit(cfg, owner="someone")

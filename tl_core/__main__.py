@@ -64,13 +64,15 @@ def _method_flags(r: argparse.ArgumentParser) -> None:
             specs.setdefault(spec.name, spec)
     for pname, owners in seen.items():
         spec = specs[pname]
-        kw: dict[str, object] = {"dest": f"mp_{pname}", "default": None, "metavar": pname.upper()}
+        kw: dict[str, object] = {"dest": f"mp_{pname}", "default": None}
         if spec.choices:
             kw["choices"] = list(spec.choices)
-        elif spec.type is bool:
-            kw["type"] = lambda v: v.lower() in ("1", "true", "yes", "on")
-        elif spec.type in (int, float):
-            kw["type"] = spec.type
+        else:
+            kw["metavar"] = pname.upper()
+            if spec.type is bool:
+                kw["type"] = lambda v: v.lower() in ("1", "true", "yes", "on")
+            elif spec.type in (int, float):
+                kw["type"] = spec.type
         g.add_argument(f"--{pname.replace('_', '-')}", help=f"{', '.join(owners)}: {spec.label}. {spec.help} "
                        f"(default {spec.default})", **kw)
 

@@ -150,32 +150,36 @@ def accuracy_figure(runs: list[Series], revision: str = "accuracy") -> go.Figure
     return _figure(traces, layout, "The first evaluation comes at the end of epoch 1…")
 
 
-def domain_accuracy_figure(runs: list[Series], revision: str = "domain_acc") -> go.Figure:
-    """How often the domain discriminator tells source from target, per step (DANN only)."""
+def domain_accuracy_figure(runs: list[Series], revision: str = "domain_acc", metric: str = "domain_acc",
+                           title: str = "Domain discriminator accuracy (%) per step") -> go.Figure:
+    """How often a method's domain discriminator tells source from target, per step (the methods
+    that declare this chart in their ``step_charts``)."""
     traces = []
     for r in runs:
-        traces += _step_lines(r.steps, "domain_acc", r.label if len(runs) > 1 else "discriminator accuracy",
+        traces += _step_lines(r.steps, metric, r.label if len(runs) > 1 else "discriminator accuracy",
                               r.color, "solid", scale=100.0)
-    layout = _layout("Domain discriminator accuracy (%) per step", revision=revision, x_title="step",
-                     y_title="accuracy (%)")
+    layout = _layout(title, revision=revision, x_title="step", y_title="accuracy (%)")
     layout["yaxis"]["range"] = [0, 101]
     layout["shapes"].append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": 50, "y1": 50,
                              "line": {"dash": "dash", "color": theme.NEUTRAL, "width": 2}})
     layout["annotations"].append({"text": "50 %: domains indistinguishable", "xref": "paper", "x": 1,
                                   "xanchor": "right", "yref": "y", "y": 50, "yanchor": "top", "showarrow": False,
                                   "font": {"size": 14, "color": theme.NEUTRAL}})
-    return _figure(traces, layout, "No discriminator accuracy yet (DANN runs only).")
+    return _figure(traces, layout, "No discriminator accuracy yet.")
 
 
-def schedule_figure(runs: list[Series], revision: str = "schedule") -> go.Figure:
-    """DANN's λ (left axis, solid) and the learning rate (right axis, dotted) per step."""
+def schedule_figure(runs: list[Series], revision: str = "schedule", metric: str | None = "lambda",
+                    title: str = "DANN λ (left) and learning rate (right) per step") -> go.Figure:
+    """A method's schedule value (left axis, solid; e.g. DANN's λ) and the learning rate (right axis,
+    dotted) per step; with ``metric`` None, the learning rate alone."""
     traces = []
     for r in runs:
-        traces += _step_lines(r.steps, "lambda", f"{_prefix(runs, r)}λ", r.color, "solid", raw=False)
+        if metric:
+            traces += _step_lines(r.steps, metric, f"{_prefix(runs, r)}{metric.replace('lambda', 'λ')}", r.color,
+                                  "solid", raw=False)
         traces += _step_lines(r.steps, "lr", f"{_prefix(runs, r)}learning rate", r.color, "dot", raw=False,
                               yaxis="y2")
-    layout = _layout("DANN λ (left) and learning rate (right) per step", revision=revision, x_title="step",
-                     y_title="λ")
+    layout = _layout(title, revision=revision, x_title="step", y_title=(metric or "").replace("lambda", "λ"))
     layout["yaxis2"] = _axis("learning rate", overlaying="y", side="right", showgrid=False, tickformat=".2~g")
     return _figure(traces, layout, "Waiting for the first training steps…")
 

@@ -32,7 +32,8 @@ SETUP_FIELD_PREFIX = "setup.f."
 SETUP_PRESET = "setup.preset"
 #: Set by another page to ask Setup to refill its form from this preset.
 SETUP_REQUEST_PRESET = "setup.request_preset"
-#: The method choice: "source", "target" (fine-tune on that domain's labels) or "dann".
+#: The method choice: a method's name, with "@target" when it trains on target labels
+#: ("finetune", "finetune@target", "dann"); see tl_core.config.method_key.
 SETUP_METHOD = "setup.method"
 SETUP_START = "setup.start"
 SETUP_ERROR = "setup.error"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,16 @@ def remember_started(run_ids: list[str]) -> None:
 
 
 # ------------------------------------------------------------ tl_core facts
+def data_root() -> Path:
+    """The dashboard's one data folder (``TL_DATA_ROOT``, set by whoever starts the server; never from a page).
+
+    Not cached: it is a cheap look at the environment, and tests change it.
+    """
+    from tl_core.data.folder import dashboard_data_root
+
+    return dashboard_data_root()
+
+
 @st.cache_data(show_spinner=False, ttl=600)
 def datasets() -> list[dict[str, Any]]:
     """tl_core.data.list_datasets() as plain dicts."""
@@ -68,6 +79,26 @@ def datasets() -> list[dict[str, Any]]:
     from tl_core import data
 
     return [asdict(d) for d in data.list_datasets()]
+
+
+def methods() -> dict[str, dict[str, Any]]:
+    """Every training method the registry holds: name -> title, description, citation, charts.
+
+    Not cached: the registry is a dict lookup, and a method registered later (a plugin) shows at once.
+    """
+    from tl_core.methods import all_methods
+
+    return {name: {"title": cls.title, "description": cls.description, "citation": cls.citation,
+                   "trains_on": dict(cls.trains_on),
+                   "step_charts": [(c.metric, c.kind, c.title) for c in cls.step_charts]}
+            for name, cls in all_methods().items()}
+
+
+def method_params(name: str) -> list[Any]:
+    """The parameter declarations (``tl_core.methods.ParamSpec``) of one method, in order."""
+    from tl_core.methods import get_method, param_specs
+
+    return param_specs(get_method(name).Params)
 
 
 @st.cache_data(show_spinner=False)
@@ -129,7 +160,7 @@ def stage_params(name: str, n_stages: int) -> list[int]:
 @st.cache_data(show_spinner=False, ttl=600)
 def devices() -> dict[str, tuple[bool, str]]:
     """Which devices this machine offers: name -> (available, reason)."""
-    from tl_core.trainer import device_availability
+    from tl_core.device import device_availability
 
     return {k: (bool(v[0]), str(v[1])) for k, v in device_availability().items()}
 

@@ -8,22 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from tl_core.config import method_label  # noqa: F401  (the one rule for a run's method label)
 from tl_core.store import RunRecord
-
-METHOD_LABELS = {"source": "Source only", "target": "Target supervised", "dann": "DANN"}
-
-
-def method_key(config: dict[str, Any]) -> str:
-    """'source', 'target' or 'dann' from a run's config dict."""
-    method = config.get("method", {})
-    if method.get("name") == "dann":
-        return "dann"
-    return "target" if method.get("train_on") == "target" else "source"
-
-
-def method_label(config: dict[str, Any]) -> str:
-    key = method_key(config)
-    return METHOD_LABELS.get(key, str(config.get("method", {}).get("name", "?")))
 
 
 def data_pair(config: dict[str, Any]) -> str:

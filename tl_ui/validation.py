@@ -25,7 +25,7 @@ def problems(cfg: RunConfig) -> list[str]:
     if any(p.startswith("optim.batch_size") for p in out):
         return out
     d, o = cfg.data, cfg.optim
-    labelled = d.target if (cfg.method.name == "finetune" and cfg.method.train_on == "target") else d.source
+    labelled = getattr(d, cfg.labelled_domain())
     size = resources.train_size(labelled)
     if size is not None and d.max_train:
         size = min(size, d.max_train)

@@ -1,0 +1,317 @@
+"""The method seam: a method defined here, in this test file only, is everywhere a method must be.
+
+No other file is edited for it: the command line's ``--help`` (through ``TL_PLUGINS``, as a
+user's own method would be loaded), the config's JSON round trip and validation, the Setup
+page's method choices and parameter widgets (AppTest), and a real one-epoch run. Further toy
+methods exercise each hook of the contract in docs/ARCHITECTURE.md on small real data:
+per-sample weights computed before training, a regulariser on weights, unfreezing during
+the run, a method with its own optimiser and step, and a separate target encoder.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tl_core import trainer
+from tl_core.config import RunConfig, method_choices
+from tl_core.methods import Method, StepChart, param, register, unregister
+from tl_core.recorder import MemoryRecorder
+
+from _tiny import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ toy methods
+@dataclass
+class ToyParams:
+    push: float = param(0.5, "Toy push", "How hard the toy pushes its scale.", min=0, max=2, step=0.1)
+    mode: str = param("calm", "Toy mode", "A choice.", choices={"calm": "Calm", "wild": "Wild"})
+    hidden: int = param(8, "Toy width", "Width of its extra layer.", min=1, step=1)
+
+
+@register
+class ToyMethod(Method):
+    """Cross-entropy plus a learnt scale on the logits (an extra module of the method)."""
+
+    name = "toy"
+    title = "Toy"
+    description = "A toy method defined only in the test file."
+    citation = "Nobody, A toy, 2026"
+    Params = ToyParams
+    choice_help = {"source": "Toy: defined in tests/test_method_seam.py"}
+    uses_target = True
+    step_charts = (StepChart("toy_scale", "line", "Toy scale per step"),)
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        import torch
+
+        self.scale = self.add_module("scale", torch.nn.Linear(1, 1))
+
+    def loss(self, batch, model, progress):
+        import torch
+        import torch.nn.functional as F
+
+        assert batch.x_tgt is not None  # uses_target: the loop hands unlabelled target images
+        logits = model.head(model.features(batch.x_src))
+        s = self.scale(torch.ones(1, 1, device=logits.device)).squeeze()
+        loss = F.cross_entropy(logits * (1 + self.params.push * torch.tanh(s)), batch.y_src)
+        return loss, {"loss_task": loss.detach(), "toy_scale": float(s.detach())}
+
+
+def test_toy_method_is_on_the_command_line_help():
+    env = {**os.environ, "TL_PLUGINS": "test_method_seam",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-m", "tl_core", "run", "--help"], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "toy" in text and "A toy method defined only in the test file." in text
+    assert "--push" in text and "Toy push" in text and "--mode {calm,wild}" in text and "--hidden" in text
+
+
+def test_toy_method_flags_make_its_config(tmp_path, monkeypatch):
+    from tl_core.__main__ import _parser, build_config
+
+    a = _parser().parse_args(["run", "--method", "toy", "--push", "1.5", "--mode", "wild"])
+    cfg = build_config(a)
+    assert (cfg.method.name, cfg.method.params) == ("toy", {"push": 1.5, "mode": "wild"})
+    a = _parser().parse_args(["run", "--method", "finetune", "--push", "1.5"])
+    with pytest.raises(Exception, match="no setting --push"):
+        build_config(a)
+
+
+def test_toy_method_config_round_trips_and_validates():
+    cfg = RunConfig()
+    cfg.method.name, cfg.method.params = "toy", {"push": 1.25}
+    back = RunConfig.from_json(cfg.to_json())
+    assert back.to_dict() == cfg.to_dict()
+    assert back.to_dict()["method"]["params"] == {"push": 1.25, "mode": "calm", "hidden": 8}
+    assert back.validate() == []
+    cfg.method.params = {"push": 3.0, "mode": "odd"}
+    problems = cfg.validate()
+    assert any(p.startswith("method.params.push: must be at least 0 and at most 2") for p in problems)
+    assert any(p.startswith("method.params.mode: 'odd' is not one of calm, wild") for p in problems)
+    cfg.method.params, cfg.method.train_on = {}, "target"
+    assert any("Toy trains on source labels only" in p for p in cfg.validate())
+    assert cfg.label().startswith("Toy · ") and "toy" in method_choices()
+
+
+def test_toy_method_on_the_setup_page_with_its_widgets(tl_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tl_ui import keys
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(keys.PAGE_SETUP).run()
+    radio = at.radio(key=keys.SETUP_METHOD)
+    assert "toy" in radio.options or "Toy: defined in tests/test_method_seam.py" in radio.options
+    radio.set_value("toy").run()
+    assert not at.exception, [e.value for e in at.exception]
+    push = at.number_input(key=keys.setup_key("method.toy.push"))
+    assert push.value == pytest.approx(0.5) and push.label == "Toy push"
+    assert at.selectbox(key=keys.setup_key("method.toy.mode")).value == "calm"
+    assert at.number_input(key=keys.setup_key("method.toy.hidden")).value == 8
+    push.set_value(5.0).run()  # out of its range: its own message under its widget, Start disabled
+    assert any("must be at least 0 and at most 2" in e.value.lower() for e in at.error), [e.value for e in at.error]
+    assert at.button(key=keys.SETUP_START).disabled
+
+
+def test_toy_method_trains_a_real_epoch():
+    cfg = tiny_config("toy")
+    cfg.method.params = {"push": 1.0}
+    rec = MemoryRecorder()
+    result = trainer.run(cfg, rec)
+    assert result["status"] == "completed" and len(rec.epochs) == 1
+    assert all("toy_scale" in row for row in rec.steps)
+    assert len({round(row["toy_scale"], 6) for row in rec.steps}) > 1  # its own module trains
+
+
+# ----------------------------------------------------- the other hook shapes
+@register
+class WeightedToy(Method):
+    """Per-sample weights computed before training (the KMM/KLIEP shape): class 0 gets weight 0."""
+
+    name, title, description = "toy-weighted", "Toy weighted", "test only: weights from a pre-pass"
+    seen_weights: list = []
+
+    def start(self, run):
+        import torch
+
+        w = (run.labelled_y != 0).float()
+        run.set_sample_weights(w * len(w) / w.sum())
+
+    def loss(self, batch, model, progress):
+        from tl_core.methods.finetune import weighted_cross_entropy
+
+        type(self).seen_weights.append((batch.y_src.clone(), batch.w_src.clone()))
+        logits = model.head(model.features(batch.x_src))
+        return weighted_cross_entropy(logits, batch.y_src, batch.w_src), {}
+
+
+def test_sample_weights_from_the_start_hook_reach_every_batch():
+    WeightedToy.seen_weights = []
+    trainer.run(tiny_config("toy-weighted"), MemoryRecorder())
+    assert WeightedToy.seen_weights
+    for y, w in WeightedToy.seen_weights:
+        assert ((w == 0) == (y == 0)).all()
+
+
+@register
+class AnchoredToy(Method):
+    """A regulariser on weights (the L2-SP shape): a huge pull of the backbone to its start values."""
+
+    name, title, description = "toy-anchored", "Toy anchored", "test only: penalty towards start weights"
+
+    def start(self, run):
+        self.start_weights = [q.detach().clone() for q in run.model.backbone.parameters()]
+
+    def loss(self, batch, model, progress):
+        import torch.nn.functional as F
+
+        logits = model.head(model.features(batch.x_src))
+        return F.cross_entropy(logits, batch.y_src), {}
+
+    def penalty(self, model):
+        return 1e3 * sum(((q - q0) ** 2).sum() for q, q0 in zip(model.backbone.parameters(), self.start_weights))
+
+
+def test_a_penalty_on_weights_holds_the_backbone(monkeypatch):
+    def drift(method):
+        box = {}
+        orig = trainer.prepare
+
+        def wrapped(cfg, device):
+            p = orig(cfg, device)
+            box["p"], box["w0"] = p, copy.deepcopy(p.backbone.state_dict())
+            return p
+
+        monkeypatch.setattr(trainer, "prepare", wrapped)
+        cfg = tiny_config(method, lr=0.001)
+        trainer.run(cfg, MemoryRecorder())
+        w1 = box["p"].backbone.state_dict()
+        return sum(float((w1[k].float() - v.float()).abs().sum()) for k, v in box["w0"].items())
+
+    free, anchored = drift("finetune"), drift("toy-anchored")
+    assert anchored < free / 5, (anchored, free)
+
+
+@register
+class UnfreezingToy(Method):
+    """Changes frozen stages during the run (the gradual-unfreezing shape): all frozen, then none."""
+
+    name, title, description = "toy-unfreeze", "Toy unfreeze", "test only: unfreezes at epoch 2"
+    changes_freezing = True
+
+    def frozen_stages(self, epoch, current):
+        return 3 if epoch == 0 else 0
+
+    def loss(self, batch, model, progress):
+        import torch.nn.functional as F
+
+        return F.cross_entropy(model.head(model.features(batch.x_src)), batch.y_src), {}
+
+
+def test_a_schedule_unfreezes_stages_during_the_run(monkeypatch):
+    snaps = []
+    orig_flush = trainer._flush
+
+    def spy(recorder, buffer):
+        if buffer:
+            p = box["p"]
+            snaps.append((buffer[-1]["epoch"], copy.deepcopy(p.backbone.state_dict())))
+        return orig_flush(recorder, buffer)
+
+    box = {}
+    orig = trainer.prepare
+
+    def wrapped(cfg, device):
+        box["p"] = orig(cfg, device)
+        box["w0"] = copy.deepcopy(box["p"].backbone.state_dict())
+        return box["p"]
+
+    monkeypatch.setattr(trainer, "prepare", wrapped)
+    monkeypatch.setattr(trainer, "_flush", spy)
+    cfg = tiny_config("toy-unfreeze", epochs=2)
+    cfg.model.freeze = 1  # the method's schedule overrides it from epoch 1
+    trainer.run(cfg, MemoryRecorder())
+    after_1 = [w for e, w in snaps if e == 1][-1]
+    after_2 = [w for e, w in snaps if e == 2][-1]
+    w0 = box["w0"]
+    assert all(after_1[k].equal(v) for k, v in w0.items())  # epoch 1: every stage frozen
+    assert any(not after_2[k].equal(v) for k, v in w0.items() if v.is_floating_point())  # epoch 2: trained
+
+
+@register
+class TwoEncoderToy(Method):
+    """Own optimiser and step, and a separate target encoder used at evaluation (the ADDA shape)."""
+
+    name, title, description = "toy-adda", "Toy two encoders", "test only: a separate target encoder"
+    uses_target = True
+    target_calls = 0
+
+    def start(self, run):
+        import torch
+
+        self.target_encoder = self.add_module("target_encoder", copy.deepcopy(run.model.backbone))
+        self.own_opt = torch.optim.SGD(self.target_encoder.parameters(), lr=0.01)
+        self.normalise = run.model.normalise
+
+    def param_groups(self, lr):
+        return []  # its encoder is trained by its own optimiser only
+
+    def train_step(self, batch, model, progress, opt):
+        import torch.nn.functional as F
+
+        with opt.autocast():
+            loss = F.cross_entropy(model.head(model.features(batch.x_src)), batch.y_src)
+        value = opt.step(loss)
+        # its own alternation: pull target features towards the source mean with its own optimiser
+        f_t = self.target_encoder(self.normalise(batch.x_tgt))
+        gap = (f_t.mean(0) - model.features(batch.x_src).detach().mean(0)).pow(2).sum()
+        self.own_opt.zero_grad()
+        gap.backward()
+        self.own_opt.step()
+        return {"loss": value, "gap": float(gap)}
+
+    def encoder(self, domain, model):
+        if domain == "source":
+            return model.features_eval
+
+        def encode(x):
+            type(self).target_calls += 1
+            return self.target_encoder(self.normalise(x))
+        return encode
+
+
+def test_a_separate_target_encoder_evaluates_the_target_and_is_checkpointed(tmp_path):
+    TwoEncoderToy.target_calls = 0
+    rec = MemoryRecorder(tmp_path)
+    rec.keep_checkpoints = True
+    result = trainer.run(tiny_config("toy-adda"), rec)
+    assert result["status"] == "completed" and all("gap" in r for r in rec.steps)
+    assert TwoEncoderToy.target_calls >= 2  # the target's evaluation and snapshot went through it
+    state = rec.checkpoints[-1]["method"]
+    assert any(k.startswith("target_encoder.") for k in state)
+
+
+def test_a_name_can_be_registered_only_once():
+    @dataclass
+    class P:
+        pass
+
+    class Other(Method):
+        name, title, description = "toy", "Other", "clash"
+
+    with pytest.raises(ValueError, match="registered already"):
+        register(Other)
+    unregister("toy-temporary")  # unknown names are fine
