@@ -24,8 +24,10 @@ dev: $(VENV)/.dev
 browser:
 	bash scripts/ensure_chromium.sh
 
+# The one folder the dashboard reads image folders from (TL_DATA_ROOT; default $TL_HOME/data):
+# make run DATA_ROOT=/path/to/images
 run: venv
-	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
+	$(if $(DATA_ROOT),TL_DATA_ROOT="$(DATA_ROOT)" ,)$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
 test: dev browser
 	$(PY) -m pytest

@@ -16,6 +16,7 @@ import streamlit as st
 from tl_core.embedding import METRIC_HELP
 from tl_core.store import RunRecord
 from tl_ui import charts, keys, resources, runinfo, theme
+from tl_ui.widgets import plain
 
 CHART_CONFIG = {"displaylogo": False}
 GALLERY_SIZE = 12
@@ -197,19 +198,25 @@ def _thumbnails(name: str, path: str | None, data_root: str | None, max_samples:
 
 def _gallery(rec: RunRecord, misclassified: list[list[int]], classes: list[str]) -> None:
     from tl_core import data
+    from tl_core.data.folder import dashboard_data_root
 
     picks = [(int(i), int(p)) for i, p in misclassified[:GALLERY_SIZE]]
     if not picks:
         st.caption("No misclassified target test images at this epoch.")
         return
     d = rec.config.get("data", {})
+    data_root = d.get("data_root")
+    if str(d.get("target", "")).strip().lower() == "folder":
+        # Image folders are shown only from the dashboard's data folder, whatever the run's config says
+        # (a command-line run may have read a folder anywhere).
+        data_root = str(dashboard_data_root())
     try:
-        imgs = _target_test_set(d.get("target", ""), d.get("target_path"), d.get("data_root"), d.get("max_test"),
+        imgs = _target_test_set(d.get("target", ""), d.get("target_path"), data_root, d.get("max_test"),
                                 int(rec.config.get("seed", 0)))
-        thumbs = _thumbnails(d.get("target", ""), d.get("target_path"), d.get("data_root"), d.get("max_test"),
+        thumbs = _thumbnails(d.get("target", ""), d.get("target_path"), data_root, d.get("max_test"),
                              int(rec.config.get("seed", 0)), tuple(i for i, _ in picks))
     except (data.DataError, OSError) as exc:
-        st.caption(f"Cannot show the misclassified images: {exc}")
+        st.caption(f"Cannot show the misclassified images: {plain(exc)}")
         return
     if len(thumbs) != len(picks):
         st.caption("The target images changed since this run; cannot show the misclassified ones.")
@@ -218,7 +225,7 @@ def _gallery(rec: RunRecord, misclassified: list[list[int]], classes: list[str])
     def name(c: int) -> str:
         return classes[c] if 0 <= c < len(classes) else str(c)
 
-    captions = [f"{name(int(imgs.labels[i]))} → {name(p)}" for i, p in picks]
+    captions = [plain(f"{name(int(imgs.labels[i]))} → {name(p)}") for i, p in picks]  # captions are Markdown
     st.image(thumbs, caption=captions, width=72)
 
 
@@ -275,7 +282,7 @@ def render_feature_section(recs: list[RunRecord]) -> None:
     cols = st.columns(min(len(recs), 2))
     for i, rec in enumerate(recs):
         with cols[i % len(cols)]:
-            st.markdown(f"**{runinfo.run_title(rec)}**")
+            st.markdown(f"**{plain(runinfo.run_title(rec))}**")
             render_feature_space(rec, color_by)
     store = resources.get_store()
     if any(not store.list_snapshots(r.id).empty for r in recs):

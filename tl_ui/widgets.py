@@ -1,7 +1,17 @@
 """Small Streamlit building blocks shared by the pages: page style, status badge, the
-sidebar's list of active runs, one-shot messages."""
+sidebar's list of active runs, one-shot messages, and ``plain()`` for user text.
+
+Streamlit renders Markdown in st.markdown, captions, alerts, expander and widget labels,
+radio options, help tooltips and image captions, and has no plain-text switch for them.
+Every string a user or the engine chose (run names, folder and class names, error messages
+that quote them) goes through ``plain()`` before it reaches one of those, so a run named
+``![x](http://host/x.png)`` shows those characters instead of making every browser fetch
+the URL. Selectbox and multiselect options and dataframe cells are plain text already.
+"""
 
 from __future__ import annotations
+
+import re
 
 import streamlit as st
 
@@ -24,6 +34,40 @@ html { font-size: 17px; }
 """
 
 
+#: Characters that mean something anywhere in a line of Streamlit's Markdown (CommonMark and GFM
+#: inline syntax, raw HTML and entities, ``$math$``, ``:directives[…]``, autolinks such as
+#: ``http://`` and e-mail addresses): each gets a backslash, which CommonMark allows before any
+#: ASCII punctuation character and removes when it renders.
+_INLINE_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>!|~$:&#@])")
+#: GFM turns "http://", "https://", "www." and "name@host" into links after parsing, so escapes do
+#: not stop it; an invisible word joiner after "http"/"www" and before "@" does.
+_AUTOLINK = re.compile(r"(?i)(\bhttps?(?=\\:)|\bwww(?=\.)|(?=\\@))")
+_WORD_JOINER = "\u2060"
+#: What means something only at the start of a line (lists, headings, rules, setext underlines).
+_LINE_START = re.compile(r"^([-+=]|\d+(?=[.)]))")
+
+
+def plain(text: object) -> str:
+    """``text`` escaped so that Streamlit's Markdown shows it literally, on one or more lines.
+
+    Streamlit has no plain-text switch on st.markdown, st.caption, alerts, labels or help
+    tooltips. Markdown characters get a backslash (rendered invisible); each line is stripped
+    (no indented code block) and lines are joined by hard breaks (none becomes a heading, a
+    list or a table); a web address or an e-mail address gets an invisible word joiner (U+2060)
+    so that it is not made a link. Ordinary punctuation such as ``.``, ``-`` inside a line and
+    ``'`` is left alone, so messages stay readable in the page's source and in tests.
+    """
+    lines = []
+    for line in str(text).splitlines():
+        line = _INLINE_SPECIALS.sub(r"\\\1", line.strip())
+        line = _LINE_START.sub(lambda m: m.group(1) + "\\" if m.group(1)[0].isdigit() else "\\" + m.group(1),
+                               line)
+        line = _AUTOLINK.sub("\\1" + _WORD_JOINER, line)  # GFM would make these links, escaped or not
+        if line:
+            lines.append(line)
+    return "  \n".join(lines)
+
+
 def page_style() -> None:
     """Inject the dashboard's CSS (larger type for projectors, the stage diagram)."""
     st.html(_CSS)
@@ -35,11 +79,12 @@ def status_badge(status: str) -> None:
 
 
 def show_once(key: str) -> None:
-    """Show and forget a (kind, text) message left in session state by a callback."""
+    """Show and forget a (kind, text) message left in session state by a callback (as plain text: they
+    quote run names and error messages)."""
     msg = st.session_state.pop(key, None)
     if msg:
         kind, text = msg
-        {"error": st.error, "warning": st.warning, "success": st.success}.get(kind, st.info)(text)
+        {"error": st.error, "warning": st.warning, "success": st.success}.get(kind, st.info)(plain(text))
 
 
 def switch_to(page: str) -> None:
@@ -71,7 +116,7 @@ def _active_runs() -> None:
     for rec in reversed(active):  # oldest first: the order the queue serves them
         mine = rec.owner == owner
         with st.container(border=True):
-            st.markdown(f"**{runinfo.run_title(rec)}**" + ("" if mine else "  \n:gray[someone else's run]"))
+            st.markdown(f"**{plain(runinfo.run_title(rec))}**" + ("" if mine else "  \n:gray[someone else's run]"))
             if rec.status == "queued":
                 st.caption("Waiting in the queue…")
             else:

@@ -36,6 +36,33 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _EXAMPLE = "e.g. <folder>/cats/001.jpg and <folder>/dogs/001.jpg"
 
 
+#: Environment variable that sets the dashboard's one data folder (``make run DATA_ROOT=...`` sets it).
+DATA_ROOT_ENV = "TL_DATA_ROOT"
+
+
+def dashboard_data_root() -> Path:
+    """The one folder the dashboard reads image folders (and torchvision sets) from, created if missing.
+
+    ``$TL_DATA_ROOT`` when set, else ``$TL_DATA`` (the older name of the data folder), else
+    ``data`` under ``TL_HOME`` (``tl_core.store.default_home()``: ``$TL_HOME`` or
+    ``~/.transfer-lab``). Returned absolute with symlinks resolved. It is set by whoever starts
+    the server, never from a page; every folder given on a page must lie inside it. The command
+    line is confined only when ``--data-root`` is given.
+    """
+    raw = os.environ.get(DATA_ROOT_ENV) or os.environ.get("TL_DATA")
+    if raw:
+        root = Path(os.path.expanduser(raw))
+    else:
+        from tl_core.store import default_home  # lazy: the store imports pandas and the config
+
+        root = default_home() / "data"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # unwritable or odd: resolve_folder will say the folders inside it do not exist
+    return root.resolve()
+
+
 def resolve_folder(path: str | os.PathLike | None, data_root: str | os.PathLike | None = None) -> Path:
     """Check a user-given folder and return it resolved (symlinks followed).
 
@@ -53,8 +80,10 @@ def resolve_folder(path: str | os.PathLike | None, data_root: str | os.PathLike 
     if data_root is not None:
         root = Path(os.path.expanduser(str(data_root))).resolve()
         if real != root and root not in real.parents:
-            raise DataError(f"Folder '{path}' is outside the data folder '{root}': only folders inside it may be "
-                            "read. Move or link the images under it, or change the data folder (data_root).")
+            shown = f"Folder '{path}'" + ("" if str(real) == str(path) else f" (really '{real}')")
+            raise DataError(f"{shown} is outside the data folder '{root}' (symbolic links are followed). Copy "
+                            "the images into it, or ask whoever starts the server to change it (TL_DATA_ROOT, "
+                            "make run DATA_ROOT=...; --data-root on the command line).")
     if not real.exists():
         raise DataError(f"Folder '{path}' does not exist. Check the spelling, or give the folder that holds "
                         f"one sub-folder per class ({_EXAMPLE}).")
