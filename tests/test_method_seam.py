@@ -145,8 +145,6 @@ class WeightedToy(Method):
     seen_weights: list = []
 
     def start(self, run):
-        import torch
-
         w = (run.labelled_y != 0).float()
         run.set_sample_weights(w * len(w) / w.sum())
 

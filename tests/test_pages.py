@@ -119,16 +119,6 @@ def _python_files(*parts: str) -> list[Path]:
     return files
 
 
-def test_ui_never_imports_torch_and_core_never_imports_streamlit():
-    ui = _python_files("app.py", "pages", "tl_ui")
-    core = _python_files("tl_core")
-    assert ui and core
-    torch_re = re.compile(r"^\s*(import\s+torch\b|from\s+torch\b)", re.M)
-    st_re = re.compile(r"^\s*(import\s+streamlit\b|from\s+streamlit\b)", re.M)
-    assert [str(f) for f in ui if torch_re.search(f.read_text())] == []
-    assert [str(f) for f in core if st_re.search(f.read_text())] == []
-
-
 @pytest.mark.parametrize("page", [keys.PAGE_HOME, keys.PAGE_SETUP, keys.PAGE_MONITOR, keys.PAGE_RUNS])
 def test_every_page_runs_inside_the_app_with_the_shared_sidebar(manager, page):
     at = open_app(page)

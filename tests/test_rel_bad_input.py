@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tl_core import backbones, checkpoint, data, failures, trainer
+from tl_core import backbones, data, failures, trainer
 from tl_core.config import RunConfig
 from tl_core.jobs import ConfigError
 from tl_core.recorder import MemoryRecorder

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tl_core.config import RunConfig
-from tl_core.execute import execute_run, finish_run, record_failure  # noqa: F401  (re-exported)
+from tl_core.execute import execute_run, record_failure
 from tl_core.projector import SnapshotProjector
 from tl_core.store import RunStore
 

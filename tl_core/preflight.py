@@ -28,7 +28,7 @@ def check(config: RunConfig) -> list[str]:
 
     d, m = config.data, config.model
     try:
-        info = bb.get_info(m.backbone)
+        bb.get_info(m.backbone)
     except (KeyError, bb.BackboneError) as e:
         problems.append(f"model.backbone: {e.args[0] if e.args else e}")
     else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from tl_core.config import method_label  # noqa: F401  (the one rule for a run's method label)
+from tl_core.config import method_label as method_label  # the one rule for a run's method label
 from tl_core.store import RunRecord
 
 

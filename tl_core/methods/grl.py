@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 
 class _ReverseGrad(torch.autograd.Function):
@@ -30,13 +29,6 @@ def reverse_gradient(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
         x: any shape; output has the same shape.
     """
     return _ReverseGrad.apply(x, float(coeff))
-
-
-class GradientReversal(nn.Module):
-    """Module form of :func:`reverse_gradient`; ``coeff`` is passed per call, not kept as state."""
-
-    def forward(self, x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
-        return reverse_gradient(x, coeff)
 
 
 def dann_lambda(progress: float, gamma: float = 10.0, lambda_max: float = 1.0, schedule: str = "warmup",
