@@ -238,6 +238,32 @@ def test_preflight_refuses_a_folder_or_a_symlink_outside_data_root_and_says_what
     assert [p for p in check(cfg) if p.startswith("data.")] == []
 
 
+def test_the_dashboard_manager_refuses_to_resume_a_command_line_run_reading_outside(tmp_path, tl_home):
+    """A run the command line made on a folder outside the dashboard's data folder cannot be resumed
+    from the dashboard (its manager is confined to the data folder); inside, resume goes on as usual."""
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = make_image_folder(tmp_path, "outside")
+    store = RunStore(tl_home)
+    cfg = RunConfig()
+    cfg.data.source = cfg.data.target = "folder"
+    cfg.data.source_path = cfg.data.target_path = str(outside)
+    run_id = store.create_run(cfg, owner="cli")
+    store.set_status(run_id, "stopped")
+    confined = JobManager(store, project=False, confine_to=root)
+    try:
+        with pytest.raises(ValueError, match="not readable from the dashboard.*outside the data folder"):
+            confined.resume(run_id)
+    finally:
+        confined.shutdown()
+    free = JobManager(RunStore(tl_home), project=False)  # the command line's own manager is not confined
+    try:
+        with pytest.raises(ValueError, match="no checkpoint yet"):
+            free.resume(run_id)
+    finally:
+        free.shutdown()
+
+
 # ------------------------------------------- 2. user text is plain text
 def _assert_plain(bodies: list[str]) -> None:
     assert not [b for b in bodies if "![" in b or BOLD_NAME in b or "](http" in b], bodies

@@ -65,10 +65,11 @@ class JobManager:
     """
 
     def __init__(self, store: RunStore | None = None, workers: int = 1, project: bool = True,
-                 isolate: bool = False) -> None:
+                 isolate: bool = False, confine_to: Path | None = None) -> None:
         import sys
 
         self.isolate = isolate
+        self.confine_to = confine_to  # the dashboard's data folder: runs it resumes must read only inside it
         if not isolate:
             sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.store = store or RunStore()
@@ -108,10 +109,29 @@ class JobManager:
         """
         from tl_core.checkpoint import prepare_resume
 
+        self._check_confined(run_id)
         config, ckpt = prepare_resume(self.store, run_id)
         self.store.set_status(run_id, "queued")
         self._enqueue(_Job(run_id, config, resume=ckpt))
         return run_id
+
+    def _check_confined(self, run_id: str) -> None:
+        """A run made elsewhere (the command line) may read folders outside the dashboard's data folder:
+        refuse to resume it here (ValueError naming the folder)."""
+        rec = self.store.get_run(run_id)
+        if self.confine_to is None or rec is None:
+            return
+        from tl_core.data import DataError
+        from tl_core.data.folder import resolve_folder
+
+        data = RunConfig.from_dict(rec.config).data
+        for role in ("source", "target"):
+            if getattr(data, role) == "folder":
+                try:
+                    resolve_folder(getattr(data, f"{role}_path"), self.confine_to)
+                except DataError as e:
+                    raise ValueError(f"cannot resume {run_id} here: its {role} folder is not readable from the "
+                                     f"dashboard ({e})") from e
 
     def cancel(self, run_id: str) -> bool:
         """Stop a queued or running run; True if it was active here.
@@ -258,5 +278,8 @@ def get_manager(home: str | Path | None = None) -> JobManager:
     global _MANAGER
     with _MANAGER_LOCK:
         if _MANAGER is None:
-            _MANAGER = JobManager(RunStore(home), isolate=os.environ.get("TL_TRAIN_IN_PROCESS", "") != "1")
+            from tl_core.data.folder import dashboard_data_root
+
+            _MANAGER = JobManager(RunStore(home), isolate=os.environ.get("TL_TRAIN_IN_PROCESS", "") != "1",
+                                  confine_to=dashboard_data_root())
         return _MANAGER
