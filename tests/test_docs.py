@@ -13,10 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ["README.md", "docs/RESULTS.md"]  # files whose tables `bench.accuracy --update-md` rebuilds
 LINKED = ["README.md", "BENCHMARKS.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 
-# docs/ARCHITECTURE.md is being written in parallel work (issue 13, point 5); until it is committed, a link to it
-# is the one link allowed to point nowhere. Remove this once the file exists.
-NOT_YET_WRITTEN = {ROOT / "docs" / "ARCHITECTURE.md"}
-
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_result_tables_are_what_bench_accuracy_rebuilds_from_bench_out(name, monkeypatch):
@@ -62,8 +58,6 @@ def test_every_relative_link_points_to_a_file_that_exists(name):
             continue
         path, _, anchor = link.partition("#")
         target = (md.parent / path).resolve() if path else md
-        if target in NOT_YET_WRITTEN and not target.exists():
-            continue
         if not target.exists():
             broken.append(f"{link} (no such file)")
         elif anchor and target.suffix == ".md" and anchor not in _anchors(target):

@@ -1,6 +1,6 @@
 """Data sets for Transfer Lab: registry, built-in offline digit sets, image folders, presets.
 
-Public API (see docs/INTERFACES.md):
+Public API (the data set contract is in docs/ARCHITECTURE.md):
 
 - ``ImageSet``, ``DatasetInfo``, ``Preset``, ``DataError``
 - ``list_datasets()``, ``load_split(name, split, *, path, data_root, allow_download, max_samples, seed)``
