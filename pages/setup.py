@@ -328,6 +328,8 @@ def render_method_params(slots: dict[str, Any], name: str) -> None:
                               format_func=lambda v, c=spec.choices: c.get(v, v), **PERSIST)
             elif spec.type is bool:
                 col.checkbox(spec.label, key=key, help=spec.help or None, **PERSIST)
+            elif spec.type is str:
+                col.text_input(spec.label, key=key, help=spec.help or None, **PERSIST)
             elif spec.type is int:
                 col.number_input(spec.label, step=int(spec.step or 1), key=key, help=spec.help or None, **PERSIST)
             else:

@@ -313,3 +313,30 @@ def test_a_name_can_be_registered_only_once():
     with pytest.raises(ValueError, match="registered already"):
         register(Other)
     unregister("toy-temporary")  # unknown names are fine
+
+
+def test_a_run_that_unfroze_stages_resumes_to_the_same_end(tmp_path, monkeypatch):
+    """The checkpoint after the unfreezing has one more optimiser group; resume replays the schedule first."""
+    import threading
+
+    cfg = tiny_config("toy-unfreeze", epochs=3)
+    cfg.model.freeze = 1  # stage 1 is not in the optimiser at first: unfreezing adds a group
+    cfg.snapshot.enabled = False
+    (tmp_path / "a").mkdir()
+    full = MemoryRecorder(tmp_path / "a")
+    res_full = trainer.run(cfg, full)
+    stop = threading.Event()
+
+    class StopInEpoch3(MemoryRecorder):
+        def log_steps(self, rows):
+            super().log_steps(rows)
+            if any(r["epoch"] == 3 for r in rows):
+                stop.set()
+
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
+    (tmp_path / "b").mkdir()
+    assert trainer.run(cfg, StopInEpoch3(tmp_path / "b"), stop)["status"] == "stopped"
+    resumed = MemoryRecorder(tmp_path / "b")
+    res = trainer.run(cfg, resumed, resume=tmp_path / "b" / "checkpoint.pt")
+    assert res["status"] == "completed" and res["step"] == res_full["step"]
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in full.steps[16:]], rel=1e-5)

@@ -73,7 +73,10 @@ def _method_flags(r: argparse.ArgumentParser) -> None:
                 kw["type"] = lambda v: v.lower() in ("1", "true", "yes", "on")
             elif spec.type in (int, float):
                 kw["type"] = spec.type
-        g.add_argument(f"--{pname.replace('_', '-')}", help=f"{', '.join(owners)}: {spec.label}. {spec.help} "
+        flag = f"--{pname.replace('_', '-')}"
+        if flag in r._option_string_actions:  # a run flag already has this name: spell out whose setting it is
+            flag = f"--{owners[0]}-{pname.replace('_', '-')}"
+        g.add_argument(flag, help=f"{', '.join(owners)}: {spec.label}. {spec.help} "
                        f"(default {spec.default})", **kw)
 
 

@@ -77,9 +77,9 @@ def load_checkpoint_file(path: str | os.PathLike, expect_config: RunConfig | Non
     return ckpt
 
 
-def restore(path: Path, model: Any, method: Any, opt: Any, config: RunConfig | None = None) -> tuple[int, int]:
-    """Load a checkpoint into the run's parts; returns (step, epoch) to continue from."""
-    ckpt = load_checkpoint_file(path, expect_config=config)
+def restore(ckpt: dict[str, Any], model: Any, method: Any, opt: Any, path: Path) -> tuple[int, int]:
+    """Put a checkpoint read by :func:`load_checkpoint_file` into the run's parts; returns (step, epoch)
+    to continue from. ``path`` names the file in messages."""
     try:
         model.backbone.load_state_dict(ckpt["backbone"])
         model.head.load_state_dict(ckpt["head"])

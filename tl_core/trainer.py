@@ -80,14 +80,15 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     for w in warnings:
         _warn(recorder, w)
     o = config.optim
-    opt = Optimisation(config, p.model, p.method, device)
     train_in, tgt_in, cached = _cache_frozen_stages(config, p)
 
     where["phase"] = "while the method prepares (start hook)"
     ctx = RunContext(model=p.model, labelled_x=train_in, labelled_y=p.train_y, target_x=tgt_in, device=device,
                      seed=config.seed, report=lambda message: _warn(recorder, message))
     p.method.start(ctx)
+    p.method.to(device)  # parts the start hook added
     weights = ctx.sample_weights
+    opt = Optimisation(config, p.model, p.method, device)
 
     n_train = p.train_x.shape[0]
     steps_per_epoch = math.ceil(n_train / o.batch_size)
@@ -95,7 +96,10 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     step, start_epoch = 0, 0
     if resume is not None:
         where["phase"] = "while loading the checkpoint"
-        step, start_epoch = ckpt.restore(resume, p.model, p.method, opt, config)
+        state = ckpt.load_checkpoint_file(resume, expect_config=config)
+        for epoch in range(int(state["epoch"])):  # the frozen stages (and optimiser groups) it had then
+            _apply_freezing(p, opt, epoch)
+        step, start_epoch = ckpt.restore(state, p.model, p.method, opt, resume)
     recorder.progress(epoch=start_epoch, step=step, total_steps=total_steps)
 
     snap = config.snapshot
@@ -114,10 +118,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     status = "completed"
 
     for epoch in range(start_epoch, o.epochs):
-        frozen = p.method.frozen_stages(epoch, p.backbone.frozen_stages)
-        if frozen != p.backbone.frozen_stages:
-            bb.freeze_stages(p.backbone, frozen)
-            opt.add_unfrozen()
+        _apply_freezing(p, opt, epoch)
         # Per-epoch seeds make a resumed run identical to an uninterrupted one.
         g = torch.Generator(device="cpu").manual_seed(config.seed * 100_003 + epoch)
         torch.manual_seed(config.seed * 100_003 + epoch)
@@ -205,6 +206,14 @@ def _cache_frozen_stages(config: RunConfig, p: Prepared) -> tuple[torch.Tensor, 
     tgt_in = _stage_outputs(p, p.tgt_x, k) if p.tgt_x is not None else None
     p.model.cached = k
     return train_in, tgt_in, True
+
+
+def _apply_freezing(p: Prepared, opt: Optimisation, epoch: int) -> None:
+    """The method's frozen stages for this epoch; stages it unfroze join the optimiser."""
+    frozen = p.method.frozen_stages(epoch, p.backbone.frozen_stages)
+    if frozen != p.backbone.frozen_stages:
+        bb.freeze_stages(p.backbone, frozen)
+        opt.add_unfrozen()
 
 
 def _augment(p: Prepared, cached: bool, x: torch.Tensor) -> torch.Tensor:
