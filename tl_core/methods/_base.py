@@ -303,8 +303,12 @@ def register(cls: type[Method]) -> type[Method]:
         raise ValueError(f"{cls.__name__}: a method needs name, title and description")
     if not dataclasses.is_dataclass(cls.Params):
         raise TypeError(f"{cls.__name__}.Params must be a dataclass")
-    if not cls.trains_on:
+    # Labels and choice sentences are a method's own: a subclass of another method does not inherit
+    # them (two choices with the same words could not be told apart).
+    if not cls.__dict__.get("trains_on"):
         cls.trains_on = {"source": cls.title}
+    if "choice_help" not in cls.__dict__:
+        cls.choice_help = {}
     unknown = set(cls.trains_on) - set(DOMAINS)
     if unknown:
         raise ValueError(f"{cls.__name__}.trains_on: unknown domains {sorted(unknown)}")
