@@ -59,3 +59,15 @@ def test_label_names_the_method():
     assert cfg.label().startswith("Source only")
     cfg.method.train_on = "target"
     assert cfg.label().startswith("Target supervised")
+
+
+def test_configs_stored_before_method_params_still_load():
+    """Runs stored before methods had ``params`` kept DANN's settings flat in ``method``, whatever the method."""
+    flat = {"lambda_max": 0.5, "lambda_schedule": "warmup", "gamma": 10.0, "source_warmup": 0.2,
+            "disc_hidden": 64, "disc_layers": 2}
+    old_dann = RunConfig.from_dict({"method": {"name": "dann", "train_on": "source", **flat}})
+    assert old_dann.method.params == flat and old_dann.validate() == []
+    old_finetune = RunConfig.from_dict({"method": {"name": "finetune", "train_on": "target", **flat}})
+    assert old_finetune.method.params == {} and old_finetune.labelled_domain() == "target"
+    with pytest.raises(ValueError, match="unknown settings"):
+        RunConfig.from_dict({"method": {"name": "dann", "nonsense": 1}})

@@ -24,7 +24,7 @@ from tl_core.config import RunConfig, method_choices
 from tl_core.methods import Method, StepChart, param, register, unregister
 from tl_core.recorder import MemoryRecorder
 
-from _tiny import tiny_config
+from _tiny import StopInEpoch, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -327,15 +327,9 @@ def test_a_run_that_unfroze_stages_resumes_to_the_same_end(tmp_path, monkeypatch
     res_full = trainer.run(cfg, full)
     stop = threading.Event()
 
-    class StopInEpoch3(MemoryRecorder):
-        def log_steps(self, rows):
-            super().log_steps(rows)
-            if any(r["epoch"] == 3 for r in rows):
-                stop.set()
-
     monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
     (tmp_path / "b").mkdir()
-    assert trainer.run(cfg, StopInEpoch3(tmp_path / "b"), stop)["status"] == "stopped"
+    assert trainer.run(cfg, StopInEpoch(tmp_path / "b", 3, stop), stop)["status"] == "stopped"
     resumed = MemoryRecorder(tmp_path / "b")
     res = trainer.run(cfg, resumed, resume=tmp_path / "b" / "checkpoint.pt")
     assert res["status"] == "completed" and res["step"] == res_full["step"]

@@ -14,7 +14,7 @@ from tl_core.methods import register
 from tl_core.methods.finetune import FineTune
 from tl_core.recorder import MemoryRecorder
 
-from _tiny import tiny_config
+from _tiny import StopInEpoch, tiny_config
 
 
 def test_dann_run_records_step_epoch_and_snapshot_metrics():
@@ -170,14 +170,8 @@ def test_resume_from_checkpoint_reaches_the_same_end(tmp_path, monkeypatch):
     (tmp_path / "b").mkdir()
     stop = threading.Event()
 
-    class StopInEpoch2(MemoryRecorder):
-        def log_steps(self, rows):
-            super().log_steps(rows)
-            if any(r["epoch"] == 2 for r in rows):
-                stop.set()
-
     monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
-    part = StopInEpoch2(tmp_path / "b")
+    part = StopInEpoch(tmp_path / "b", 2, stop)
     assert trainer.run(cfg, part, stop)["status"] == "stopped"
     resumed = MemoryRecorder(tmp_path / "b")
     res = trainer.run(cfg, resumed, resume=tmp_path / "b" / "checkpoint.pt")
@@ -263,14 +257,8 @@ def test_resumed_run_continues_the_snapshot_numbering(tmp_path, monkeypatch):
     cfg.snapshot.every_steps = 5
     stop = threading.Event()
 
-    class StopInEpoch2(MemoryRecorder):
-        def log_steps(self, rows):
-            super().log_steps(rows)
-            if any(r["epoch"] == 2 for r in rows):
-                stop.set()
-
     monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
-    part = StopInEpoch2(tmp_path)
+    part = StopInEpoch(tmp_path, 2, stop)
     trainer.run(cfg, part, stop)
     kept = [s for s in part.snapshots if s["step"] <= 8]  # the checkpoint is at the end of epoch 1
     resumed = MemoryRecorder(tmp_path)

@@ -81,21 +81,18 @@ class MethodConfig:
         params = d.pop("params", {})
         if not isinstance(params, dict):
             raise ValueError(f"method.params: must be an object of settings, got {type(params).__name__}")
-        params = dict(params)
-        if d:
+        if d:  # before params: every run stored DANN's settings flat, whatever its method
             from tl_core.methods import all_methods
+            from tl_core.methods.dann import DANNParams
 
-            method = all_methods().get(name)
-            old_style = {f.name for f in fields(method.Params)} if method is not None else set()
-            from tl_core.methods.dann import DANNParams  # the only method that had flat settings
-
-            old_style |= {f.name for f in fields(DANNParams)}
-            unknown = set(d) - old_style
+            flat = {f.name for f in fields(DANNParams)}
+            unknown = set(d) - flat
             if unknown:
                 raise ValueError(f"method: unknown settings {sorted(unknown)}; known: name, train_on, params")
-            if method is not None:
-                params = {**{k: v for k, v in d.items() if k in {f.name for f in fields(method.Params)}}, **params}
-        return cls(name=name, train_on=train_on, params=params)
+            method = all_methods().get(name)
+            own = {f.name for f in fields(method.Params)} if method is not None else set()
+            params = {**{k: v for k, v in d.items() if k in own}, **params}
+        return cls(name=name, train_on=train_on, params=dict(params))
 
 
 @dataclass

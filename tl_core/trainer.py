@@ -81,6 +81,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         _warn(recorder, w)
     o = config.optim
     train_in, tgt_in, cached = _cache_frozen_stages(config, p)
+    augment = p.modality.augment if o.augment and not cached else (lambda x: x)
 
     where["phase"] = "while the method prepares (start hook)"
     ctx = RunContext(model=p.model, labelled_x=train_in, labelled_y=p.train_y, target_x=tgt_in, device=device,
@@ -139,8 +140,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
             idx = order[i * o.batch_size:(i + 1) * o.batch_size]
             x_tgt = None
             if tgt_order is not None:
-                x_tgt = _augment(p, cached, tgt_in[tgt_order[i * o.batch_size:i * o.batch_size + idx.shape[0]]])
-            batch = Batch(_augment(p, cached, train_in[idx]), p.train_y[idx], x_tgt,
+                x_tgt = augment(tgt_in[tgt_order[i * o.batch_size:i * o.batch_size + idx.shape[0]]])
+            batch = Batch(augment(train_in[idx]), p.train_y[idx], x_tgt,
                           weights[idx] if weights is not None else None, idx)
             try:
                 metrics = p.method.train_step(batch, p.model, progress, opt)
@@ -214,12 +215,6 @@ def _apply_freezing(p: Prepared, opt: Optimisation, epoch: int) -> None:
     if frozen != p.backbone.frozen_stages:
         bb.freeze_stages(p.backbone, frozen)
         opt.add_unfrozen()
-
-
-def _augment(p: Prepared, cached: bool, x: torch.Tensor) -> torch.Tensor:
-    if not p.method.ctx.config.optim.augment or cached:
-        return x
-    return p.modality.augment(x)
 
 
 def _warn(recorder: Recorder, message: str) -> None:

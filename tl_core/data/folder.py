@@ -49,13 +49,13 @@ def dashboard_data_root() -> Path:
     the server, never from a page; every folder given on a page must lie inside it. The command
     line is confined only when ``--data-root`` is given.
     """
-    raw = os.environ.get(DATA_ROOT_ENV) or os.environ.get("TL_DATA")
+    raw = os.environ.get(DATA_ROOT_ENV)
     if raw:
         root = Path(os.path.expanduser(raw))
     else:
-        from tl_core.store import default_home  # lazy: the store imports pandas and the config
+        from tl_core.data.tvsets import default_data_root  # the data folder's one default ($TL_DATA, TL_HOME)
 
-        root = default_home() / "data"
+        root = default_data_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError:
