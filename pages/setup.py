@@ -57,14 +57,32 @@ def param_key(method: str, name: str) -> str:
     return k(f"method.{method}.{name}")
 
 
+def extra_key(name: str) -> str:
+    """Session-state key of the checkbox that adds one extra (regulariser or schedule) to the run."""
+    return k(f"extra.{name}")
+
+
+def extra_param_key(extra: str, name: str) -> str:
+    return k(f"method.extras.{extra}.{name}")
+
+
 def method_state(cfg: RunConfig) -> dict[str, Any]:
-    """Widget values for every parameter of every method: the config's for its method, defaults elsewhere."""
+    """Widget values for every parameter of every method and extra: the config's where it has them,
+    defaults elsewhere; an extra's checkbox is ticked when the config lists it."""
     out: dict[str, Any] = {}
-    for name, cls in resources.methods().items():
-        given = cfg.method.params if name == cfg.method.name else {}
-        for spec in resources.method_params(name):
+
+    def fill(specs: list[Any], given: dict[str, Any], key_of: Any) -> None:
+        for spec in specs:
             value = given.get(spec.name, spec.default)
-            out[param_key(name, spec.name)] = float(value) if spec.type is float else value
+            out[key_of(spec.name)] = float(value) if spec.type is float else value
+
+    for name in resources.methods():
+        fill(resources.method_params(name), cfg.method.params if name == cfg.method.name else {},
+             lambda p, n=name: param_key(n, p))
+    chosen = {e["name"]: e.get("params", {}) for e in cfg.method.extras}
+    for name in resources.extras():
+        out[extra_key(name)] = name in chosen
+        fill(resources.extra_params(name), chosen.get(name, {}), lambda p, n=name: extra_param_key(n, p))
     return out
 
 
@@ -159,7 +177,11 @@ def build_config() -> RunConfig:
     name, train_on = split_method_key(ss.get(keys.SETUP_METHOD) or method_key(d))
     params = {spec.name: ss[param_key(name, spec.name)] for spec in resources.method_params(name)
               if param_key(name, spec.name) in ss}
-    d["method"] = {"name": name, "train_on": train_on, "params": params}
+    extras = [{"name": extra, "params": {spec.name: ss[extra_param_key(extra, spec.name)]
+                                         for spec in resources.extra_params(extra)
+                                         if extra_param_key(extra, spec.name) in ss}}
+              for extra in resources.extras() if ss.get(extra_key(extra))]
+    d["method"] = {"name": name, "train_on": train_on, "params": params, "extras": extras}
     return RunConfig.from_dict(d)
 
 
@@ -308,10 +330,11 @@ def render_method(slots: dict[str, Any]) -> None:
     slots["method"] = st.empty()
     name, _ = split_method_key(choice)
     render_method_params(slots, name)
+    render_extras(slots)
 
 
 def render_method_params(slots: dict[str, Any], name: str) -> None:
-    """The chosen method's own settings, drawn from its parameter declarations (three to a row)."""
+    """The chosen method's own settings, drawn from its parameter declarations."""
     info = resources.methods()[name]
     specs = resources.method_params(name)
     st.caption(f"{info['description']} — {info['citation']}" if info["citation"] else info["description"])
@@ -319,10 +342,31 @@ def render_method_params(slots: dict[str, Any], name: str) -> None:
         st.caption(f"{info['title']} has no settings of its own.")
         return
     st.markdown(f"**{info['title']} settings**")
+    render_params(slots, specs, lambda p: param_key(name, p), "method.params")
+
+
+def render_extras(slots: dict[str, Any]) -> None:
+    """Regularisers and fine-tuning schedules that compose with any method: a checkbox each, and the
+    settings of those ticked."""
+    extras = resources.extras()
+    if not extras:
+        return
+    st.markdown("**Add to any method**")
+    for name, info in extras.items():
+        label = f"{info['title']} ({info['kind']})"
+        about = info["description"] + (f" — {info['citation']}" if info["citation"] else "")
+        if st.checkbox(label, key=extra_key(name), help=about, **PERSIST):
+            render_params(slots, resources.extra_params(name), lambda p, n=name: extra_param_key(n, p),
+                          f"method.extras.{name}")
+    slots["method.extras"] = st.empty()
+
+
+def render_params(slots: dict[str, Any], specs: list[Any], key_of: Any, path: str) -> None:
+    """One widget per declared parameter, three to a row; each with its slot for messages at ``path.<name>``."""
     for row in range(0, len(specs), 3):
         cols = st.columns(3)
         for col, spec in zip(cols, specs[row:row + 3]):
-            key = param_key(name, spec.name)
+            key = key_of(spec.name)
             if spec.choices:
                 col.selectbox(spec.label, list(spec.choices), key=key, help=spec.help or None,
                               format_func=lambda v, c=spec.choices: c.get(v, v), **PERSIST)
@@ -335,7 +379,7 @@ def render_method_params(slots: dict[str, Any], name: str) -> None:
             else:
                 col.number_input(spec.label, step=float(spec.step or 0.1), format="%g", key=key,
                                  help=spec.help or None, **PERSIST)
-            slots[f"method.params.{spec.name}"] = col.empty()
+            slots[f"{path}.{spec.name}"] = col.empty()
 
 
 def render_optim(slots: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from tl_core import trainer
 from tl_core.config import RunConfig, method_choices
-from tl_core.methods import Method, StepChart, param, register, unregister
+from tl_core.methods import Extra, Method, StepChart, param, register, unregister
 from tl_core.recorder import MemoryRecorder
 
 from _tiny import StopInEpoch, tiny_config
@@ -183,23 +183,25 @@ class AnchoredToy(Method):
         return 1e3 * sum(((q - q0) ** 2).sum() for q, q0 in zip(model.backbone.parameters(), self.start_weights))
 
 
+def _drift(monkeypatch, cfg, rec=None) -> float:
+    """How far a run moves the backbone's weights (sum of absolute changes)."""
+    box = {}
+    orig = trainer.prepare
+
+    def wrapped(cfg, device):
+        p = orig(cfg, device)
+        box["p"], box["w0"] = p, copy.deepcopy(p.backbone.state_dict())
+        return p
+
+    monkeypatch.setattr(trainer, "prepare", wrapped)
+    trainer.run(cfg, rec or MemoryRecorder())
+    w1 = box["p"].backbone.state_dict()
+    return sum(float((w1[k].float() - v.float()).abs().sum()) for k, v in box["w0"].items())
+
+
 def test_a_penalty_on_weights_holds_the_backbone(monkeypatch):
-    def drift(method):
-        box = {}
-        orig = trainer.prepare
-
-        def wrapped(cfg, device):
-            p = orig(cfg, device)
-            box["p"], box["w0"] = p, copy.deepcopy(p.backbone.state_dict())
-            return p
-
-        monkeypatch.setattr(trainer, "prepare", wrapped)
-        cfg = tiny_config(method, lr=0.001)
-        trainer.run(cfg, MemoryRecorder())
-        w1 = box["p"].backbone.state_dict()
-        return sum(float((w1[k].float() - v.float()).abs().sum()) for k, v in box["w0"].items())
-
-    free, anchored = drift("finetune"), drift("toy-anchored")
+    free = _drift(monkeypatch, tiny_config("finetune", lr=0.001))
+    anchored = _drift(monkeypatch, tiny_config("toy-anchored", lr=0.001))
     assert anchored < free / 5, (anchored, free)
 
 
@@ -219,7 +221,8 @@ class UnfreezingToy(Method):
         return F.cross_entropy(model.head(model.features(batch.x_src)), batch.y_src), {}
 
 
-def test_a_schedule_unfreezes_stages_during_the_run(monkeypatch):
+def _weights_after_epochs_1_and_2(monkeypatch, cfg):
+    """(initial, after epoch 1, after epoch 2) backbone weights of a two-epoch run."""
     snaps = []
     orig_flush = trainer._flush
 
@@ -239,12 +242,14 @@ def test_a_schedule_unfreezes_stages_during_the_run(monkeypatch):
 
     monkeypatch.setattr(trainer, "prepare", wrapped)
     monkeypatch.setattr(trainer, "_flush", spy)
+    trainer.run(cfg, MemoryRecorder())
+    return box["w0"], [w for e, w in snaps if e == 1][-1], [w for e, w in snaps if e == 2][-1]
+
+
+def test_a_schedule_unfreezes_stages_during_the_run(monkeypatch):
     cfg = tiny_config("toy-unfreeze", epochs=2)
     cfg.model.freeze = 1  # the method's schedule overrides it from epoch 1
-    trainer.run(cfg, MemoryRecorder())
-    after_1 = [w for e, w in snaps if e == 1][-1]
-    after_2 = [w for e, w in snaps if e == 2][-1]
-    w0 = box["w0"]
+    w0, after_1, after_2 = _weights_after_epochs_1_and_2(monkeypatch, cfg)
     assert all(after_1[k].equal(v) for k, v in w0.items())  # epoch 1: every stage frozen
     assert any(not after_2[k].equal(v) for k, v in w0.items() if v.is_floating_point())  # epoch 2: trained
 
@@ -334,3 +339,113 @@ def test_a_run_that_unfroze_stages_resumes_to_the_same_end(tmp_path, monkeypatch
     res = trainer.run(cfg, resumed, resume=tmp_path / "b" / "checkpoint.pt")
     assert res["status"] == "completed" and res["step"] == res_full["step"]
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in full.steps[16:]], rel=1e-5)
+
+
+# ----------------------------------------- extras: compose with any method
+@dataclass
+class AnchorParams:
+    alpha: float = param(1e3, "Anchor strength", "Weight of the pull to the start weights.", min=0, step=10.0)
+
+
+@register
+class AnchorExtra(Extra):
+    """A regulariser that composes with any method (the L2-SP shape): pull the backbone to its start."""
+
+    name, title, description = "toy-anchor", "Toy anchor", "test only: pulls the backbone to its start weights"
+    kind = "regulariser"
+    Params = AnchorParams
+
+    def start(self, run):
+        self.start_weights = [q.detach().clone() for q in run.model.backbone.parameters()]
+
+    def penalty(self, model):
+        return self.params.alpha * sum(((q - q0) ** 2).sum()
+                                       for q, q0 in zip(model.backbone.parameters(), self.start_weights))
+
+
+@register
+class ThawExtra(Extra):
+    """A fine-tuning schedule that composes with any method: everything frozen in epoch 1, nothing after."""
+
+    name, title, description = "toy-thaw", "Toy thaw", "test only: frozen in epoch 1, all trained after"
+    kind = "schedule"
+    changes_freezing = True
+
+    def frozen_stages(self, epoch, current):
+        return 3 if epoch == 0 else 0
+
+
+def with_extra(method, extra, **params):
+    cfg = tiny_config(method, lr=0.001)
+    cfg.method.extras = [{"name": extra, "params": params}]
+    return cfg
+
+
+@pytest.mark.parametrize("method", ["finetune", "dann", "toy-adda"])
+def test_a_regulariser_extra_composes_with_any_method(monkeypatch, method):
+    free = _drift(monkeypatch, tiny_config(method, lr=0.001))
+    rec = MemoryRecorder()
+    anchored = _drift(monkeypatch, with_extra(method, "toy-anchor"), rec)
+    assert anchored < free / 5, (anchored, free)
+    assert all(row["penalty_extras"] >= 0 for row in rec.steps)  # its share of the loss is logged
+
+
+@pytest.mark.parametrize("method", ["finetune", "dann"])
+def test_a_schedule_extra_composes_with_any_method(monkeypatch, method):
+    cfg = tiny_config(method, epochs=2)
+    cfg.method.extras = [{"name": "toy-thaw", "params": {}}]
+    w0, after_1, after_2 = _weights_after_epochs_1_and_2(monkeypatch, cfg)
+    assert all(after_1[k].equal(v) for k, v in w0.items())
+    assert any(not after_2[k].equal(v) for k, v in w0.items() if v.is_floating_point())
+
+
+def test_extras_in_the_config_label_and_validation():
+    cfg = with_extra("dann", "toy-anchor", alpha=5.0)
+    back = RunConfig.from_json(cfg.to_json())
+    assert back.to_dict() == cfg.to_dict() and back.validate() == []
+    assert back.label().startswith("DANN + Toy anchor · ")
+    cfg.method.extras = [{"name": "toy-anchor", "params": {"alpha": -1.0}}, {"name": "nope"}]
+    problems = cfg.validate()
+    assert any(p.startswith("method.extras.toy-anchor.alpha: must be at least 0") for p in problems), problems
+    assert any(p.startswith("method.extras: 'nope' is not one of") for p in problems), problems
+
+
+def test_extras_on_the_command_line(tmp_path):
+    from tl_core.__main__ import _parser, build_config
+
+    a = _parser().parse_args(["run", "--method", "dann", "--extra", "toy-anchor", "--alpha", "5",
+                              "--lambda-max", "0.5"])
+    cfg = build_config(a)
+    assert cfg.method.extras == [{"name": "toy-anchor", "params": {"alpha": 5.0}}]
+    assert cfg.method.params == {"lambda_max": 0.5}
+    with pytest.raises(Exception, match="has no setting --alpha"):
+        build_config(_parser().parse_args(["run", "--method", "dann", "--alpha", "5"]))
+    env = {**os.environ, "TL_PLUGINS": "test_method_seam",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-m", "tl_core", "run", "--help"], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    text = " ".join(out.stdout.split())
+    assert "--extra EXTRA" in text and "toy-anchor: test only" in text and "--alpha" in text
+
+
+def test_extras_on_the_setup_page(tl_home):
+    from streamlit.testing.v1 import AppTest
+
+    from tl_ui import keys
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(keys.PAGE_SETUP).run()
+    box = at.checkbox(key=keys.setup_key("extra.toy-anchor"))
+    assert not box.value and "Toy anchor (regulariser)" in box.label
+    with pytest.raises(KeyError):  # its settings show only when it is added
+        at.number_input(key=keys.setup_key("method.extras.toy-anchor.alpha"))
+    box.check().run()
+    alpha = at.number_input(key=keys.setup_key("method.extras.toy-anchor.alpha"))
+    assert alpha.value == pytest.approx(1e3)
+    alpha.set_value(7.0).run()
+    assert not at.exception and not at.button(key=keys.SETUP_START).disabled
+    assert '"extras": [{"name": "toy-anchor", "params": {"alpha": 7.0}}]' in at.code[0].value
+    at.number_input(key=keys.setup_key("method.extras.toy-anchor.alpha")).set_value(-1.0).run()
+    assert any("must be at least 0" in e.value.lower() for e in at.error), [e.value for e in at.error]
+    assert at.button(key=keys.SETUP_START).disabled

@@ -47,18 +47,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _method_flags(r: argparse.ArgumentParser) -> None:
-    """--method, --train-on and one flag per method parameter, all from the method registry."""
-    from tl_core.methods import DOMAINS, all_methods, param_specs
+    """--method, --train-on, --extra and one flag per method or extra parameter, all from the registry."""
+    from tl_core.methods import DOMAINS, all_extras, all_methods, param_specs
 
-    methods = all_methods()
+    methods, extras = all_methods(), all_extras()
     r.add_argument("--method", choices=list(methods),
                    help="; ".join(f"{n}: {c.description}" for n, c in methods.items()))
     r.add_argument("--train-on", choices=list(DOMAINS), help="whose labels to train on: " + "; ".join(
         f"{n}: {', '.join(c.trains_on)}" for n, c in methods.items()))
-    g = r.add_argument_group("method settings (each applies to the methods named in its help)")
+    r.add_argument("--extra", action="append", choices=list(extras) or None, metavar="EXTRA",
+                   help="add a regulariser or fine-tuning schedule to any method (repeat for several): "
+                   + ("; ".join(f"{n}: {c.description}" for n, c in extras.items()) or "none registered"))
+    g = r.add_argument_group("method settings (each applies to the methods and extras named in its help)")
     seen: dict[str, list[str]] = {}
     specs: dict[str, object] = {}
-    for name, cls in methods.items():
+    for name, cls in {**methods, **extras}.items():
         for spec in param_specs(cls.Params):
             seen.setdefault(spec.name, []).append(name)
             specs.setdefault(spec.name, spec)
@@ -80,19 +83,29 @@ def _method_flags(r: argparse.ArgumentParser) -> None:
                        f"(default {spec.default})", **kw)
 
 
-def _method_params(a: argparse.Namespace, method: str) -> dict[str, Any]:
-    """The method settings given as flags that the chosen method has (others are refused)."""
-    from tl_core.methods import get_method, param_specs
+def _apply_setting_flags(a: argparse.Namespace, cfg: RunConfig) -> None:
+    """Put each setting given as a flag into the chosen method's params and those of its extras that
+    have it; a setting none of them has is refused."""
+    from tl_core.methods import all_extras, all_methods, param_specs
 
     given = {k[3:]: v for k, v in vars(a).items() if k.startswith("mp_") and v is not None}
-    try:
-        known = {s.name for s in param_specs(get_method(method).Params)}
-    except KeyError:
-        return {}
-    foreign = sorted(set(given) - known)
+    if not given:
+        return
+    cfg.method.params = dict(cfg.method.params)
+    targets = [(all_methods().get(cfg.method.name), cfg.method.params)]
+    for entry in cfg.method.extras:
+        entry["params"] = dict(entry.get("params") or {})
+        targets.append((all_extras().get(entry["name"]), entry["params"]))
+    taken = set()
+    for cls, params in targets:
+        for spec in param_specs(cls.Params) if cls is not None else []:
+            if spec.name in given:
+                params[spec.name] = given[spec.name]
+                taken.add(spec.name)
+    foreign = sorted(set(given) - taken)
     if foreign:
-        raise InputError(f"method {method} has no setting {', '.join('--' + f.replace('_', '-') for f in foreign)}")
-    return given
+        whose = cfg.method.name + (" and its extras" if cfg.method.extras else "")
+        raise InputError(f"method {whose} has no setting {', '.join('--' + f.replace('_', '-') for f in foreign)}")
 
 
 class InputError(Exception):
@@ -133,7 +146,10 @@ def build_config(a: argparse.Namespace) -> RunConfig:
     for obj, attr, value in sets:
         if value is not None:
             setattr(obj, attr, value)
-    cfg.method.params = {**cfg.method.params, **_method_params(a, cfg.method.name)}
+    for name in a.extra or []:
+        if name not in [e.get("name") for e in cfg.method.extras]:
+            cfg.method.extras = [*cfg.method.extras, {"name": name, "params": {}}]
+    _apply_setting_flags(a, cfg)
     if a.backbone and a.image_size is None:
         from tl_core.backbones import default_image_size
 

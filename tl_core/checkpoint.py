@@ -36,10 +36,12 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
             tmp.unlink()
 
 
-def make_state(config: RunConfig, model: Any, method: Any, opt: Any, step: int, epoch: int) -> dict[str, Any]:
+def make_state(config: RunConfig, model: Any, method: Any, opt: Any, step: int, epoch: int,
+               extras: list[Any] = ()) -> dict[str, Any]:
     """What a checkpoint holds: the config, where training is, and every state needed to go on."""
     return {"format": FORMAT, "config": config.to_json(), "step": step, "epoch": epoch,
             "backbone": model.backbone.state_dict(), "head": model.head.state_dict(), "method": method.state_dict(),
+            "extras": {e.name: e.state_dict() for e in extras},
             "optimizer": opt.state_dict(), "scaler": opt.scaler_state_dict()}
 
 
@@ -77,13 +79,16 @@ def load_checkpoint_file(path: str | os.PathLike, expect_config: RunConfig | Non
     return ckpt
 
 
-def restore(ckpt: dict[str, Any], model: Any, method: Any, opt: Any, path: Path) -> tuple[int, int]:
+def restore(ckpt: dict[str, Any], model: Any, method: Any, opt: Any, path: Path,
+            extras: list[Any] = ()) -> tuple[int, int]:
     """Put a checkpoint read by :func:`load_checkpoint_file` into the run's parts; returns (step, epoch)
     to continue from. ``path`` names the file in messages."""
     try:
         model.backbone.load_state_dict(ckpt["backbone"])
         model.head.load_state_dict(ckpt["head"])
         method.load_state_dict(ckpt["method"])
+        for extra in extras:
+            extra.load_state_dict(ckpt.get("extras", {}).get(extra.name, {}))
         opt.load_state_dict(ckpt["optimizer"])
         opt.load_scaler_state_dict(ckpt["scaler"])
     except (RuntimeError, ValueError, KeyError, TypeError) as e:

@@ -55,12 +55,15 @@ class MethodConfig:
     ``params`` holds the settings of the method named by ``name`` (its ``Params`` dataclass in
     ``tl_core/methods/``); a setting left out takes the method's default. ``train_on`` is the
     domain whose labels the loss uses: 'source', or 'target' where the method allows it (a
-    supervised fine-tune on the target, chosen explicitly).
+    supervised fine-tune on the target, chosen explicitly). ``extras`` lists the regularisers and
+    fine-tuning schedules that compose with the method, each ``{"name": ..., "params": {...}}``
+    (see ``tl_core.methods.Extra``).
     """
 
     name: str = "dann"
     train_on: str = "source"
     params: dict[str, Any] = field(default_factory=dict)
+    extras: list[dict[str, Any]] = field(default_factory=list)
 
     def resolved_params(self) -> dict[str, Any]:
         """Every setting of the method: the given ones over its defaults (unknown method: as given)."""
@@ -72,13 +75,27 @@ class MethodConfig:
         defaults = asdict(cls.Params())
         return {**defaults, **self.params}
 
+    def resolved_extras(self) -> list[dict[str, Any]]:
+        """The extras with every setting: the given ones over each extra's defaults (unknown: as given)."""
+        from tl_core.methods import all_extras
+
+        known = all_extras()
+        out = []
+        for entry in self.extras if isinstance(self.extras, list) else []:
+            cls = known.get(entry.get("name")) if isinstance(entry, dict) else None
+            if cls is None or not isinstance(entry.get("params", {}), dict):
+                out.append(entry)
+                continue
+            out.append({"name": cls.name, "params": {**asdict(cls.Params()), **entry.get("params", {})}})
+        return out
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MethodConfig":
         """From JSON; configs written before methods had ``params`` (DANN's settings beside the name)
         are read too: keys the method's parameters know move into ``params``."""
         d = dict(d)
         name, train_on = d.pop("name", cls.name), d.pop("train_on", cls.train_on)
-        params = d.pop("params", {})
+        params, extras = d.pop("params", {}), d.pop("extras", [])
         if not isinstance(params, dict):
             raise ValueError(f"method.params: must be an object of settings, got {type(params).__name__}")
         if d:  # before params: every run stored DANN's settings flat, whatever its method
@@ -92,7 +109,7 @@ class MethodConfig:
             method = all_methods().get(name)
             own = {f.name for f in fields(method.Params)} if method is not None else set()
             params = {**{k: v for k, v in d.items() if k in own}, **params}
-        return cls(name=name, train_on=train_on, params=dict(params))
+        return cls(name=name, train_on=train_on, params=dict(params), extras=extras)
 
 
 @dataclass
@@ -150,6 +167,7 @@ class RunConfig:
         """Every setting, the method's parameters included with their defaults (a full description)."""
         d = asdict(self)
         d["method"]["params"] = self.method.resolved_params()
+        d["method"]["extras"] = self.method.resolved_extras()
         return d
 
     def to_json(self) -> str:
@@ -292,7 +310,29 @@ def _method_problems(me: MethodConfig) -> list[str]:
                     + (f"; choose {' or '.join(others)} to train on {me.train_on} labels." if others else "."))
     if not isinstance(me.params, dict):
         return errs + [f"method.params: must be an object of settings, got {type(me.params).__name__}."]
-    return errs + validate_params(me.name, me.params)
+    return errs + validate_params(me.name, me.params) + _extras_problems(me.extras)
+
+
+def _extras_problems(extras: Any) -> list[str]:
+    """Each extra is known, listed once, and its settings are valid (asks the registry)."""
+    from tl_core.methods import all_extras, validate_extra
+
+    if not isinstance(extras, list):
+        return [f"method.extras: must be a list of {{name, params}} objects, got {type(extras).__name__}."]
+    known, seen, errs = all_extras(), set(), []
+    for entry in extras:
+        if not isinstance(entry, dict) or set(entry) - {"name", "params"} or "name" not in entry:
+            errs.append(f"method.extras: each entry is {{\"name\": ..., \"params\": {{...}}}}, got {entry!r}.")
+        elif entry["name"] not in known:
+            errs.append(f"method.extras: '{entry['name']}' is not one of {', '.join(known) or 'none registered'}.")
+        elif entry["name"] in seen:
+            errs.append(f"method.extras: '{entry['name']}' is listed twice.")
+        elif not isinstance(entry.get("params", {}), dict):
+            errs.append(f"method.extras.{entry['name']}: params must be an object of settings.")
+        else:
+            seen.add(entry["name"])
+            errs += validate_extra(entry["name"], entry.get("params", {}))
+    return errs
 
 
 def method_key(config: dict[str, Any]) -> str:
@@ -322,17 +362,23 @@ def method_choices() -> dict[str, str]:
 
 
 def method_label(config: dict[str, Any]) -> str:
-    """The label of a run's method, e.g. 'Source only', 'Target supervised', 'DANN' (asks the registry).
+    """The label of a run's method, e.g. 'Source only', 'Target supervised', 'DANN', 'DANN + L2-SP' (asks the
+    registry).
 
     The one owner of this rule: run names, the pages and bench tables all call it.
     """
     from tl_core.methods import all_methods
 
+    from tl_core.methods import all_extras
+
     method = config.get("method", {}) or {}
     cls = all_methods().get(str(method.get("name")))
-    if cls is None:
-        return str(method.get("name", "?"))
-    return cls.label(str(method.get("train_on", "source")))
+    label = cls.label(str(method.get("train_on", "source"))) if cls is not None else str(method.get("name", "?"))
+    extras = all_extras()
+    for entry in method.get("extras") or []:
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        label += f" + {extras[name].title if name in extras else name}"
+    return label
 
 
 def demo_config(preset: str, method: str, *, seed: int = 0) -> RunConfig:

@@ -47,7 +47,8 @@ def check_finite(loss_value: float, where: tuple[int, int], lr: float) -> None:
 class Optimisation:
     """The run's optimiser over the trainable backbone, the head and the method's own groups."""
 
-    def __init__(self, config: RunConfig, model: Any, method: Any, device: torch.device) -> None:
+    def __init__(self, config: RunConfig, model: Any, method: Any, device: torch.device,
+                 extras: list[Any] = ()) -> None:
         self.config = config
         o = config.optim
         self.use_amp = bool(config.amp and device.type == "cuda")
@@ -64,6 +65,10 @@ class Optimisation:
         head = [q for q in model.head.parameters() if q.requires_grad]
         groups.append({"params": head, "lr": o.lr, "base_lr": o.lr})
         groups += method.param_groups(o.lr)
+        for extra in extras:
+            groups += extra.param_groups(o.lr)
+        self.extras = list(extras)
+        self.last_penalty: float | None = None
         self.opt = make_optimizer(config, groups)
         self.where = (0, 0)
 
@@ -91,7 +96,13 @@ class Optimisation:
         return torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.use_amp)
 
     def step(self, loss: torch.Tensor) -> float:
-        """Backward and optimiser step; returns the loss as a float (Diverged when it is not finite)."""
+        """Add the extras' penalties, backward and optimiser step; returns the loss as a float (Diverged
+        when it is not finite). The extras' share is kept in ``last_penalty``."""
+        penalties = [p for p in (e.penalty(self.model) for e in self.extras) if p is not None]
+        if penalties:
+            extra = sum(penalties)
+            self.last_penalty = float(extra.detach())
+            loss = loss + extra
         value = float(loss.detach())  # CPU-GPU sync point: needed to catch divergence
         check_finite(value, self.where, self.config.optim.lr)
         self.opt.zero_grad(set_to_none=True)

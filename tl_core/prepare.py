@@ -15,7 +15,7 @@ from tl_core import backbones as bb
 from tl_core import data as tld
 from tl_core.config import RunConfig
 from tl_core.failures import RunError
-from tl_core.methods import Method, create_method
+from tl_core.methods import Extra, Method, create_extras, create_method
 from tl_core.modality import Modality, modality_for
 from tl_core.model import Model
 
@@ -33,6 +33,7 @@ class Prepared:
     tgt_test: tuple[torch.Tensor, torch.Tensor]
     model: Model
     method: Method
+    extras: list[Extra]            # regularisers and schedules composed with the method
     modality: Modality
     skipped: dict[str, list[str]] = field(default_factory=dict)  # role -> unreadable files skipped
 
@@ -43,6 +44,11 @@ class Prepared:
     @property
     def head(self) -> torch.nn.Module:
         return self.model.head
+
+    @property
+    def components(self) -> list[Any]:
+        """The method, then its extras: what the loop calls each shared hook on."""
+        return [self.method, *self.extras]
 
 
 def prepare(config: RunConfig, device: torch.device) -> Prepared:
@@ -79,6 +85,7 @@ def prepare(config: RunConfig, device: torch.device) -> Prepared:
     head = bb.make_head(feat_dim, len(src_train.classes), m.head, m.head_hidden, m.dropout).to(device)
     model = Model(backbone, head, modality.normaliser(backbone.info, device))
     method = create_method(config, feat_dim, len(src_train.classes), device).to(device)
+    extras = [e.to(device) for e in create_extras(config, feat_dim, len(src_train.classes), device)]
 
     def on_device(s: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return modality.to_device(s, config, device), torch.as_tensor(s.labels, dtype=torch.long, device=device)
@@ -87,7 +94,7 @@ def prepare(config: RunConfig, device: torch.device) -> Prepared:
     tgt_x = modality.to_device(tgt_train, config, device) if method.uses_target else None
     return Prepared(device=device, classes=list(src_train.classes), train_x=train_x, train_y=train_y,
                     tgt_x=tgt_x, src_val=on_device(src_test), tgt_test=on_device(tgt_test), model=model,
-                    method=method, modality=modality, skipped=skipped)
+                    method=method, extras=extras, modality=modality, skipped=skipped)
 
 
 def _skipped_files(train: Any, test: Any) -> list[str]:

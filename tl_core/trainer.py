@@ -86,10 +86,11 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     where["phase"] = "while the method prepares (start hook)"
     ctx = RunContext(model=p.model, labelled_x=train_in, labelled_y=p.train_y, target_x=tgt_in, device=device,
                      seed=config.seed, report=lambda message: _warn(recorder, message))
-    p.method.start(ctx)
-    p.method.to(device)  # parts the start hook added
+    for component in p.components:
+        component.start(ctx)
+        component.to(device)  # parts the start hook added
     weights = ctx.sample_weights
-    opt = Optimisation(config, p.model, p.method, device)
+    opt = Optimisation(config, p.model, p.method, device, p.extras)
 
     n_train = p.train_x.shape[0]
     steps_per_epoch = math.ceil(n_train / o.batch_size)
@@ -100,7 +101,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         state = ckpt.load_checkpoint_file(resume, expect_config=config)
         for epoch in range(int(state["epoch"])):  # the frozen stages (and optimiser groups) it had then
             _apply_freezing(p, opt, epoch)
-        step, start_epoch = ckpt.restore(state, p.model, p.method, opt, resume)
+        step, start_epoch = ckpt.restore(state, p.model, p.method, opt, resume, p.extras)
     recorder.progress(epoch=start_epoch, step=step, total_steps=total_steps)
 
     snap = config.snapshot
@@ -127,7 +128,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         tgt_order = (torch.randint(0, tgt_in.shape[0], (steps_per_epoch * o.batch_size,), generator=g).to(device)
                      if tgt_in is not None else None)
         p.model.train()
-        p.method.train()
+        for component in p.components:
+            component.train()
         for i in range(steps_per_epoch):
             if stop.is_set():
                 status = "stopped"
@@ -154,6 +156,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
             ips_ema = ips if ips_ema is None else 0.9 * ips_ema + 0.1 * ips
             row = {"step": step, "epoch": epoch + 1, "lr": opt.lr, "images_per_s": ips}
             row.update({name: float(v) for name, v in metrics.items()})
+            if opt.last_penalty is not None:
+                row["penalty_extras"] = opt.last_penalty
             buffer.append(row)
             now = time.perf_counter()
             if now - last_flush >= FLUSH_EVERY_S:
@@ -173,7 +177,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         final_metrics, extra = evaluate(p, evaluated if sample is not None else None)
         recorder.log_epoch(epoch + 1, step, final_metrics, extra)
         where["phase"] = f"while saving the checkpoint of epoch {epoch + 1}"
-        recorder.save_checkpoint(ckpt.make_state(config, p.model, p.method, opt, step, epoch + 1))
+        recorder.save_checkpoint(ckpt.make_state(config, p.model, p.method, opt, step, epoch + 1, p.extras))
         where["phase"] = f"while taking the snapshot after epoch {epoch + 1}"
         if sample is not None and step in snap_at:
             take_snapshot(p, recorder, sample, n_snap, step, epoch + 1, evaluated)
@@ -198,7 +202,7 @@ def _cache_frozen_stages(config: RunConfig, p: Prepared) -> tuple[torch.Tensor, 
     """When nothing random touches the input and the first k stages stay frozen, their outputs never
     change: compute them once and train from there (same numbers). Returns the loop's inputs."""
     k = config.model.freeze
-    if k == 0 or config.optim.augment or p.method.changes_freezing:
+    if k == 0 or config.optim.augment or any(c.changes_freezing for c in p.components):
         return p.train_x, p.tgt_x, False
     n = p.train_x.shape[0] + (0 if p.tgt_x is None else p.tgt_x.shape[0])
     if _cache_bytes(p, k, n) > CACHE_BUDGET_BYTES:
@@ -210,8 +214,11 @@ def _cache_frozen_stages(config: RunConfig, p: Prepared) -> tuple[torch.Tensor, 
 
 
 def _apply_freezing(p: Prepared, opt: Optimisation, epoch: int) -> None:
-    """The method's frozen stages for this epoch; stages it unfroze join the optimiser."""
-    frozen = p.method.frozen_stages(epoch, p.backbone.frozen_stages)
+    """The frozen stages for this epoch, as the method and then each extra set them; stages they unfroze
+    join the optimiser."""
+    frozen = p.backbone.frozen_stages
+    for component in p.components:
+        frozen = component.frozen_stages(epoch, frozen)
     if frozen != p.backbone.frozen_stages:
         bb.freeze_stages(p.backbone, frozen)
         opt.add_unfrozen()

@@ -94,6 +94,22 @@ def methods() -> dict[str, dict[str, Any]]:
             for name, cls in all_methods().items()}
 
 
+def extras() -> dict[str, dict[str, Any]]:
+    """Every extra (regulariser, fine-tuning schedule) the registry holds: name -> title, kind, description,
+    citation. Not cached, as :func:`methods`."""
+    from tl_core.methods import all_extras
+
+    return {name: {"title": cls.title, "kind": cls.kind, "description": cls.description, "citation": cls.citation}
+            for name, cls in all_extras().items()}
+
+
+def extra_params(name: str) -> list[Any]:
+    """The parameter declarations of one extra, in order."""
+    from tl_core.methods import get_extra, param_specs
+
+    return param_specs(get_extra(name).Params)
+
+
 def method_params(name: str) -> list[Any]:
     """The parameter declarations (``tl_core.methods.ParamSpec``) of one method, in order."""
     from tl_core.methods import get_method, param_specs

@@ -16,7 +16,7 @@ from tl_core.preflight import check
 from tl_ui import resources
 
 _SENTENCE_STARTS = {"the", "must", "choose", "give", "a", "an", "there", "this", "it", "at", "use"}
-_PATH_RE = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", re.S)
+_PATH_RE = re.compile(r"^([a-z_]+(?:\.[a-z0-9_-]+)*): (.*)$", re.S)  # extras' names may hold - and digits
 
 
 def problems(cfg: RunConfig) -> list[str]:

@@ -134,33 +134,24 @@ class StepChart:
     title: str = ""
 
 
-class Method:
-    """A training method: its facts as class attributes, its training behaviour as hooks.
+class Component:
+    """What methods and extras share: facts as class attributes, torch parts, and the hooks an extra may use.
 
     Facts (read without torch by config validation, the CLI, the pages and bench):
         name: the registry key, used in configs and on the command line.
-        title: the short label of a run, e.g. "DANN".
+        title: the short label, e.g. "DANN".
         description: one line for lists and the Setup page.
         citation: the paper the implementation follows.
-        Params: a dataclass of the method's settings, each declared with :func:`param`.
-        trains_on: labelled domain -> the run label for it. Most methods train on source labels
-            only; a supervised fine-tune may also train on target labels (chosen explicitly).
-        choice_help: labelled domain -> the Setup page's sentence for that choice.
-        uses_target: it needs unlabelled target training images in each batch.
-        changes_freezing: it changes the frozen stages during the run (the frozen-stage
-            cache is then off).
-        step_charts: per-step metrics the Monitor plots for its runs.
+        Params: a dataclass of its settings, each declared with :func:`param`.
+        changes_freezing: it changes the frozen stages during the run (the frozen-stage cache is off).
 
-    Hooks, called by the training loop in this order (all optional but :meth:`loss` or
-    :meth:`train_step`); see docs/ARCHITECTURE.md for the contract:
+    Hooks (see docs/ARCHITECTURE.md for the order the loop calls them):
         ``__init__(ctx)`` build torch parts (import torch here); ``ctx`` is a :class:`MethodContext`.
+        :meth:`start` once before the first step (a pre-pass over the data, start weights).
         :meth:`param_groups` extra parameters for the run's optimiser.
-        :meth:`start` once before the first step (a pre-pass over the data: per-sample weights).
         :meth:`frozen_stages` at each epoch start: change how many backbone stages are frozen.
-        :meth:`train_step` one step; the default calls :meth:`loss` and :meth:`penalty` and steps
-            the run's optimiser. Override it for methods with their own alternation/optimisers.
-        :meth:`encoder` which feature extractor evaluates (and snapshots) each domain.
-        ``state_dict``/``load_state_dict`` what a checkpoint keeps of the method.
+        :meth:`penalty` a regulariser on weights added to every step's loss.
+        ``state_dict``/``load_state_dict`` what a checkpoint keeps.
     """
 
     name: ClassVar[str] = ""
@@ -168,11 +159,7 @@ class Method:
     description: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
-    trains_on: ClassVar[dict[str, str]] = {}
-    choice_help: ClassVar[dict[str, str]] = {}
-    uses_target: ClassVar[bool] = False
     changes_freezing: ClassVar[bool] = False
-    step_charts: ClassVar[tuple[StepChart, ...]] = ()
 
     def __init__(self, ctx: "MethodContext") -> None:
         self.ctx = ctx
@@ -185,10 +172,6 @@ class Method:
         """Messages for combinations of parameters the per-field checks cannot see (override)."""
         return []
 
-    @classmethod
-    def label(cls, train_on: str = "source") -> str:
-        return cls.trains_on.get(train_on, cls.title)
-
     # ------------------------------------------------------------ parts
     def add_module(self, name: str, module: Any) -> Any:
         """Register a torch module of the method: moved to the device, trained, checkpointed."""
@@ -198,12 +181,12 @@ class Method:
     def modules(self) -> dict[str, Any]:
         return dict(self._modules)
 
-    def to(self, device: Any) -> "Method":
+    def to(self, device: Any) -> "Component":
         for m in self._modules.values():
             m.to(device)
         return self
 
-    def train(self, mode: bool = True) -> "Method":
+    def train(self, mode: bool = True) -> "Component":
         for m in self._modules.values():
             m.train(mode)
         return self
@@ -224,7 +207,7 @@ class Method:
 
     # ------------------------------------------------------------ hooks
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Parameter groups the method adds to the run's optimiser (default: all its modules at ``lr``)."""
+        """Parameter groups it adds to the run's optimiser (default: all its modules at ``lr``)."""
         params = self.parameters()
         return [{"params": params, "lr": lr, "base_lr": lr}] if params else []
 
@@ -235,19 +218,45 @@ class Method:
         """How many backbone stages are frozen from ``epoch`` on (default: unchanged)."""
         return current
 
-    def loss(self, batch: Any, model: Any, progress: float) -> tuple[Any, dict[str, float]]:
-        """The step's loss and float metrics; ``batch.w_src`` holds per-sample weights (or None)."""
-        raise NotImplementedError(f"method {self.name!r} defines neither loss() nor train_step()")
-
     def penalty(self, model: Any) -> Any | None:
         """A regulariser on weights added to the loss (None: none)."""
         return None
+
+
+class Method(Component):
+    """A training method: the objective of each step, whose labels it uses, how each domain is evaluated.
+
+    Facts besides :class:`Component`'s:
+        trains_on: labelled domain -> the run label for it. Most methods train on source labels
+            only; a supervised fine-tune may also train on target labels (chosen explicitly).
+        choice_help: labelled domain -> the Setup page's sentence for that choice.
+        uses_target: it needs unlabelled target training images in each batch.
+        step_charts: per-step metrics the Monitor plots for its runs.
+
+    Hooks besides :class:`Component`'s (all optional but :meth:`loss` or :meth:`train_step`):
+        :meth:`train_step` one step; the default calls :meth:`loss` and :meth:`penalty` and steps
+            the run's optimiser. Override it for methods with their own alternation/optimisers.
+        :meth:`encoder` which feature extractor evaluates (and snapshots) each domain.
+    """
+
+    trains_on: ClassVar[dict[str, str]] = {}
+    choice_help: ClassVar[dict[str, str]] = {}
+    uses_target: ClassVar[bool] = False
+    step_charts: ClassVar[tuple[StepChart, ...]] = ()
+
+    @classmethod
+    def label(cls, train_on: str = "source") -> str:
+        return cls.trains_on.get(train_on, cls.title)
+
+    def loss(self, batch: Any, model: Any, progress: float) -> tuple[Any, dict[str, float]]:
+        """The step's loss and float metrics; ``batch.w_src`` holds per-sample weights (or None)."""
+        raise NotImplementedError(f"method {self.name!r} defines neither loss() nor train_step()")
 
     def train_step(self, batch: Any, model: Any, progress: float, opt: Any) -> dict[str, float]:
         """One training step: loss + penalty, backward, optimiser step. Returns the step metrics.
 
         ``opt`` is the run's :class:`tl_core.optim.Optimisation` (optimiser, AMP scaler, autocast);
-        ``opt.step(loss)`` raises ``Diverged`` on a non-finite loss.
+        ``opt.step(loss)`` adds the extras' penalties and raises ``Diverged`` on a non-finite loss.
         """
         with opt.autocast():
             loss, metrics = self.loss(batch, model, progress)
@@ -263,12 +272,20 @@ class Method:
         return model.features_eval
 
 
+class Extra(Component):
+    """Composes with any method: a regulariser on weights (:meth:`penalty`, e.g. L2-SP), a fine-tuning
+    schedule (:meth:`frozen_stages`, e.g. gradual unfreezing), or both. A run lists its extras in
+    ``method.extras``; their penalties join every step's loss, whatever the method's step does."""
+
+    kind: ClassVar[str] = "regulariser"  # or "schedule": how the Setup page groups it
+
+
 @dataclass
 class MethodContext:
-    """What a method is built with (in the training process)."""
+    """What a method or an extra is built with (in the training process)."""
 
     config: Any               # the RunConfig
-    params: Any               # the method's Params instance
+    params: Any               # its Params instance
     feature_dim: int
     num_classes: int
     device: Any = None
@@ -294,38 +311,46 @@ class RunContext:
 
 # ---------------------------------------------------------------- registry
 _REGISTRY: dict[str, type[Method]] = {}
+_EXTRAS: dict[str, type[Extra]] = {}
 _PLUGINS_LOADED = False
 
 
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: add a method to the registry (its ``name`` must be new, or the same class)."""
+def register(cls: type[Component]) -> type[Component]:
+    """Class decorator: add a method (a :class:`Method`) or an extra (an :class:`Extra`) to its registry.
+
+    Its ``name`` must be new there (or be the same class again).
+    """
+    kind = "an extra" if issubclass(cls, Extra) else "a method"
     if not cls.name or not cls.title or not cls.description:
-        raise ValueError(f"{cls.__name__}: a method needs name, title and description")
+        raise ValueError(f"{cls.__name__}: {kind} needs name, title and description")
     if not dataclasses.is_dataclass(cls.Params):
         raise TypeError(f"{cls.__name__}.Params must be a dataclass")
-    # Labels and choice sentences are a method's own: a subclass of another method does not inherit
-    # them (two choices with the same words could not be told apart).
-    if not cls.__dict__.get("trains_on"):
-        cls.trains_on = {"source": cls.title}
-    if "choice_help" not in cls.__dict__:
-        cls.choice_help = {}
-    unknown = set(cls.trains_on) - set(DOMAINS)
-    if unknown:
-        raise ValueError(f"{cls.__name__}.trains_on: unknown domains {sorted(unknown)}")
-    old = _REGISTRY.get(cls.name)
+    registry: dict[str, Any] = _EXTRAS if issubclass(cls, Extra) else _REGISTRY
+    if registry is _REGISTRY:
+        # Labels and choice sentences are a method's own: a subclass of another method does not inherit
+        # them (two choices with the same words could not be told apart).
+        if not cls.__dict__.get("trains_on"):
+            cls.trains_on = {"source": cls.title}
+        if "choice_help" not in cls.__dict__:
+            cls.choice_help = {}
+        unknown = set(cls.trains_on) - set(DOMAINS)
+        if unknown:
+            raise ValueError(f"{cls.__name__}.trains_on: unknown domains {sorted(unknown)}")
+    old = registry.get(cls.name)
     if old is not None and old.__qualname__ != cls.__qualname__:
-        raise ValueError(f"a method named {cls.name!r} is registered already ({old.__module__}.{old.__qualname__})")
-    _REGISTRY[cls.name] = cls
+        raise ValueError(f"{kind} named {cls.name!r} is registered already ({old.__module__}.{old.__qualname__})")
+    registry[cls.name] = cls
     return cls
 
 
 def unregister(name: str) -> None:
-    """Remove a method (tests that register a toy one clean up with this)."""
+    """Remove a method or an extra (tests that register a toy one clean up with this)."""
     _REGISTRY.pop(name, None)
+    _EXTRAS.pop(name, None)
 
 
 def load_plugins() -> None:
-    """Import the modules named in ``TL_PLUGINS`` (comma-separated), once: methods of one's own.
+    """Import the modules named in ``TL_PLUGINS`` (comma-separated), once: methods and extras of one's own.
 
     The training process and the command line read the same variable, so a method defined
     outside ``tl_core`` works in the dashboard, in its training process and on the command line.
@@ -344,6 +369,12 @@ def all_methods() -> dict[str, type[Method]]:
     return dict(_REGISTRY)
 
 
+def all_extras() -> dict[str, type[Extra]]:
+    """Every registered extra (regulariser, fine-tuning schedule) by name, in registration order."""
+    load_plugins()
+    return dict(_EXTRAS)
+
+
 def get_method(name: str) -> type[Method]:
     """The method class registered as ``name``; KeyError naming the known ones."""
     methods = all_methods()
@@ -352,33 +383,52 @@ def get_method(name: str) -> type[Method]:
     return methods[name]
 
 
+def get_extra(name: str) -> type[Extra]:
+    """The extra registered as ``name``; KeyError naming the known ones."""
+    extras = all_extras()
+    if name not in extras:
+        raise KeyError(f"unknown extra '{name}'; known: {', '.join(extras) or 'none'}")
+    return extras[name]
+
+
 def list_methods() -> dict[str, str]:
     """Method names and one-line descriptions."""
     return {name: cls.description for name, cls in all_methods().items()}
 
 
-def make_params(name: str, values: dict[str, Any] | None) -> Any:
-    """The method's Params filled with ``values`` (unknown keys raise ValueError naming them)."""
-    cls = get_method(name).Params
+def _make_params(cls: type[Component], values: dict[str, Any] | None, path: str) -> Any:
     values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls.Params)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(f"method.params: unknown settings {sorted(unknown)} for method '{name}'; "
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)} for '{cls.name}'; "
                          f"known: {sorted(known) or 'none'}")
-    return cls(**values)
+    return cls.Params(**values)
+
+
+def _validate(cls: type[Component], values: dict[str, Any], path: str) -> list[str]:
+    try:
+        params = _make_params(cls, values, path)
+    except (TypeError, ValueError) as e:
+        return [str(e.args[0])]
+    errs = [msg for spec in param_specs(cls.Params)
+            if (msg := _check_param(f"{path}.{spec.name}", spec, getattr(params, spec.name)))]
+    return errs or list(cls.validate(params))
+
+
+def make_params(name: str, values: dict[str, Any] | None) -> Any:
+    """The method's Params filled with ``values`` (unknown keys raise ValueError naming them)."""
+    return _make_params(get_method(name), values, "method.params")
 
 
 def validate_params(name: str, values: dict[str, Any]) -> list[str]:
     """Every problem of a method's parameters, prefixed by ``method.params.<name>``."""
-    try:
-        params = make_params(name, values)
-    except (KeyError, ValueError) as e:
-        return [str(e.args[0])]
-    cls = get_method(name)
-    errs = [msg for spec in param_specs(cls.Params)
-            if (msg := _check_param(f"method.params.{spec.name}", spec, getattr(params, spec.name)))]
-    return errs or list(cls.validate(params))
+    return _validate(get_method(name), values, "method.params")
+
+
+def validate_extra(name: str, values: dict[str, Any]) -> list[str]:
+    """Every problem of an extra's parameters, prefixed by ``method.extras.<extra>.<name>``."""
+    return _validate(get_extra(name), values, f"method.extras.{name}")
 
 
 def create_method(config: Any, feature_dim: int, num_classes: int, device: Any = None) -> Method:
@@ -387,3 +437,13 @@ def create_method(config: Any, feature_dim: int, num_classes: int, device: Any =
     ctx = MethodContext(config, make_params(config.method.name, config.method.params), feature_dim, num_classes,
                         device)
     return cls(ctx)
+
+
+def create_extras(config: Any, feature_dim: int, num_classes: int, device: Any = None) -> list[Extra]:
+    """Instantiate the config's extras, in their order, in the training process."""
+    out = []
+    for entry in config.method.extras:
+        cls = get_extra(entry["name"])
+        params = _make_params(cls, entry.get("params"), f"method.extras.{cls.name}")
+        out.append(cls(MethodContext(config, params, feature_dim, num_classes, device)))
+    return out
