@@ -22,6 +22,9 @@ REFRESH_S = 2.0
 #: when a snapshot or epoch arrives, but not more often than this.
 FEATURE_REFRESH_S = 10.0
 CHART_CONFIG = {"displaylogo": False}
+#: Runs that ended before their last epoch: Resume is offered for them (failed and diverged ones only
+#: when a checkpoint exists, e.g. a training process killed for memory after its first epochs).
+RESUMABLE = ("interrupted", "stopped", "failed", "diverged")
 
 
 # -------------------------------------------------------------- selection
@@ -71,8 +74,10 @@ def render_controls(rec: RunRecord, mine: bool) -> None:
             sure = st.checkbox("Stop someone else's run", key=keys.MONITOR_CONFIRM_PREFIX + rec.id)
             st.button("Stop their run", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
                       disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch")
-    elif rec.status in ("interrupted", "stopped") and mine:
+    elif rec.status in RESUMABLE and mine:
         has_ckpt = checkpoint_path(resources.get_store().run_dir(rec.id)).exists()
+        if not has_ckpt and rec.status in ("failed", "diverged"):
+            return  # nothing to resume from: the card says why it ended
         if st.button("Resume", key=keys.MONITOR_RESUME_PREFIX + rec.id, icon=":material/play_arrow:",
                      type="primary" if rec.status == "interrupted" else "secondary", disabled=not has_ckpt,
                      width="stretch",

@@ -361,6 +361,21 @@ def test_monitor_interrupted_run_offers_resume(manager):
     assert manager.resumed == [run_id]
 
 
+def test_monitor_failed_run_with_a_checkpoint_offers_resume_and_one_without_does_not(manager):
+    killed = add_run(manager.store, "failed", error="The training process was killed (signal 9).",
+                     hint="resume it from its last checkpoint.", name="killed")
+    (manager.store.run_dir(killed) / "checkpoint.pt").write_bytes(b"x")
+    early = add_run(manager.store, "failed", error="ValueError: bad", hint="A bug.", name="early")
+    at = open_app(keys.PAGE_MONITOR)
+    at.multiselect(key=keys.MONITOR_PICK).set_value([killed, early]).run()
+    resume = at.button(key=keys.MONITOR_RESUME_PREFIX + killed)
+    assert not resume.disabled
+    with pytest.raises(KeyError):
+        at.button(key=keys.MONITOR_RESUME_PREFIX + early)
+    resume.click().run()
+    assert manager.resumed == [killed]
+
+
 def test_monitor_stop_of_own_run_and_confirmation_for_someone_elses(manager):
     at = open_app(keys.PAGE_MONITOR)  # first run: this session gets its owner id
     owner = at.session_state[keys.OWNER]
