@@ -196,3 +196,35 @@ def test_sigkill_mid_run_leaves_an_interrupted_run_that_resumes_to_the_same_end(
         assert rec.summary["final_source_val_acc"] == pytest.approx(res_full["source_val_acc"], abs=0.011)
     finally:
         manager.shutdown()
+
+
+def test_cli_stdout_is_one_json_line_and_a_failure_is_said_once(home, tmp_path):
+    """stdout carries only the final JSON line (the progress bar and epoch lines go to stderr); a run that
+    fails says so once on stderr, not once from the log and again from the command line. A real process:
+    under pytest, logging has a handler and would hide the second copy."""
+    (tmp_path / "failing_plugin.py").write_text(
+        "from tl_core.methods import register\n"
+        "from tl_core.methods.finetune import FineTune\n\n"
+        "@register\n"
+        "class Failing(FineTune):\n"
+        "    name, title, description = 'failing', 'Failing', 'test only: fails at its second step'\n"
+        "    calls = 0\n\n"
+        "    def loss(self, batch, model, progress):\n"
+        "        type(self).calls += 1\n"
+        "        if type(self).calls == 2:\n"
+        "            raise ValueError('synthetic failure in the step')\n"
+        "        return super().loss(batch, model, progress)\n")
+    env = {**os.environ, "TL_HOME": str(home), "TL_PLUGINS": "failing_plugin",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "tl_core", "run", *args], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=300)
+        return p.returncode, p.stdout, p.stderr
+
+    code, out, err = run(*[a for a in CLI_TINY if a != "--quiet"], "--method", "finetune")
+    assert code == 0 and len(out.splitlines()) == 1 and json.loads(out)["status"] == "completed", err
+    assert "epoch 1:" in err
+    code, out, err = run(*CLI_TINY, "--method", "failing")
+    assert code == 1 and len(out.splitlines()) == 1 and json.loads(out)["status"] == "failed", err
+    assert err.count("synthetic failure in the step") == 1, err

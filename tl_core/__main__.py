@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -267,6 +268,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         return bars[0]
 
     stop = threading.Event()
+    # The command line says how a run failed itself (the "error:" line below): the log's warning of the
+    # same failure would print it twice. Errors of the store itself still reach stderr.
+    logging.getLogger("tl_core.execute").setLevel(logging.ERROR)
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly after this step
     store.set_status(run_id, "running")
     try:
