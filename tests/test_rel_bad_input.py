@@ -139,10 +139,18 @@ def _all_corrupt(tmp: Path) -> Path:
     return tmp / "corrupt"
 
 
+def _class_unreadable(tmp: Path) -> Path:
+    root = image_folder(tmp / "one-bad-class")
+    for f in (root / "c").iterdir():
+        f.write_bytes(b"")  # zero-byte files: class c has no image left
+    return root
+
+
 FOLDER_PROBLEMS = [
     ("empty", _empty, "holds no class sub-folders with images"),
     ("one class only", _one_class, "has only one class ('only')"),
     ("no readable image", _all_corrupt, "None of the 6 image files"),
+    ("a class without a readable image", _class_unreadable, "Class folder 'c' in"),
 ]
 
 

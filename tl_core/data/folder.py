@@ -235,6 +235,13 @@ def _load_tree(root: Path, data_root: Path | None, need_two: bool = True,
         examples = "; ".join(skipped[:3])
         raise DataError(f"None of the {n_files} image files in '{root}' could be read ({examples}). "
                         "Check that they are valid PNG, JPEG or BMP images.")
+    empty = [c for i, c in enumerate(classes) if not np.any(labs == i)]
+    if empty:  # a class the model never sees would still be scored, and a run would "complete" without it
+        names = ", ".join(f"'{c}'" for c in empty)
+        examples = "; ".join(s for s in skipped if s.split("/", 1)[0] in empty)[:300]
+        raise DataError(f"Class folder{'s' if len(empty) > 1 else ''} {names} in '{root}' "
+                        f"{'hold' if len(empty) > 1 else 'holds'} no readable image ({examples}). Replace the "
+                        "unreadable files with valid PNG, JPEG or BMP images, or remove the folder.")
     return imgs, labs, list(classes), list(skipped), n_files
 
 
