@@ -22,6 +22,8 @@ from tl_ui import entry, keys, resources, runinfo, theme, validation, widgets
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
 FOLDER = "folder"
+RUN_BACKBONE = "run:"          # a backbone saved by an earlier run (tl_core.backbones.RUN_PREFIX)
+SAVED_PREFIX = "saved-from:"   # the backbone choice that opens the earlier runs' backbones of one architecture
 #: Every RunConfig field lives in session state under setup_key(path); most have a widget,
 #: the others keep the preset's value, except data_root: always the dashboard's data folder.
 OPTIONAL_INT = {"data.max_train", "data.max_test"}   # widget 0 means None ("all")
@@ -174,6 +176,8 @@ def build_config() -> RunConfig:
         typed = d["data"].get(f"{role}_path")
         if isinstance(typed, str) and typed:
             d["data"][f"{role}_path"] = os.path.join(root, typed)  # an absolute path stays as typed
+    if str(d["model"]["backbone"]).startswith(SAVED_PREFIX):  # a group of earlier runs: the run picked in it
+        d["model"]["backbone"] = ss.get(keys.SETUP_SAVED_BACKBONE) or d["model"]["backbone"]
     name, train_on = split_method_key(ss.get(keys.SETUP_METHOD) or method_key(d))
     params = {spec.name: ss[param_key(name, spec.name)] for spec in resources.method_params(name)
               if param_key(name, spec.name) in ss}
@@ -235,20 +239,47 @@ def _backbone_table(bbs: list[dict[str, Any]]) -> None:
                  column_config={"Pretrained weights": st.column_config.TextColumn(width="large")})
 
 
+def saved_groups(bbs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Backbones saved by earlier runs, grouped by architecture: SAVED_PREFIX + arch -> names, newest first."""
+    groups: dict[str, list[str]] = {}
+    for b in bbs:
+        if b["name"].startswith(RUN_BACKBONE):
+            groups.setdefault(SAVED_PREFIX + b["arch"], []).append(b["name"])
+    return groups
+
+
 def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
+    """The backbone: the registered ones, then one entry per architecture that earlier runs fine-tuned
+    (a second list picks the run), so the list stays short after a hundred runs."""
     st.subheader("Backbone")
+    ss = st.session_state
     bbs = resources.backbones()
     by_name = {b["name"]: b for b in bbs}
-    if st.session_state.get(k("model.backbone")) not in by_name and bbs:
-        st.session_state[k("model.backbone")] = bbs[0]["name"]
+    groups = saved_groups(bbs)
+    options = [b["name"] for b in bbs if not b["name"].startswith(RUN_BACKBONE)] + list(groups)
+    current = ss.get(k("model.backbone"))
+    if isinstance(current, str) and current.startswith(RUN_BACKBONE) and current in by_name:
+        ss[keys.SETUP_SAVED_BACKBONE] = current  # a loaded config names a run's backbone: open its group
+        ss[k("model.backbone")] = SAVED_PREFIX + by_name[current]["arch"]
+    elif current not in options and options:
+        ss[k("model.backbone")] = options[0]
 
     def label(name: str) -> str:
+        if name in groups:
+            base = by_name[groups[name][0]]["title"].split(" from run ")[0]
+            n = len(groups[name])
+            return f"{base} fine-tuned by an earlier run ({n} run{'s' if n != 1 else ''})"
         b = by_name[name]
         ok, _ = resources.weights_available(name)
         return (f"{b['title']} · {runinfo.fmt_count(b['params'])} params · {b['feature_dim']}-d features · "
                 + ("weights here" if ok else "no weights here"))
 
-    name = st.selectbox("Pretrained backbone", list(by_name), key=k("model.backbone"), format_func=label, **PERSIST)
+    name = st.selectbox("Pretrained backbone", options, key=k("model.backbone"), format_func=label, **PERSIST)
+    if name in groups:
+        if ss.get(keys.SETUP_SAVED_BACKBONE) not in groups[name]:
+            ss[keys.SETUP_SAVED_BACKBONE] = groups[name][0]
+        name = st.selectbox("Which run's backbone (newest first)", groups[name], key=keys.SETUP_SAVED_BACKBONE,
+                            format_func=saved_label, **PERSIST)
     slots["model.backbone"] = st.empty()
     info = by_name.get(name)
     size = st.session_state.get(k("data.image_size"))
@@ -259,8 +290,14 @@ def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
                 **PERSIST)
     slots["model.pretrained"] = st.empty()
     with st.expander("All backbones: size, feature width and whether their weights are here"):
-        _backbone_table(bbs)
+        _backbone_table([b for b in bbs if not b["name"].startswith(RUN_BACKBONE)])
     return by_name.get(name)
+
+
+def saved_label(name: str) -> str:
+    """'run:<id>' as its run's name and date (plain text: a selectbox option)."""
+    rec = resources.get_store().get_run(name[len(RUN_BACKBONE):])
+    return f"{runinfo.run_title(rec)} · {runinfo.fmt_when(rec.created)}" if rec is not None else name
 
 
 def stage_diagram(stage_names: list[str], per_stage: list[int], frozen: int) -> str:

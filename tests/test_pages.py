@@ -563,3 +563,29 @@ def test_runs_page_offers_config_metrics_and_checkpoint_downloads(manager):
     _select_rows(at, [0])
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Config (JSON)", "Metrics (CSV)", "Checkpoint"]
+
+
+def test_setup_groups_backbones_of_earlier_runs_under_one_entry(manager):
+    """A hundred finished runs must not make a hundred backbone entries: one entry per architecture opens a
+    second list of the runs (newest first); the config gets the run's backbone."""
+    from tl_core import backbones as bb
+
+    lenet = bb.create_backbone("lenet", pretrained=False)
+    ids = []
+    for i in range(3):
+        run_id = add_run(manager.store, "completed", name=f"run {i}")
+        manager.store.rename(run_id, f"run {i}")
+        bb.save_backbone(lenet, manager.store.run_dir(run_id))
+        ids.append(run_id)
+    at = _setup()
+    k = keys.setup_key
+    box = at.selectbox(key=k("model.backbone"))
+    groups = [o for o in box.options if "fine-tuned by an earlier run" in o]
+    assert groups == ["LeNet (DANN digits CNN) fine-tuned by an earlier run (3 runs)"], box.options
+    assert not any("from run" in o for o in box.options)
+    box.set_value("saved-from:lenet").run()
+    pick = at.selectbox(key=keys.SETUP_SAVED_BACKBONE)
+    assert [o.split(" · ")[0] for o in pick.options] == ["run 2", "run 1", "run 0"]
+    pick.set_value(f"run:{ids[0]}").run()
+    assert not at.exception and not at.button(key=keys.SETUP_START).disabled, [e.value for e in at.error]
+    assert f'"backbone": "run:{ids[0]}"' in at.code[0].value

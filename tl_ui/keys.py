@@ -36,6 +36,8 @@ SETUP_REQUEST_PRESET = "setup.request_preset"
 #: ("finetune", "finetune@target", "dann"); see tl_core.config.method_key.
 SETUP_METHOD = "setup.method"
 SETUP_START = "setup.start"
+#: Which earlier run's backbone, when the backbone choice is a group of them (see pages/setup.py).
+SETUP_SAVED_BACKBONE = "setup.saved_backbone"
 SETUP_ERROR = "setup.error"
 
 
