@@ -6,6 +6,7 @@ pages/ (one file per page) and tl_ui/ (shared widgets, charts, cached resources)
 
 import streamlit as st
 
+from tl_core.store import StoreError
 from tl_ui import entry, keys, resources, widgets
 
 with entry.app_run():
@@ -17,7 +18,13 @@ with entry.app_run():
         st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
     ], expanded=True)
     widgets.page_style()
-    resources.get_manager()  # starts the snapshot projector (and its UMAP warm-up) with the server
+    try:
+        resources.get_manager()  # starts the snapshot projector (and its UMAP warm-up) with the server
+    except StoreError as exc:  # a damaged runs.db or an unwritable TL_HOME: say so on every page, serve on
+        st.title("Transfer Lab cannot open its run store")
+        st.error(widgets.plain(exc), icon=":material/database:")
+        st.caption("Fix it as the message says, then reload this page. Nothing was changed on disk.")
+        st.stop()
     resources.owner_id()
     widgets.render_sidebar()
     navigation.run()

@@ -356,3 +356,37 @@ def test_corrupt_foreign_or_malicious_checkpoint_is_refused_on_resume(tmp_path, 
         assert code == 2 and f"error: cannot resume {run_id}" in err and words in err, (what, err)
         assert store.get_run(run_id).status == "interrupted"
     assert not (tmp_path / "pwned").exists()  # weights_only: the pickle's code never ran
+
+
+def _damaged_store(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "runs.db").write_bytes(b"this is not a database, a disk error ate it" * 100)
+    return home
+
+
+def test_a_damaged_run_store_or_unwritable_tl_home_says_what_to_do(tmp_path, monkeypatch):
+    """CLI: one 'error:' line naming the file and what to do, exit 2; the dashboard: a page that says so."""
+    from streamlit.testing.v1 import AppTest
+
+    from tl_core import jobs
+    from tl_ui import resources
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cases = {"damaged": (_damaged_store(tmp_path / "damaged"), "runs.db cannot be read", "move it aside"),
+             "unwritable": (blocker / "home", "cannot be used for the run store", "Point TL_HOME")}
+    for name, (home, what, todo) in cases.items():
+        env = {**os.environ, "TL_HOME": str(home)}
+        p = subprocess.run([sys.executable, "-m", "tl_core", "run", *CLI_TINY], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=300)
+        assert p.returncode == 2, (name, p.stderr)
+        assert p.stderr.startswith("error: ") and what in p.stderr and todo in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+        monkeypatch.setenv("TL_HOME", str(home))
+        monkeypatch.setattr(jobs, "_MANAGER", None)  # the dashboard's manager is made anew, on this TL_HOME
+        resources.get_manager.clear()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = [e.value.replace("\\", "") for e in at.error]  # plain text: Markdown characters escaped
+        assert any(what in e and todo in e for e in shown), shown

@@ -291,10 +291,15 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tl_core.store import StoreError
+
     a = _parser().parse_args(argv)
-    if a.cmd == "list":
-        return cmd_list()
-    return cmd_run(a)
+    try:
+        if a.cmd == "list":
+            return cmd_list()
+        return cmd_run(a)
+    except StoreError as e:  # a damaged runs.db or an unwritable TL_HOME: what to do, not a traceback
+        return _error(str(e))
 
 
 if __name__ == "__main__":

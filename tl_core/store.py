@@ -111,6 +111,11 @@ INTERRUPTED_ERROR = "The server stopped while this run was active."
 INTERRUPTED_HINT = "Its metrics up to the last completed step are kept; resume it from its last checkpoint."
 
 
+class StoreError(RuntimeError):
+    """The run store cannot be opened: TL_HOME is not writable, or runs.db is damaged. The message names
+    the file and says what to do."""
+
+
 def default_home() -> Path:
     """``TL_HOME`` if set, else ``~/.transfer-lab``."""
     return Path(os.environ.get("TL_HOME") or Path.home() / ".transfer-lab").expanduser()
@@ -159,17 +164,30 @@ class RunStore:
 
     def __init__(self, home: str | Path | None = None) -> None:
         self.home = Path(home).expanduser() if home else default_home()
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "runs").mkdir(exist_ok=True)
         self.db_path = self.home / "runs.db"
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        with self._write_lock:
-            conn = self._conn()
-            conn.executescript(_SCHEMA)
-            cols = {r["name"] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
-            if "worker" not in cols:  # a store written before runs recorded their process
-                conn.execute("ALTER TABLE runs ADD COLUMN worker TEXT")
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            (self.home / "runs").mkdir(exist_ok=True)
+            if not os.access(self.home, os.W_OK):
+                raise PermissionError(f"no permission to write in {self.home}")
+        except OSError as e:
+            raise StoreError(f"TL_HOME ({self.home}) cannot be used for the run store: {e}. Point TL_HOME at a "
+                             "folder you can write to (TL_HOME=/path/to/folder).") from e
+        try:
+            with self._write_lock:
+                conn = self._conn()
+                conn.executescript(_SCHEMA)
+                cols = {r["name"] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
+                if "worker" not in cols:  # a store written before runs recorded their process
+                    conn.execute("ALTER TABLE runs ADD COLUMN worker TEXT")
+                conn.execute("SELECT id, config FROM runs LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise StoreError(f"The run store {self.db_path} cannot be read ({e}). Restore it from a backup, or "
+                             f"move it aside (mv {self.db_path} {self.db_path}.damaged) to start with an empty "
+                             "store (the runs' folders stay under runs/), or point TL_HOME elsewhere.") from e
 
     # ------------------------------------------------------------ plumbing
     def _conn(self) -> sqlite3.Connection:
