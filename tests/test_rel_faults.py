@@ -228,3 +228,96 @@ def test_cli_stdout_is_one_json_line_and_a_failure_is_said_once(home, tmp_path):
     code, out, err = run(*CLI_TINY, "--method", "failing")
     assert code == 1 and len(out.splitlines()) == 1 and json.loads(out)["status"] == "failed", err
     assert err.count("synthetic failure in the step") == 1, err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 24 MB filesystem (tmpfs, mounted as root, as CI runs) to fill for real."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); CI runs as root and can")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(folder, leave_bytes):
+    """Write a filler file so that only about ``leave_bytes`` stay free on folder's filesystem."""
+    import shutil
+
+    filler = folder / "filler.bin"
+    size = max(0, shutil.disk_usage(folder).free - leave_bytes)
+    with open(filler, "wb") as f:
+        chunk = b"\0" * (1 << 20)
+        while size > 0:
+            f.write(chunk[:min(size, len(chunk))])
+            size -= min(size, len(chunk))
+    return filler
+
+
+def test_a_really_full_disk_fails_the_run_saying_so_and_resume_works_once_space_is_freed(small_disk, monkeypatch):
+    from tl_core.recorder import StoreRecorder
+
+    home = small_disk / "home"
+    monkeypatch.setenv("TL_HOME", str(home))
+    manager = JobManager(RunStore(home), project=False)
+    filler = {}
+    real = StoreRecorder.save_checkpoint
+
+    def save_then_fill(self, state):
+        real(self, state)
+        if not filler:  # the epoch-1 checkpoint is written; then the disk fills up (for real)
+            filler["path"] = _fill(small_disk, 48 * 1024)
+
+    monkeypatch.setattr(StoreRecorder, "save_checkpoint", save_then_fill)
+    try:
+        cfg = small(epochs=2)
+        run_id = manager.submit(cfg, owner="alice")
+        store = manager.store
+        rec = wait_status(store, run_id, ("failed",), timeout=120)
+        assert rec.error.startswith("The disk is full"), rec.error
+        assert "MB free under TL_HOME" in rec.error and "This looks like a bug" not in (rec.hint or "")
+        assert "resume" in rec.hint.lower()
+        # The store stays readable and the epoch-1 checkpoint whole.
+        assert [r.id for r in RunStore(home).list_runs()] == [run_id]
+        assert checkpoint.load_checkpoint_file(store.run_dir(run_id) / "checkpoint.pt")["epoch"] == 1
+        # Space freed: resume finishes the run.
+        filler["path"].unlink()
+        monkeypatch.setattr(StoreRecorder, "save_checkpoint", real)
+        manager.resume(run_id)
+        rec = wait_status(store, run_id, ("completed",), timeout=120)
+        assert rec.step == 16
+    finally:
+        manager.shutdown()
+        manager.store.close()
+
+
+def test_the_command_line_on_a_full_disk_says_so_without_a_traceback(small_disk):
+    """A store made before the disk filled, and a TL_HOME first made on a full disk: exit 2, one error line."""
+    made = small_disk / "made"
+    RunStore(made).close()
+    _fill(small_disk, 0)
+    for home in (made, small_disk / "new"):
+        env = {**os.environ, "TL_HOME": str(home)}
+        p = subprocess.run([sys.executable, "-m", "tl_core", "run", *CLI_TINY], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=300)
+        assert p.returncode == 2, (home, p.stderr)
+        assert p.stderr.startswith("error: ") and "full" in p.stderr and "Free some space" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_a_database_that_fills_while_logging_steps_says_disk_full(small_disk):
+    """SQLite rolls a transaction back itself on a full disk: the error must be that, not 'cannot rollback'."""
+    store = RunStore(small_disk / "home")
+    run_id = store.create_run(small())
+    store.release_reserve()
+    _fill(small_disk, 0)
+    rows = [{"step": i, "epoch": 1, "loss": 1.0, "note": "x" * 200} for i in range(1, 5000)]
+    with pytest.raises(sqlite3.OperationalError) as err:
+        for start in range(0, len(rows), 500):
+            store.log_steps(run_id, rows[start:start + 500])
+    assert failures.is_disk_full(err.value), err.value
+    assert "cannot rollback" not in str(err.value)
+    store.close()

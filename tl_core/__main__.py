@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import signal
 import sys
 import threading
@@ -300,6 +301,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_run(a)
     except StoreError as e:  # a damaged runs.db or an unwritable TL_HOME: what to do, not a traceback
         return _error(str(e))
+    except (OSError, sqlite3.OperationalError) as e:
+        from tl_core.failures import is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        import shutil
+
+        from tl_core.store import default_home
+
+        free = shutil.disk_usage(default_home()).free / 2**20 if default_home().exists() else 0.0
+        return _error(f"disk full: {e} ({free:.0f} MB free under TL_HOME {default_home()}). Free some space, "
+                      "then run again (a run that had started resumes with --resume RUN_ID).")
 
 
 if __name__ == "__main__":

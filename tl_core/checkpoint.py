@@ -5,7 +5,9 @@ Checkpoints load with ``torch.load(..., weights_only=True)``: a pickled object i
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,27 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
+    except RuntimeError as e:  # torch reports a short write as "[enforce fail ...] unexpected pos ..."
+        if tmp.exists():
+            tmp.unlink()
+        need = _tensor_bytes(state)
+        if shutil.disk_usage(path.parent).free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device to write {path.name} (about "
+                                        f"{need / 2**20:.1f} MB)") from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """The bytes of every tensor in a nested state (what a checkpoint needs on disk, roughly)."""
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    nbytes = getattr(obj, "nbytes", None)
+    return int(nbytes) if isinstance(nbytes, int) else 0
 
 
 def make_state(config: RunConfig, model: Any, method: Any, opt: Any, step: int, epoch: int,
@@ -126,6 +146,7 @@ def prepare_resume(store: Any, run_id: str) -> tuple[RunConfig, Path]:
         meta = load_checkpoint_file(ckpt, expect_config=cfg)
     except RunError as e:
         raise ValueError(f"cannot resume {run_id}: {e}" + (f" {e.hint}" if e.hint else "")) from e
+    store.keep_reserve()  # a full disk gave it up to record the failure; space is back now
     store.claim(run_id)  # before it looks active, so no other process takes it for dead
     store.truncate_after(run_id, int(meta["step"]), int(meta["epoch"]))
     return cfg, ckpt

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tl_core.config import RunConfig
-from tl_core.failures import describe_exception, expected_errors
+from tl_core.failures import describe_exception, expected_errors, is_disk_full
 from tl_core.recorder import StoreRecorder
 from tl_core.store import INTERRUPTED_ERROR, INTERRUPTED_HINT, RunStore
 
@@ -86,6 +86,13 @@ def finish_run(store: RunStore, run_id: str, result: dict[str, Any], interrupted
     return "completed"
 
 
+def _free_mb(store: RunStore) -> float | None:
+    try:
+        return store.free_mb()
+    except OSError:
+        return None
+
+
 def record_failure(store: RunStore, run_id: str, exc: BaseException) -> tuple[str, str, str | None]:
     """Mark a run failed (or diverged) with a message saying what and where, and a hint.
 
@@ -95,13 +102,21 @@ def record_failure(store: RunStore, run_id: str, exc: BaseException) -> tuple[st
     Returns:
         (status, message, hint).
     """
-    message, hint = describe_exception(exc)
+    disk_full = is_disk_full(exc)
+    message, hint = describe_exception(exc, free_mb=_free_mb(store) if disk_full else None)
+    if disk_full:
+        store.release_reserve()  # room to record how the run ended
     status = getattr(exc, "status", "failed")
     log.warning("run %s %s: %s", run_id, status, message)
-    try:
-        store.set_status(run_id, status, error=message, hint=hint)
-    except Exception:  # the database itself failed (disk full): nothing more to do
-        log.exception("could not record the failure of %s", run_id)
+    for attempt in range(2):
+        try:
+            store.set_status(run_id, status, error=message, hint=hint)
+            break
+        except Exception as e:  # the database itself failed: a full disk gets the reserve once
+            if attempt == 0 and is_disk_full(e) and store.release_reserve():
+                continue
+            log.exception("could not record the failure of %s", run_id)
+            break
     if not isinstance(exc, expected_errors()):
         try:
             (store.run_dir(run_id) / "traceback.txt").write_text(

@@ -65,11 +65,12 @@ def _library_file(filename: str) -> bool:
             or os.path.abspath(filename).startswith(_STDLIB))
 
 
-def describe_exception(exc: BaseException) -> tuple[str, str | None]:
+def describe_exception(exc: BaseException, free_mb: float | None = None) -> tuple[str, str | None]:
     """A one-line message with where it happened, and a hint, for a failed run.
 
     Where: the deepest frame of the traceback outside installed libraries (our code or a
     user's method), plus what the run was doing (``tl_phase``, set by the training loop).
+    ``free_mb``: free space under TL_HOME, said when the disk is full.
     """
     if isinstance(exc, RunError):
         return str(exc), exc.hint
@@ -81,7 +82,9 @@ def describe_exception(exc: BaseException) -> tuple[str, str | None]:
         return (f"The GPU ran out of memory{during}: try a smaller batch or image size.",
                 "Use a smaller batch size or image size, or freeze more stages (frozen stages keep no gradients).")
     if is_disk_full(exc):
-        return (f"The disk is full{during}: {exc}", "Free some space under TL_HOME, then resume the run.")
+        free = f" ({free_mb:.0f} MB free under TL_HOME)" if free_mb is not None else ""
+        return (f"The disk is full{during}: {exc}{free}", "Free some space under TL_HOME, then resume the run "
+                "from its last checkpoint.")
     frames = traceback.extract_tb(exc.__traceback__)
     where = ""
     if frames:

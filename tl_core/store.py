@@ -111,6 +111,10 @@ INTERRUPTED_ERROR = "The server stopped while this run was active."
 INTERRUPTED_HINT = "Its metrics up to the last completed step are kept; resume it from its last checkpoint."
 
 
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 1 << 20
+
+
 class StoreError(RuntimeError):
     """The run store cannot be opened: TL_HOME is not writable, or runs.db is damaged. The message names
     the file and says what to do."""
@@ -183,8 +187,12 @@ class RunStore:
                 if "worker" not in cols:  # a store written before runs recorded their process
                     conn.execute("ALTER TABLE runs ADD COLUMN worker TEXT")
                 conn.execute("SELECT id, config FROM runs LIMIT 1").fetchall()
+            self.keep_reserve()
         except sqlite3.DatabaseError as e:
             self.close()
+            if "full" in str(e).lower() or self.free_mb() < 1:  # SQLite says "disk I/O error" for a full disk too
+                raise StoreError(f"The disk under TL_HOME ({self.home}) is full: {e} ({self.free_mb():.0f} MB "
+                                 f"free). Free some space there, or point TL_HOME elsewhere.") from e
             raise StoreError(f"The run store {self.db_path} cannot be read ({e}). Restore it from a backup, or "
                              f"move it aside (mv {self.db_path} {self.db_path}.damaged) to start with an empty "
                              "store (the runs' folders stay under runs/), or point TL_HOME elsewhere.") from e
@@ -213,8 +221,36 @@ class RunStore:
                 conn.executemany(sql, rows)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite has already rolled back after SQLITE_FULL and some I/O errors
+                    conn.execute("ROLLBACK")
                 raise
+
+    # ------------------------------------------------------- full disks
+    def keep_reserve(self) -> None:
+        """Hold RESERVE_BYTES of disk in TL_HOME/.space-reserve (best effort), so that when the disk fills
+        up the end of a run can still be recorded: :meth:`release_reserve` frees it just for that."""
+        path = self.home / RESERVE_FILE
+        try:
+            if not path.exists() or path.stat().st_size < RESERVE_BYTES:
+                with open(path, "wb") as f:
+                    f.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            try:
+                path.unlink()  # a half-written reserve is no reserve
+            except OSError:
+                pass
+
+    def release_reserve(self) -> bool:
+        """Free the reserve (the disk is full); True if there was one."""
+        try:
+            (self.home / RESERVE_FILE).unlink()
+            return True
+        except OSError:
+            return False
+
+    def free_mb(self) -> float:
+        """Free space on TL_HOME's filesystem, in MB."""
+        return shutil.disk_usage(self.home).free / 2**20
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
