@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from tl_core.checkpoint import checkpoint_path
+from tl_core.checkpoint import WHEN_WRITTEN, last_saved
 from tl_core.store import RunRecord
 from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
@@ -75,14 +75,26 @@ def render_controls(rec: RunRecord, mine: bool) -> None:
             st.button("Stop their run", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
                       disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch")
     elif rec.status in RESUMABLE and mine:
-        has_ckpt = checkpoint_path(resources.get_store().run_dir(rec.id)).exists()
-        if not has_ckpt and rec.status in ("failed", "diverged"):
+        saved = last_saved(resources.get_store().run_dir(rec.id))
+        if saved is None and rec.status in ("failed", "diverged"):
             return  # nothing to resume from: the card says why it ended
         if st.button("Resume", key=keys.MONITOR_RESUME_PREFIX + rec.id, icon=":material/play_arrow:",
-                     type="primary" if rec.status == "interrupted" else "secondary", disabled=not has_ckpt,
-                     width="stretch",
-                     help=None if has_ckpt else "No checkpoint yet: one is written at the end of each epoch."):
+                     type="primary" if rec.status == "interrupted" else "secondary", disabled=saved is None,
+                     width="stretch", help=resume_help(saved)):
             _resume(rec.id)
+        if saved:
+            st.caption(f"from step {saved['step']} · {runinfo.fmt_when(saved['t'])}")
+
+
+def resume_help(saved: dict[str, Any] | None) -> str:
+    """What Resume can go on from, in words that match the checkpoint there is."""
+    if saved is None:
+        return f"No checkpoint yet: one is written {WHEN_WRITTEN}."
+    if not saved:
+        return "Goes on from the last checkpoint."
+    where = (f"step {saved['step']}, inside epoch {saved['epoch'] + 1}" if saved.get("in_epoch")
+             else f"step {saved['step']}, the end of epoch {saved['epoch']}")
+    return f"Goes on from the last checkpoint ({where}); the steps after it are trained again."
 
 
 def render_run_card(rec: RunRecord) -> None:

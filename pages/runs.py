@@ -9,7 +9,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from tl_core.checkpoint import CHECKPOINT_NAME, checkpoint_path
+from tl_core.checkpoint import CHECKPOINT_NAME, WHEN_WRITTEN, checkpoint_path
 from tl_core.store import RunRecord, RunStore
 from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
 
@@ -140,7 +140,7 @@ def render_actions(recs: list[RunRecord], store: RunStore) -> None:
                            file_name=f"{run_id}-{CHECKPOINT_NAME}", mime="application/octet-stream",
                            icon=":material/download:", on_click="ignore", disabled=not has_ckpt,
                            key=f"runs.dl.ckpt.{run_id}",
-                           help=None if has_ckpt else "No checkpoint yet: one is written at the end of each epoch.")
+                           help=None if has_ckpt else f"No checkpoint yet: one is written {WHEN_WRITTEN}.")
     st.markdown("")
     n = len(recs)
     what = f"these {n} runs" if n > 1 else f"'{widgets.plain(runinfo.run_title(rec))}'"  # a label is Markdown

@@ -589,3 +589,16 @@ def test_setup_groups_backbones_of_earlier_runs_under_one_entry(manager):
     pick.set_value(f"run:{ids[0]}").run()
     assert not at.exception and not at.button(key=keys.SETUP_START).disabled, [e.value for e in at.error]
     assert f'"backbone": "run:{ids[0]}"' in at.code[0].value
+
+
+def test_monitor_resume_says_where_the_run_goes_on(manager):
+    import json as _json
+
+    run_id = add_run(manager.store, "interrupted", error="The server stopped while this run was active.")
+    run_dir = manager.store.run_dir(run_id)
+    (run_dir / "checkpoint.pt").write_bytes(b"x")
+    (run_dir / "checkpoint.json").write_text(_json.dumps({"step": 10, "epoch": 1, "in_epoch": 2, "t": 0}))
+    at = open_app(keys.PAGE_MONITOR)
+    resume = at.button(key=keys.MONITOR_RESUME_PREFIX + run_id)
+    assert "step 10, inside epoch 2" in resume.help and "trained again" in resume.help
+    assert any("from step 10" in c.value for c in at.caption)

@@ -265,3 +265,38 @@ def test_resumed_run_continues_the_snapshot_numbering(tmp_path, monkeypatch):
     trainer.run(cfg, resumed, resume=tmp_path / "checkpoint.pt")
     assert [s["step"] for s in kept] == [0, 5, 8]
     assert [(s["idx"], s["step"]) for s in resumed.snapshots] == [(3, 10), (4, 15), (5, 16)]
+
+
+def test_a_checkpoint_by_time_inside_an_epoch_resumes_to_the_same_end(tmp_path, monkeypatch):
+    """No lost hour: with checkpoints every few minutes (here: every step), a crash inside an epoch resumes from
+    the last step saved, with the same dropout and order, to the same end as an uninterrupted run."""
+    cfg = tiny_config("dann")
+    cfg.optim.epochs = 2
+    cfg.model.dropout = 0.5
+    cfg.model.head = "mlp"  # dropout in the head: the random state must be carried over too
+    cfg.snapshot.enabled = False
+    (tmp_path / "a").mkdir()
+    full = MemoryRecorder(tmp_path / "a")
+    res_full = trainer.run(cfg, full)
+
+    class CrashAtStep11(MemoryRecorder):
+        def log_steps(self, rows):
+            super().log_steps(rows)
+            if any(r["step"] == 11 for r in rows):
+                raise OSError("the machine went away")
+
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
+    monkeypatch.setattr(checkpoint, "EVERY_S", 0.0)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(OSError):
+        trainer.run(cfg, CrashAtStep11(tmp_path / "b"))
+    state = checkpoint.load_checkpoint_file(tmp_path / "b" / "checkpoint.pt")
+    assert (state["step"], state["epoch"], state["in_epoch"]) == (10, 1, 2)  # inside epoch 2, not at its start
+    assert {k: v for k, v in checkpoint.last_saved(tmp_path / "b").items() if k != "t"} == {
+        "step": 10, "epoch": 1, "in_epoch": 2}  # what the pages read to say where Resume goes on
+    resumed = MemoryRecorder(tmp_path / "b")
+    res = trainer.run(cfg, resumed, resume=tmp_path / "b" / "checkpoint.pt")
+    assert res["status"] == "completed" and res["step"] == res_full["step"]
+    assert [r["step"] for r in resumed.steps] == list(range(11, 17))
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in full.steps[10:]], rel=1e-5)
+    assert res["target_test_acc"] == pytest.approx(res_full["target_test_acc"])

@@ -6,8 +6,10 @@ Checkpoints load with ``torch.load(..., weights_only=True)``: a pickled object i
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,12 @@ from tl_core.config import RunConfig
 from tl_core.failures import RunError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+WHERE_NAME = "checkpoint.json"  # where the last checkpoint is (step, epoch, time), for pages that load no torch
 FORMAT = "transfer-lab-checkpoint/1"
+#: A checkpoint is written at the end of each epoch and, inside an epoch, this often (a long epoch on a CPU
+#: takes an hour: a stop, a crash or a killed server then loses minutes, not the epoch).
+EVERY_S = 300.0
+WHEN_WRITTEN = f"at the end of each epoch and every {EVERY_S / 60:g} minutes inside one"
 _KEYS = ("step", "epoch", "backbone", "head", "method", "optimizer", "scaler", "config")
 
 
@@ -56,10 +63,37 @@ def _tensor_bytes(obj: Any) -> int:
     return int(nbytes) if isinstance(nbytes, int) else 0
 
 
+def write(state: dict[str, Any], run_dir: str | os.PathLike) -> None:
+    """Write a run's checkpoint (atomically), then the small note of where it is (``checkpoint.json``)."""
+    save_atomic(state, checkpoint_path(run_dir))
+    note = {"step": int(state["step"]), "epoch": int(state["epoch"]), "in_epoch": int(state.get("in_epoch", 0)),
+            "t": time.time()}
+    tmp = Path(run_dir) / (WHERE_NAME + ".tmp")
+    tmp.write_text(json.dumps(note))
+    os.replace(tmp, Path(run_dir) / WHERE_NAME)
+
+
+def last_saved(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Where the run's last checkpoint is ({step, epoch, in_epoch, t}); None when it has none (no torch)."""
+    if not checkpoint_path(run_dir).exists():
+        return None
+    try:
+        return json.loads((Path(run_dir) / WHERE_NAME).read_text())
+    except (OSError, ValueError):
+        return {}  # a checkpoint written before the note existed: whereabouts unknown
+
+
 def make_state(config: RunConfig, model: Any, method: Any, opt: Any, step: int, epoch: int,
-               extras: list[Any] = ()) -> dict[str, Any]:
-    """What a checkpoint holds: the config, where training is, and every state needed to go on."""
-    return {"format": FORMAT, "config": config.to_json(), "step": step, "epoch": epoch,
+               extras: list[Any] = (), in_epoch: int = 0) -> dict[str, Any]:
+    """What a checkpoint holds: the config, where training is, and every state needed to go on.
+
+    ``epoch``: epochs completed; ``in_epoch``: steps done in the next one (a checkpoint written inside an
+    epoch, by time), with the random state then, so a resumed run goes on exactly as it would have.
+    """
+    import torch
+
+    return {"format": FORMAT, "config": config.to_json(), "step": step, "epoch": epoch, "in_epoch": in_epoch,
+            "rng": torch.get_rng_state(),
             "backbone": model.backbone.state_dict(), "head": model.head.state_dict(), "method": method.state_dict(),
             "extras": {e.name: e.state_dict() for e in extras},
             "optimizer": opt.state_dict(), "scaler": opt.scaler_state_dict()}
@@ -76,7 +110,7 @@ def load_checkpoint_file(path: str | os.PathLike, expect_config: RunConfig | Non
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
-        raise RunError(f"No checkpoint at {path}.", hint="The run saves one at the end of each epoch.") from e
+        raise RunError(f"No checkpoint at {path}.", hint=f"A run saves one {WHEN_WRITTEN}.") from e
     except Exception as e:  # pickle errors, truncated zip, unsafe globals
         raise RunError(f"{path.name} is not a readable Transfer Lab checkpoint ({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'}).",
@@ -139,7 +173,7 @@ def prepare_resume(store: Any, run_id: str) -> tuple[RunConfig, Path]:
         raise ValueError(f"run {run_id} has already completed; start a new run to train longer")
     ckpt = checkpoint_path(store.run_dir(run_id))
     if not ckpt.exists():
-        raise ValueError(f"run {run_id} has no checkpoint yet (one is written at the end of each epoch); "
+        raise ValueError(f"run {run_id} has no checkpoint yet (one is written {WHEN_WRITTEN}); "
                          "start it again instead")
     cfg = RunConfig.from_dict(rec.config)
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tl_core.checkpoint import WHEN_WRITTEN
 from tl_core.config import RunConfig
 from tl_core.failures import describe_exception, expected_errors, is_disk_full
 from tl_core.recorder import StoreRecorder
@@ -22,7 +23,8 @@ from tl_core.store import INTERRUPTED_ERROR, INTERRUPTED_HINT, RunStore
 
 log = logging.getLogger(__name__)
 
-STOPPED_HINT = "Its metrics so far are kept; resume it to continue from the last epoch."
+STOPPED_HINT = ("Its metrics so far are kept; Resume goes on from its last checkpoint (written "
+                f"{WHEN_WRITTEN}).")
 
 
 @dataclass

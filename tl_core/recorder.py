@@ -7,7 +7,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from tl_core.checkpoint import checkpoint_path, save_atomic
+from tl_core import checkpoint
 
 
 class Recorder(Protocol):
@@ -52,7 +52,7 @@ class StoreRecorder:
         self.store.log_epoch(self.run_id, epoch, step, metrics, extra)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        save_atomic(state, checkpoint_path(self.run_dir))
+        checkpoint.write(state, self.run_dir)
 
     def save_backbone(self, backbone: Any) -> None:
         from tl_core.backbones import save_backbone
@@ -100,7 +100,7 @@ class MemoryRecorder:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         if self.run_dir is not None:
-            save_atomic(state, checkpoint_path(self.run_dir))
+            checkpoint.write(state, self.run_dir)
         if self.keep_checkpoints:
             self.checkpoints.append(state)
 

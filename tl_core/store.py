@@ -411,7 +411,7 @@ class RunStore:
             conn = self._conn()
             conn.execute("DELETE FROM step_metrics WHERE run_id=? AND step>?", (run_id, step))
             conn.execute("DELETE FROM epoch_metrics WHERE run_id=? AND epoch>?", (run_id, epoch))
-            conn.execute("DELETE FROM snapshots WHERE run_id=? AND epoch>?", (run_id, epoch))
+            conn.execute("DELETE FROM snapshots WHERE run_id=? AND step>?", (run_id, step))  # mid-epoch ones too
 
     # ----------------------------------------------------------- snapshots
     def _snap_dir(self, run_id: str) -> Path:

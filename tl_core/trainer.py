@@ -95,11 +95,12 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     n_train = p.train_x.shape[0]
     steps_per_epoch = math.ceil(n_train / o.batch_size)
     total_steps = o.epochs * steps_per_epoch
-    step, start_epoch = 0, 0
+    step, start_epoch, in_epoch, rng = 0, 0, 0, None
     if resume is not None:
         where["phase"] = "while loading the checkpoint"
         state = ckpt.load_checkpoint_file(resume, expect_config=config)
-        for epoch in range(int(state["epoch"])):  # the frozen stages (and optimiser groups) it had then
+        in_epoch, rng = int(state.get("in_epoch", 0)), state.get("rng")
+        for epoch in range(int(state["epoch"]) + (1 if in_epoch else 0)):  # the frozen stages it had then
             _apply_freezing(p, opt, epoch)
         step, start_epoch = ckpt.restore(state, p.model, p.method, opt, resume, p.extras)
     recorder.progress(epoch=start_epoch, step=step, total_steps=total_steps)
@@ -113,7 +114,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     n_snap = 1 + sum(1 for s_ in snap_at if s_ <= step)  # the next snapshot's index (resume: after those kept)
 
     buffer: list[dict[str, Any]] = []
-    last_flush = t_run = time.perf_counter()
+    last_flush = last_checkpoint = t_run = time.perf_counter()
     ips_ema: float | None = None
     steps_this_session = 0
     final_metrics: dict[str, float] = {}
@@ -127,10 +128,13 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         order = torch.randperm(n_train, generator=g).to(device)
         tgt_order = (torch.randint(0, tgt_in.shape[0], (steps_per_epoch * o.batch_size,), generator=g).to(device)
                      if tgt_in is not None else None)
+        first = in_epoch if epoch == start_epoch else 0  # a checkpoint from inside this epoch: go on after it
+        if first and rng is not None:
+            torch.set_rng_state(rng)  # dropout and augmentation continue as they would have
         p.model.train()
         for component in p.components:
             component.train()
-        for i in range(steps_per_epoch):
+        for i in range(first, steps_per_epoch):
             if stop.is_set():
                 status = "stopped"
                 break
@@ -165,6 +169,12 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
                 eta = (now - t_run) / steps_this_session * (total_steps - step)
                 recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps, eta_s=eta, images_per_s=ips_ema)
                 last_flush = now
+            if now - last_checkpoint >= ckpt.EVERY_S and i + 1 < steps_per_epoch:  # no hour lost
+                where["phase"] = f"while saving the checkpoint at step {step}"
+                _flush(recorder, buffer)  # the metrics up to it are in the store before it is
+                recorder.save_checkpoint(ckpt.make_state(config, p.model, p.method, opt, step, epoch, p.extras,
+                                                         in_epoch=i + 1))
+                last_checkpoint = time.perf_counter()
             if sample is not None and step in snap_at and i + 1 < steps_per_epoch:  # mid-epoch snapshot
                 where["phase"] = f"while taking the snapshot at step {step}"
                 take_snapshot(p, recorder, sample, n_snap, step, round(step / steps_per_epoch, 3))
@@ -178,6 +188,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         recorder.log_epoch(epoch + 1, step, final_metrics, extra)
         where["phase"] = f"while saving the checkpoint of epoch {epoch + 1}"
         recorder.save_checkpoint(ckpt.make_state(config, p.model, p.method, opt, step, epoch + 1, p.extras))
+        last_checkpoint = time.perf_counter()
         where["phase"] = f"while taking the snapshot after epoch {epoch + 1}"
         if sample is not None and step in snap_at:
             take_snapshot(p, recorder, sample, n_snap, step, epoch + 1, evaluated)
