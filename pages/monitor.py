@@ -110,6 +110,14 @@ def render_run_card(rec: RunRecord) -> None:
                              f" · {runinfo.data_pair(rec.config)}{who}"))
         with c2:
             st.progress(rec.progress, text=runinfo.progress_text(rec))
+            if rec.active and rec.phase:
+                st.caption(f":material/hourglass_top: {rec.phase.capitalize()}… "
+                           f"({runinfo.fmt_duration(time.time() - (rec.phase_since or time.time()))})")
+            if rec.active and resources.get_manager().stopping(rec.id):
+                step_s = runinfo.step_seconds(rec)
+                st.caption(":material/stop_circle: Stopping: the current step finishes first"
+                           + (f" (a step takes about {runinfo.fmt_duration(step_s)})." if step_s and step_s >= 1
+                              else "."))
             bits = []
             if rec.active and rec.eta_s is not None:
                 bits.append(f"ETA {runinfo.fmt_duration(rec.eta_s)}")

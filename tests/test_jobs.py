@@ -75,3 +75,18 @@ def test_invalid_config_is_refused_before_queueing(manager):
         manager.submit(cfg)
     assert any("optim.lr" in p for p in info.value.problems)
     assert manager.store.list_runs() == []
+
+
+def test_a_stopped_run_is_stopping_until_its_step_ends(manager):
+    cfg = tiny_config("dann")
+    cfg.optim.epochs = 50
+    run_id = manager.submit(cfg)
+    _wait_status(manager.store, run_id, ("running",))
+    assert not manager.stopping(run_id)
+    manager.cancel(run_id)
+    assert manager.stopping(run_id) or manager.store.get_run(run_id).status == "stopped"
+    _wait_status(manager.store, run_id, ("stopped",))
+    deadline = time.monotonic() + 30
+    while manager.stopping(run_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not manager.stopping(run_id)

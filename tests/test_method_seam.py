@@ -188,8 +188,8 @@ def _drift(monkeypatch, cfg, rec=None) -> float:
     box = {}
     orig = trainer.prepare
 
-    def wrapped(cfg, device):
-        p = orig(cfg, device)
+    def wrapped(cfg, device, **kw):
+        p = orig(cfg, device, **kw)
         box["p"], box["w0"] = p, copy.deepcopy(p.backbone.state_dict())
         return p
 
@@ -235,8 +235,8 @@ def _weights_after_epochs_1_and_2(monkeypatch, cfg):
     box = {}
     orig = trainer.prepare
 
-    def wrapped(cfg, device):
-        box["p"] = orig(cfg, device)
+    def wrapped(cfg, device, **kw):
+        box["p"] = orig(cfg, device, **kw)
         box["w0"] = copy.deepcopy(box["p"].backbone.state_dict())
         return box["p"]
 

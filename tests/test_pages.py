@@ -51,6 +51,9 @@ class RecordingManager:
         self.cancelled.append(run_id)
         return run_id in self.active
 
+    def stopping(self, run_id: str) -> bool:
+        return run_id in getattr(self, "stopping_ids", ())
+
     def projecting(self) -> bool:
         return False
 
@@ -602,3 +605,17 @@ def test_monitor_resume_says_where_the_run_goes_on(manager):
     resume = at.button(key=keys.MONITOR_RESUME_PREFIX + run_id)
     assert "step 10, inside epoch 2" in resume.help and "trained again" in resume.help
     assert any("from step 10" in c.value for c in at.caption)
+
+
+def test_monitor_card_says_the_phase_and_that_stop_waits_for_the_step(manager):
+    run_id = add_run(manager.store, "running", name="long one")
+    manager.store.set_phase(run_id, "loading and decoding the data")
+    at = open_app(keys.PAGE_MONITOR)
+    assert any("Loading and decoding the data…" in c.value for c in at.caption), [c.value for c in at.caption]
+    manager.store.set_phase(run_id, None)
+    manager.store.set_progress(run_id, epoch=1, step=3, total_steps=100, images_per_s=2.0)  # 64 / 2 = 32 s a step
+    manager.stopping_ids = {run_id}
+    at = open_app(keys.PAGE_MONITOR)
+    captions = [c.value for c in at.caption]
+    assert not any("Loading" in c for c in captions)
+    assert any("Stopping: the current step finishes first (a step takes about 32 s)" in c for c in captions), captions

@@ -56,6 +56,9 @@ class SubmitRecorder:
     def resume(self, run_id: str, owner: str | None = None) -> str:
         return run_id
 
+    def stopping(self, run_id: str) -> bool:
+        return run_id in getattr(self, "stopping_ids", ())
+
     def projecting(self) -> bool:
         return False
 

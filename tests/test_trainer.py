@@ -53,8 +53,8 @@ def _capture_prepared(monkeypatch):
     box = {}
     orig = trainer.prepare
 
-    def wrapped(cfg, device):
-        p = orig(cfg, device)
+    def wrapped(cfg, device, **kw):
+        p = orig(cfg, device, **kw)
         box["p"] = p
         box["initial"] = copy.deepcopy(p.backbone.state_dict())
         return p
@@ -300,3 +300,41 @@ def test_a_checkpoint_by_time_inside_an_epoch_resumes_to_the_same_end(tmp_path, 
     assert [r["step"] for r in resumed.steps] == list(range(11, 17))
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in full.steps[10:]], rel=1e-5)
     assert res["target_test_acc"] == pytest.approx(res_full["target_test_acc"])
+
+
+def test_the_run_says_its_phase_before_and_between_steps():
+    rec = MemoryRecorder()
+    trainer.run(tiny_config("dann"), rec)
+    said = [p for p in rec.phases if p]
+    assert said[0] == "loading and decoding the data" and said[1].startswith("building lenet")
+    assert "taking the first steps" in said and "evaluating after epoch 1" in said
+    assert said.index("taking the first steps") < said.index("evaluating after epoch 1")
+    assert rec.phases[-1] is None  # done: nothing left to say
+
+
+def test_the_eta_counts_the_evaluations_left(monkeypatch):
+    """Evaluation can take as long as an epoch (20 min at 224 px): the ETA includes the ones still to come."""
+    real_evaluate = trainer.evaluate
+
+    def slow_evaluate(*a, **k):
+        import time as _time
+
+        _time.sleep(1.0)
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(trainer, "evaluate", slow_evaluate)
+    monkeypatch.setattr(trainer, "FLUSH_EVERY_S", 0.0)
+
+    class Etas(MemoryRecorder):
+        def progress(self, **kw):
+            super().progress(**kw)
+            if kw.get("eta_s") is not None:
+                self.etas.append((kw["step"], kw["eta_s"]))
+
+    rec = Etas()
+    rec.etas = []
+    cfg = tiny_config("finetune", epochs=3)
+    cfg.snapshot.enabled = False
+    trainer.run(cfg, rec)
+    first_in_epoch_2 = next(eta for step, eta in rec.etas if step == 9)
+    assert first_in_epoch_2 >= 2.0, rec.etas  # two evaluations of about 1 s are still to come

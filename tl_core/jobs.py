@@ -162,6 +162,12 @@ class JobManager:
             job = self._jobs.get(run_id)
             return job.pid if job is not None else None
 
+    def stopping(self, run_id: str) -> bool:
+        """True while a stop was asked for and the run still finishes its current step."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            return job is not None and job.started and job.stop.is_set()
+
     def is_active(self, run_id: str) -> bool:
         with self._lock:
             return run_id in self._jobs
@@ -227,6 +233,7 @@ class JobManager:
                 self.store.set_status(job.run_id, "stopped", error="Stopped before it started.")
             return
         self.store.set_status(job.run_id, "running")
+        self.store.set_phase(job.run_id, "starting the training process" if self.isolate else "starting")
         if self.isolate:
             self._run_in_child(job)
             return

@@ -7,7 +7,7 @@ with the data on the device and the network built.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -51,10 +51,15 @@ class Prepared:
         return [self.method, *self.extras]
 
 
-def prepare(config: RunConfig, device: torch.device) -> Prepared:
-    """Load data (checking the domains share classes), build backbone, head and method."""
+def prepare(config: RunConfig, device: torch.device,
+            phase: Callable[[str], None] = lambda text: None) -> Prepared:
+    """Load data (checking the domains share classes), build backbone, head and method.
+
+    ``phase`` hears what it is doing, for the run's card ("loading and decoding the data", ...).
+    """
     d, m = config.data, config.model
     modality = modality_for(config)
+    phase("loading and decoding the data")
     src_train = modality.load(config, "source", "train", d.max_train)
     src_test = modality.load(config, "source", "test", d.max_test)
     tgt_train = modality.load(config, "target", "train", d.max_train)
@@ -63,6 +68,7 @@ def prepare(config: RunConfig, device: torch.device) -> Prepared:
     skipped = {role: _skipped_files(train, test)
                for role, train, test in (("source", src_train, src_test), ("target", tgt_train, tgt_test))}
 
+    phase(f"building {m.backbone} and putting the data on {device.type}")
     backbone = bb.create_backbone(m.backbone, pretrained=m.pretrained, allow_download=d.allow_download)
     try:
         bb.freeze_stages(backbone, m.freeze)

@@ -23,7 +23,8 @@ class Recorder(Protocol):
     def snapshot_labels(self) -> tuple[np.ndarray, np.ndarray] | None: ...
     def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None: ...
     # Optional: ``warn(message)`` for something the user should know that does not stop the run
-    # (unreadable images skipped). The trainer calls it only when the recorder has it.
+    # (unreadable images skipped), and ``phase(text or None)``: what the run does besides taking steps
+    # (loading data, evaluating). The trainer calls them only when the recorder has them.
 
 
 class StoreRecorder:
@@ -43,6 +44,9 @@ class StoreRecorder:
 
     def log_steps(self, rows: list[dict[str, Any]]) -> None:
         self.store.log_steps(self.run_id, rows)
+
+    def phase(self, text: str | None) -> None:
+        self.store.set_phase(self.run_id, text)
 
     def warn(self, message: str) -> None:
         """Kept in the run's summary['warnings'] at once, so the dashboard shows it during the run."""
@@ -85,9 +89,13 @@ class MemoryRecorder:
         self.last_progress: dict[str, Any] = {}
         self.keep_checkpoints = False
         self.warnings: list[str] = []
+        self.phases: list[str | None] = []
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+    def phase(self, text: str | None) -> None:
+        self.phases.append(text)
 
     def progress(self, **kw: Any) -> None:
         self.last_progress = kw

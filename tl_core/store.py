@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
     created REAL NOT NULL, started REAL, finished REAL, error TEXT, hint TEXT,
     epoch INTEGER DEFAULT 0, step INTEGER DEFAULT 0, total_steps INTEGER DEFAULT 0,
-    eta_s REAL, images_per_s REAL, owner TEXT, summary TEXT, resumed_from TEXT, worker TEXT
+    eta_s REAL, images_per_s REAL, owner TEXT, summary TEXT, resumed_from TEXT, worker TEXT,
+    phase TEXT, phase_since REAL
 );
 CREATE TABLE IF NOT EXISTS step_metrics (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL, t REAL NOT NULL,
@@ -147,6 +148,8 @@ class RunRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     resumed_from: str | None = None
     worker: str | None = None  # process token of the process that queued or runs it
+    phase: str | None = None   # what a running run does besides its steps ("loading and decoding the data")
+    phase_since: float | None = None
 
     @property
     def active(self) -> bool:
@@ -186,6 +189,9 @@ class RunStore:
                 cols = {r["name"] for r in conn.execute("PRAGMA table_info(runs)").fetchall()}
                 if "worker" not in cols:  # a store written before runs recorded their process
                     conn.execute("ALTER TABLE runs ADD COLUMN worker TEXT")
+                for col, kind in (("phase", "TEXT"), ("phase_since", "REAL")):  # before runs said their phase
+                    if col not in cols:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
                 conn.execute("SELECT id, config FROM runs LIMIT 1").fetchall()
             self.keep_reserve()
         except sqlite3.DatabaseError as e:
@@ -296,7 +302,7 @@ class RunStore:
         if status == "running":
             self._write("UPDATE runs SET status=?, started=COALESCE(started, ?) WHERE id=?", (status, now, run_id))
         elif status in FINISHED:
-            self._write("UPDATE runs SET status=?, finished=?, error=?, hint=?, eta_s=NULL WHERE id=?",
+            self._write("UPDATE runs SET status=?, finished=?, error=?, hint=?, eta_s=NULL, phase=NULL WHERE id=?",
                         (status, now, error, hint, run_id))
         else:
             self._write("UPDATE runs SET status=? WHERE id=?", (status, run_id))
@@ -305,6 +311,11 @@ class RunStore:
                      eta_s: float | None = None, images_per_s: float | None = None) -> None:
         self._write("UPDATE runs SET epoch=?, step=?, total_steps=?, eta_s=?, images_per_s=? WHERE id=?",
                     (epoch, step, total_steps, eta_s, images_per_s, run_id))
+
+    def set_phase(self, run_id: str, phase: str | None) -> None:
+        """What the run is doing now besides taking steps; None once it takes steps."""
+        self._write("UPDATE runs SET phase=?, phase_since=? WHERE id=?", (phase, time.time() if phase else None,
+                                                                        run_id))
 
     def set_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         self._write("UPDATE runs SET summary=? WHERE id=?", (json.dumps(_plain(summary)), run_id))

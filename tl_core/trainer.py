@@ -75,15 +75,18 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     device = pick_device(config.device)
-    p = prepare(config, device)
+    p = prepare(config, device, phase=lambda text: _phase(recorder, text))
     warnings = [skipped_warning(role, files) for role, files in p.skipped.items() if files]
     for w in warnings:
         _warn(recorder, w)
     o = config.optim
+    if config.model.freeze and not o.augment:
+        _phase(recorder, f"computing the outputs of the {config.model.freeze} frozen stages once")
     train_in, tgt_in, cached = _cache_frozen_stages(config, p)
     augment = p.modality.augment if o.augment and not cached else (lambda x: x)
 
     where["phase"] = "while the method prepares (start hook)"
+    _phase(recorder, f"preparing {p.method.title}")
     ctx = RunContext(model=p.model, labelled_x=train_in, labelled_y=p.train_y, target_x=tgt_in, device=device,
                      seed=config.seed, report=lambda message: _warn(recorder, message))
     for component in p.components:
@@ -98,6 +101,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     step, start_epoch, in_epoch, rng = 0, 0, 0, None
     if resume is not None:
         where["phase"] = "while loading the checkpoint"
+        _phase(recorder, "loading the checkpoint")
         state = ckpt.load_checkpoint_file(resume, expect_config=config)
         in_epoch, rng = int(state.get("in_epoch", 0)), state.get("rng")
         for epoch in range(int(state["epoch"]) + (1 if in_epoch else 0)):  # the frozen stages it had then
@@ -110,13 +114,24 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     snap_at = set(snapshot_steps(steps_per_epoch, o.epochs, snap.every_epochs, snap.every_steps)) \
         if snap.enabled else set()
     if sample is not None and resume is None:
+        _phase(recorder, "taking the feature snapshot before training")
         take_snapshot(p, recorder, sample, 0, step, 0)
+    _phase(recorder, "taking the first steps")
     n_snap = 1 + sum(1 for s_ in snap_at if s_ <= step)  # the next snapshot's index (resume: after those kept)
 
     buffer: list[dict[str, Any]] = []
     last_flush = last_checkpoint = t_run = time.perf_counter()
     ips_ema: float | None = None
     steps_this_session = 0
+    train_s, eval_s = 0.0, None  # time in steps this session; the last evaluation's time
+    n_eval = p.src_val[0].shape[0] + p.tgt_test[0].shape[0]
+
+    def eta(epochs_to_evaluate: int) -> float:
+        """Steps left at this session's pace, plus the evaluations left (before the first one, estimated
+        as a forward pass over the held-out images at a third of the cost of a training step per image)."""
+        per_step = train_s / max(1, steps_this_session)
+        per_eval = eval_s if eval_s is not None else per_step / o.batch_size * n_eval / 3
+        return per_step * (total_steps - step) + per_eval * epochs_to_evaluate
     final_metrics: dict[str, float] = {}
     status = "completed"
 
@@ -156,6 +171,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
                 raise
             step += 1
             steps_this_session += 1
+            train_s += time.perf_counter() - t0
             ips = idx.shape[0] / max(time.perf_counter() - t0, 1e-9)
             ips_ema = ips if ips_ema is None else 0.9 * ips_ema + 0.1 * ips
             row = {"step": step, "epoch": epoch + 1, "lr": opt.lr, "images_per_s": ips}
@@ -165,9 +181,11 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
             buffer.append(row)
             now = time.perf_counter()
             if now - last_flush >= FLUSH_EVERY_S:
+                if last_flush <= t_run:
+                    _phase(recorder, None)  # steps are under way: the card shows them
                 _flush(recorder, buffer)
-                eta = (now - t_run) / steps_this_session * (total_steps - step)
-                recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps, eta_s=eta, images_per_s=ips_ema)
+                recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps, eta_s=eta(o.epochs - epoch),
+                                  images_per_s=ips_ema)
                 last_flush = now
             if now - last_checkpoint >= ckpt.EVERY_S and i + 1 < steps_per_epoch:  # no hour lost
                 where["phase"] = f"while saving the checkpoint at step {step}"
@@ -183,8 +201,11 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         if status == "stopped":
             break
         where["phase"] = f"while evaluating after epoch {epoch + 1}"
+        _phase(recorder, f"evaluating after epoch {epoch + 1}")
+        t_eval = time.perf_counter()
         evaluated: dict[str, np.ndarray] = {}
         final_metrics, extra = evaluate(p, evaluated if sample is not None else None)
+        eval_s = time.perf_counter() - t_eval
         recorder.log_epoch(epoch + 1, step, final_metrics, extra)
         where["phase"] = f"while saving the checkpoint of epoch {epoch + 1}"
         recorder.save_checkpoint(ckpt.make_state(config, p.model, p.method, opt, step, epoch + 1, p.extras))
@@ -193,14 +214,16 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         if sample is not None and step in snap_at:
             take_snapshot(p, recorder, sample, n_snap, step, epoch + 1, evaluated)
             n_snap += 1
-        elapsed = time.perf_counter() - t_run
-        recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps,
-                          eta_s=elapsed / max(1, steps_this_session) * (total_steps - step), images_per_s=ips_ema)
+        _phase(recorder, None)
+        recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps, eta_s=eta(o.epochs - epoch - 1),
+                          images_per_s=ips_ema)
 
     if status == "completed" and not final_metrics:  # resumed from the last epoch's checkpoint
         final_metrics, _ = evaluate(p)
     where["phase"] = "while saving the backbone"
+    _phase(recorder, "saving the backbone")
     recorder.save_backbone(p.backbone)
+    _phase(recorder, None)
     out = {"status": status, "step": step, "total_steps": total_steps, "device": str(device),
            "cached_frozen_stages": cached, **final_metrics}
     if any(p.skipped.values()):
@@ -233,6 +256,13 @@ def _apply_freezing(p: Prepared, opt: Optimisation, epoch: int) -> None:
     if frozen != p.backbone.frozen_stages:
         bb.freeze_stages(p.backbone, frozen)
         opt.add_unfrozen()
+
+
+def _phase(recorder: Recorder, text: str | None) -> None:
+    """Tell the recorder what the run does besides steps (None: taking steps), when it listens."""
+    say = getattr(recorder, "phase", None)
+    if say is not None:
+        say(text)
 
 
 def _warn(recorder: Recorder, message: str) -> None:

@@ -78,3 +78,11 @@ def progress_text(rec: RunRecord) -> str:
     if rec.total_steps:
         return f"Epoch {rec.epoch} of {epochs} · step {rec.step} of {rec.total_steps}"
     return f"Epoch {rec.epoch} of {epochs}"
+
+
+def step_seconds(rec: RunRecord) -> float | None:
+    """About how long one training step of a run takes, from its speed and batch size."""
+    batch = rec.config.get("optim", {}).get("batch_size")
+    if not rec.images_per_s or not batch:
+        return None
+    return float(batch) / rec.images_per_s

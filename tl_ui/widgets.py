@@ -121,6 +121,8 @@ def _active_runs() -> None:
                 st.caption("Waiting in the queue…")
             else:
                 st.progress(rec.progress, text=f"{100 * rec.progress:.0f} % · ETA {runinfo.fmt_duration(rec.eta_s)}")
+                if rec.phase:
+                    st.caption(f"{rec.phase.capitalize()}…")
             if st.button("Open in Monitor", key=f"sidebar.open.{rec.id}", icon=":material/monitoring:",
                          width="stretch"):
                 open_in_monitor([rec.id])
