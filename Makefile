@@ -26,8 +26,10 @@ browser:
 
 # The one folder the dashboard reads image folders from (TL_DATA_ROOT; default $TL_HOME/data):
 # make run DATA_ROOT=/path/to/images
+# A shared server: make run ADDRESS=0.0.0.0 PASSWORD=... (TL_PASSWORD: who signs in with it may act;
+# without it a server on a network address is read-only; see tl_ui/access.py).
 run: venv
-	$(if $(DATA_ROOT),TL_DATA_ROOT="$(DATA_ROOT)" ,)$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
+	$(if $(DATA_ROOT),TL_DATA_ROOT="$(DATA_ROOT)" ,)$(if $(PASSWORD),TL_PASSWORD="$(PASSWORD)" ,)$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
 test: dev browser
 	$(PY) -m pytest

@@ -8,7 +8,7 @@ import streamlit as st
 
 from tl_core.config import demo_config
 from tl_core.jobs import ConfigError
-from tl_ui import entry, keys, resources, widgets
+from tl_ui import access, entry, keys, resources, widgets
 
 log = logging.getLogger(__name__)
 #: The preset cards, in order; "folder" opens Setup instead of starting runs.
@@ -49,7 +49,8 @@ def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
             if strip is not None:
                 st.image(strip, caption=f"{role}: {p[role]}", width="stretch")
         if st.button("Run demo: source only vs DANN", key=keys.HOME_RUN_PREFIX + key, type="primary",
-                     icon=":material/play_arrow:", width="stretch"):
+                     icon=":material/play_arrow:", width="stretch", disabled=not access.may_act(),
+                     help=None if access.may_act() else access.why_read_only()) and access.may_act():
             try:
                 ids = start_demo(key)
             except ConfigError as exc:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from tl_core.checkpoint import WHEN_WRITTEN, last_saved
 from tl_core.store import RunRecord
-from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
+from tl_ui import access, charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.widgets import plain
 
@@ -48,11 +48,15 @@ def choose_runs(runs: list[RunRecord]) -> list[str]:
 
 # ------------------------------------------------------------- run cards
 def _stop(run_id: str) -> None:
+    if not access.may_act():  # read-only means read-only, whatever reached this callback
+        return
     if resources.get_manager().cancel(run_id):
         st.session_state[keys.MONITOR_MESSAGE] = ("info", "Stop requested: the run ends after its current step.")
 
 
 def _resume(run_id: str) -> None:
+    if not access.may_act():
+        return
     try:
         resources.get_manager().resume(run_id, owner=resources.owner_id())
     except (ValueError, KeyError) as exc:
@@ -61,8 +65,13 @@ def _resume(run_id: str) -> None:
 
 
 def render_controls(rec: RunRecord, mine: bool) -> None:
-    """Stop (with a confirmation for someone else's run) or Resume."""
+    """Stop (with a confirmation for a run another tab or person started) or Resume; nothing when this
+    session reads only (see tl_ui.access)."""
     manager = resources.get_manager()
+    if not access.may_act():
+        if rec.active or rec.status in RESUMABLE:
+            st.caption("Read-only")
+        return
     if rec.active:
         if not manager.is_active(rec.id):
             st.caption("Running in another process (the command line?); stop it there.")
@@ -74,7 +83,7 @@ def render_controls(rec: RunRecord, mine: bool) -> None:
             sure = st.checkbox("Stop someone else's run", key=keys.MONITOR_CONFIRM_PREFIX + rec.id)
             st.button("Stop their run", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
                       disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch")
-    elif rec.status in RESUMABLE and mine:
+    elif rec.status in RESUMABLE:  # whoever may act may resume: after a restart "yours" is not known
         saved = last_saved(resources.get_store().run_dir(rec.id))
         if saved is None and rec.status in ("failed", "diverged"):
             return  # nothing to resume from: the card says why it ended
@@ -105,7 +114,7 @@ def render_run_card(rec: RunRecord) -> None:
         with c1:
             st.markdown(f"**{plain(runinfo.run_title(rec))}**")
             widgets.status_badge(rec.status)
-            who = "" if mine else " · someone else's run (read-only)"
+            who = "" if mine else " · someone else's run" + ("" if access.may_act() else " (read-only)")
             st.caption(plain(f"{runinfo.method_label(rec.config)} · {rec.config.get('model', {}).get('backbone', '?')}"
                              f" · {runinfo.data_pair(rec.config)}{who}"))
         with c2:
@@ -150,7 +159,7 @@ def render_outcome(rec: RunRecord, mine: bool) -> None:
     elif rec.status == "interrupted":
         text = rec.error or "The server stopped while this run was active."
         st.warning(f"**Interrupted.** {plain(text)} {plain(rec.hint or '')}"
-                   + ("" if mine else " Its owner can resume it."), icon=":material/power_off:")
+                   + ("" if access.may_act() else " " + access.why_read_only()), icon=":material/power_off:")
     elif rec.status == "stopped" and rec.error:
         st.info(plain(f"{rec.error} {rec.hint or ''}".strip()), icon=":material/stop_circle:")
     for warning in (rec.summary or {}).get("warnings", []):

@@ -11,7 +11,7 @@ import streamlit as st
 
 from tl_core.checkpoint import CHECKPOINT_NAME, WHEN_WRITTEN, checkpoint_path
 from tl_core.store import RunRecord, RunStore
-from tl_ui import charts, entry, keys, resources, runinfo, theme, widgets
+from tl_ui import access, charts, entry, keys, resources, runinfo, theme, widgets
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -82,6 +82,8 @@ def render_compare(recs: list[RunRecord], store: RunStore) -> None:
 
 
 def _rename(run_id: str, key: str) -> None:
+    if not access.may_act():
+        return
     try:
         resources.get_store().rename(run_id, st.session_state.get(key, ""))
         st.session_state[keys.RUNS_MESSAGE] = ("success", "Renamed.")
@@ -90,6 +92,8 @@ def _rename(run_id: str, key: str) -> None:
 
 
 def _delete(run_ids: list[str]) -> None:
+    if not access.may_act():
+        return
     store = resources.get_store()
     deleted, kept = 0, []
     for run_id in run_ids:
@@ -124,7 +128,8 @@ def render_actions(recs: list[RunRecord], store: RunStore) -> None:
         name_key = f"{keys.RUNS_RENAME}.{run_id}"
         st.text_input("Name", value=runinfo.run_title(rec), key=name_key)
         st.button("Rename", key=keys.RUNS_RENAME_BUTTON, icon=":material/edit:", on_click=_rename,
-                  args=(run_id, name_key))
+                  args=(run_id, name_key), disabled=not access.may_act(),
+                  help=None if access.may_act() else access.why_read_only())
     with right:
         st.markdown("**Download**")
         c1, c2, c3 = st.columns(3)
@@ -146,8 +151,9 @@ def render_actions(recs: list[RunRecord], store: RunStore) -> None:
     what = f"these {n} runs" if n > 1 else f"'{widgets.plain(runinfo.run_title(rec))}'"  # a label is Markdown
     sure = st.checkbox(f"Yes, delete {what} with their metrics and files", key=keys.RUNS_CONFIRM_DELETE)
     st.button(f"Delete {n} run{'s' if n != 1 else ''}", key=keys.RUNS_DELETE_BUTTON, icon=":material/delete:",
-              disabled=not sure, on_click=_delete, args=([r.id for r in recs],),
-              help=None if sure else "Tick the box above to confirm.")
+              disabled=not sure or not access.may_act(), on_click=_delete, args=([r.id for r in recs],),
+              help=access.why_read_only() if not access.may_act() else None if sure else
+              "Tick the box above to confirm.")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import streamlit as st
 from tl_core.config import (LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIORITIES, RunConfig, demo_config,
                             method_choices, method_key, split_method_key)
 from tl_core.jobs import ConfigError
-from tl_ui import entry, keys, resources, runinfo, theme, validation, widgets
+from tl_ui import access, entry, keys, resources, runinfo, theme, validation, widgets
 
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
@@ -513,9 +513,13 @@ def render_start(cfg: RunConfig, problems: list[str], unplaced: list[str]) -> No
     else:
         reason = ""
     widgets.show_once(keys.SETUP_ERROR)
+    if not access.may_act():
+        reason = access.why_read_only()
+        st.info(reason, icon=":material/lock:")
     if st.button("Start run", key=keys.SETUP_START, type="primary", icon=":material/play_arrow:",
-                 disabled=bool(problems),
-                 help=reason or f"Train '{widgets.plain(name or cfg.label())}' in the background."):
+                 disabled=bool(problems) or not access.may_act(),
+                 help=reason or f"Train '{widgets.plain(name or cfg.label())}' in the background.") \
+            and access.may_act():
         try:
             run_id = resources.get_manager().submit(cfg, owner=resources.owner_id())
         except ConfigError as exc:

@@ -36,6 +36,11 @@ SETUP_REQUEST_PRESET = "setup.request_preset"
 #: ("finetune", "finetune@target", "dann"); see tl_core.config.method_key.
 SETUP_METHOD = "setup.method"
 SETUP_START = "setup.start"
+#: Signed in with the server's password (tl_ui.access); the sign-in form's widgets.
+SIGNED_IN = "app.signed_in"
+SIGN_IN_FORM = "app.sign_in"
+SIGN_IN_PASSWORD = "app.sign_in.password"
+SIGN_OUT = "app.sign_out"
 #: Which earlier run's backbone, when the backbone choice is a group of them (see pages/setup.py).
 SETUP_SAVED_BACKBONE = "setup.saved_backbone"
 SETUP_ERROR = "setup.error"

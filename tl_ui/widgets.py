@@ -101,7 +101,12 @@ def open_in_monitor(run_ids: list[str]) -> None:
 
 def render_sidebar() -> None:
     """The shared sidebar below the page list: who you are, and the runs training now."""
+    from tl_ui import access
+
     with st.sidebar:
+        access.render_sign_in()
+        if not access.may_act():
+            st.caption(":material/lock: " + access.why_read_only())
         _active_runs()
 
 
