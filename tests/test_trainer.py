@@ -338,3 +338,25 @@ def test_the_eta_counts_the_evaluations_left(monkeypatch):
     trainer.run(cfg, rec)
     first_in_epoch_2 = next(eta for step, eta in rec.etas if step == 9)
     assert first_in_epoch_2 >= 2.0, rec.etas  # two evaluations of about 1 s are still to come
+
+
+def test_the_slow_phases_say_how_far_they_have_got(tmp_path):
+    """Decoding a folder says how many images are done; caching frozen stages says its percentage."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    cfg = tiny_config("finetune")
+    cfg.data.source = cfg.data.target = "folder"
+    cfg.data.source_path = cfg.data.target_path = str(tmp_path / "imgs")
+    cfg.data.max_train = None
+    cfg.optim.batch_size = 16
+    cfg.model.freeze = 1
+    rec = MemoryRecorder()
+    trainer.run(cfg, rec)
+    said = [p for p in rec.phases if p]
+    assert "loading and decoding the data: 80 of 80 images of imgs" in said, said
+    assert "computing the outputs of the 1 frozen stage once (100 %)" in said, said

@@ -6,6 +6,7 @@ with the data on the device and the network built.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -14,6 +15,7 @@ import torch
 from tl_core import backbones as bb
 from tl_core import data as tld
 from tl_core.config import RunConfig
+from tl_core.data.folder import DECODE_PROGRESS
 from tl_core.failures import RunError
 from tl_core.methods import Extra, Method, create_extras, create_method
 from tl_core.modality import Modality, modality_for
@@ -60,10 +62,16 @@ def prepare(config: RunConfig, device: torch.device,
     d, m = config.data, config.model
     modality = modality_for(config)
     phase("loading and decoding the data")
-    src_train = modality.load(config, "source", "train", d.max_train)
-    src_test = modality.load(config, "source", "test", d.max_test)
-    tgt_train = modality.load(config, "target", "train", d.max_train)
-    tgt_test = modality.load(config, "target", "test", d.max_test)
+    token = DECODE_PROGRESS.set(throttled(lambda done, total, name: phase(
+        f"loading and decoding the data: {done:,} of {total:,} images of {name}"),
+        last=lambda done, total, name: done == total))
+    try:
+        src_train = modality.load(config, "source", "train", d.max_train)
+        src_test = modality.load(config, "source", "test", d.max_test)
+        tgt_train = modality.load(config, "target", "train", d.max_train)
+        tgt_test = modality.load(config, "target", "test", d.max_test)
+    finally:
+        DECODE_PROGRESS.reset(token)
     tld.check_pair(src_train, tgt_train)
     skipped = {role: _skipped_files(train, test)
                for role, train, test in (("source", src_train, src_test), ("target", tgt_train, tgt_test))}
@@ -101,6 +109,18 @@ def prepare(config: RunConfig, device: torch.device,
     return Prepared(device=device, classes=list(src_train.classes), train_x=train_x, train_y=train_y,
                     tgt_x=tgt_x, src_val=on_device(src_test), tgt_test=on_device(tgt_test), model=model,
                     method=method, extras=extras, modality=modality, skipped=skipped)
+
+
+def throttled(report: Callable[..., None], last: Callable[..., bool], every_s: float = 0.5) -> Callable[..., None]:
+    """``report``, passed on at most every ``every_s`` seconds, and always when ``last(*args)`` holds."""
+    seen = {"t": 0.0}
+
+    def call(*args: Any) -> None:
+        now = time.monotonic()
+        if now - seen["t"] >= every_s or last(*args):
+            seen["t"] = now
+            report(*args)
+    return call
 
 
 def _skipped_files(train: Any, test: Any) -> list[str]:

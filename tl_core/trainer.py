@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from tl_core.evaluation import evaluate
 from tl_core.failures import RunError, expected_errors
 from tl_core.methods import Batch, RunContext
 from tl_core.optim import Optimisation
-from tl_core.prepare import Prepared, prepare, skipped_warning
+from tl_core.prepare import Prepared, prepare, skipped_warning, throttled
 from tl_core.recorder import Recorder
 from tl_core.snapshots import SnapshotSample, prepare_snapshots, snapshot_steps, take_snapshot
 
@@ -80,9 +80,9 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     for w in warnings:
         _warn(recorder, w)
     o = config.optim
-    if config.model.freeze and not o.augment:
-        _phase(recorder, f"computing the outputs of the {config.model.freeze} frozen stages once")
-    train_in, tgt_in, cached = _cache_frozen_stages(config, p)
+    train_in, tgt_in, cached = _cache_frozen_stages(config, p, lambda pct: _phase(
+        recorder, f"computing the outputs of the {config.model.freeze} frozen stage"
+                  f"{'s' if config.model.freeze != 1 else ''} once ({pct:.0f} %)"))
     augment = p.modality.augment if o.augment and not cached else (lambda x: x)
 
     where["phase"] = "while the method prepares (start hook)"
@@ -232,17 +232,27 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     return out
 
 
-def _cache_frozen_stages(config: RunConfig, p: Prepared) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+def _cache_frozen_stages(config: RunConfig, p: Prepared, report: Callable[[float], None] = lambda pct: None,
+                         ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """When nothing random touches the input and the first k stages stay frozen, their outputs never
-    change: compute them once and train from there (same numbers). Returns the loop's inputs."""
+    change: compute them once and train from there (same numbers). Returns the loop's inputs;
+    ``report`` hears the percentage done."""
     k = config.model.freeze
     if k == 0 or config.optim.augment or any(c.changes_freezing for c in p.components):
         return p.train_x, p.tgt_x, False
     n = p.train_x.shape[0] + (0 if p.tgt_x is None else p.tgt_x.shape[0])
     if _cache_bytes(p, k, n) > CACHE_BUDGET_BYTES:
         return p.train_x, p.tgt_x, False
-    train_in = _stage_outputs(p, p.train_x, k)
-    tgt_in = _stage_outputs(p, p.tgt_x, k) if p.tgt_x is not None else None
+    done = 0
+    say = throttled(report, last=lambda pct: pct >= 100)
+
+    def on_batch(m: int) -> None:
+        nonlocal done
+        done += m
+        say(100 * done / n)
+
+    train_in = _stage_outputs(p, p.train_x, k, on_batch=on_batch)
+    tgt_in = _stage_outputs(p, p.tgt_x, k, on_batch=on_batch) if p.tgt_x is not None else None
     p.model.cached = k
     return train_in, tgt_in, True
 
@@ -278,9 +288,13 @@ def _flush(recorder: Recorder, buffer: list[dict[str, Any]]) -> None:
 
 
 @torch.no_grad()
-def _stage_outputs(p: Prepared, x: torch.Tensor, k: int, batch: int = 256) -> torch.Tensor:
-    """Outputs of the first k (frozen, eval-mode) stages for all of x."""
-    outs = [p.backbone.forward_until(p.model.normalise(x[i:i + batch]), k) for i in range(0, x.shape[0], batch)]
+def _stage_outputs(p: Prepared, x: torch.Tensor, k: int, batch: int = 256,
+                   on_batch: Callable[[int], Any] = lambda n: None) -> torch.Tensor:
+    """Outputs of the first k (frozen, eval-mode) stages for all of x; ``on_batch(n)`` after each batch."""
+    outs = []
+    for i in range(0, x.shape[0], batch):
+        outs.append(p.backbone.forward_until(p.model.normalise(x[i:i + batch]), k))
+        on_batch(outs[-1].shape[0])
     return torch.cat(outs)
 
 

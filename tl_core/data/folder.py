@@ -13,9 +13,11 @@ cached in memory, keyed by the folder and the names, sizes and times of its file
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,6 +40,11 @@ _EXAMPLE = "e.g. <folder>/cats/001.jpg and <folder>/dogs/001.jpg"
 
 #: Environment variable that sets the dashboard's one data folder (``make run DATA_ROOT=...`` sets it).
 DATA_ROOT_ENV = "TL_DATA_ROOT"
+
+
+#: Who hears how far decoding a folder has got: ``report(done, total, folder name)`` (see prepare.py).
+DECODE_PROGRESS: contextvars.ContextVar[Callable[[int, int, str], None] | None] = contextvars.ContextVar(
+    "decode_progress", default=None)
 
 
 def dashboard_data_root() -> Path:
@@ -202,8 +209,13 @@ def _decode_tree(root_str: str, fingerprint: str, size: int,
             jobs.append((str(full), size))
             owners.append((ci, rel))
     workers = max(1, min(8, os.cpu_count() or 1))
+    report = DECODE_PROGRESS.get()
+    results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without holding the GIL
-        results = list(pool.map(_try_read, jobs, chunksize=16))
+        for result in pool.map(_try_read, jobs, chunksize=16):
+            results.append(result)
+            if report is not None and (len(results) % 64 == 0 or len(results) == len(jobs)):
+                report(len(results), len(jobs), root.name)
     images, labels = [], []
     for (arr, why), (ci, rel) in zip(results, owners):
         if arr is None:
