@@ -23,7 +23,7 @@ with entry.app_run():
     except StoreError as exc:  # a damaged runs.db or an unwritable TL_HOME: say so on every page, serve on
         st.title("Transfer Lab cannot open its run store")
         st.error(widgets.plain(exc), icon=":material/database:")
-        st.caption("Fix it as the message says, then reload this page. Nothing was changed on disk.")
+        st.caption("Fix it as the message says, then reload this page. The store's file was left as it is.")
         st.stop()
     resources.owner_id()
     widgets.render_sidebar()
