@@ -32,8 +32,22 @@ from tl_core.methods._base import (
     validate_extra,
     validate_params,
 )
-from tl_core.methods import finetune as _finetune  # noqa: F401,E402  (registers "finetune")
-from tl_core.methods import dann as _dann  # noqa: F401,E402  (registers "dann")
+
+def _load_builtins() -> None:
+    """Import every module of this package (each registers its method or extra): adding a method is adding
+    a file. Fine-tuning first (the baseline), then DANN, then the rest in alphabetical order; modules whose
+    name starts with '_' and the shared torch parts (parts, grl, losses) are not methods."""
+    import importlib
+    import pkgutil
+
+    shared = {"parts", "grl", "losses", "reweight"}
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
+                   and m.name not in shared)
+    for name in ["finetune", "dann"] + [n for n in names if n not in ("finetune", "dann")]:
+        importlib.import_module(f"{__name__}.{name}")
+
+
+_load_builtins()
 
 __all__ = ["DOMAINS", "Batch", "Component", "Extra", "Method", "MethodContext", "NoParams", "ParamSpec", "RunContext",
            "StepChart", "all_extras", "all_methods", "create_extras", "create_method", "get_extra", "get_method",
