@@ -138,8 +138,77 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-CLI_FLAGS = {"source only": "--method finetune", "DANN": "--method dann",
-             "target supervised": "--method finetune --train-on target"}
+def cli_flags(label: str) -> str:
+    """The command-line flags of a table label's method choice, from the registry: '--method dann'."""
+    method, train_on = METHODS[label]
+    return f"--method {method}" + ("" if train_on == "source" else f" --train-on {train_on}")
+
+
+def _cell_groups(rows: list[dict[str, Any]]) -> tuple[list[str], dict[tuple[str, str], list[dict[str, Any]]]]:
+    """The pairs in first-seen order, and the rows of each (method label, pair)."""
+    pairs: list[str] = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["pair"] not in pairs:
+            pairs.append(r["pair"])
+        groups.setdefault((label_of(r), r["pair"]), []).append(r)
+    return pairs, groups
+
+
+def matrix_table(rows: list[dict[str, Any]]) -> str:
+    """Methods down, pairs across (one backbone): each cell the target accuracy mean ± std over seeds, the
+    A-distance before → end and the mean seconds per run."""
+    backbones = {r["backbone"] for r in rows}
+    if len(backbones) != 1:
+        raise ValueError(f"--matrix shows one backbone; these rows have {len(backbones)}: {sorted(backbones)}")
+    pairs, groups = _cell_groups(rows)
+    labels = [m for m in METHODS if any((m, p) in groups for p in pairs)]
+    out = ["| method | " + " | ".join(pairs) + " |", "|---|" + "---|" * len(pairs)]
+    for label in labels:
+        cells = []
+        for pair in pairs:
+            rs = groups.get((label, pair), [])
+            if not rs:
+                cells.append("—")
+                continue
+            accs = [100 * r["target_test_acc"] for r in rs]
+            before = [r["a_distance_before"] for r in rs if "a_distance_before" in r]
+            end = [r["a_distance_end"] for r in rs if "a_distance_end" in r]
+            dist = f"A {statistics.mean(before):.2f} → {statistics.mean(end):.2f}" if before and end else "A —"
+            secs = statistics.mean(r["seconds"] for r in rs)
+            cells.append(f"**{mean_sd(accs, '.1f')}**<br>{dist} · {secs:.0f} s · {len(rs)} seed{'s' if len(rs) != 1 else ''}")
+        out.append(f"| {label} (`{cli_flags(label)}`) | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+#: The aims the methods issue set, checked on the table's own rows: (pair, method, baseline, points ahead
+#: at least). "Above" with 0 points means strictly above; every comparison is of means over the seeds.
+AIMS: tuple[tuple[str, str, str, float], ...] = (
+    *((("mnist-mnist-m", m, "source only", 10.0)) for m in ("DANN", "DAN", "Deep CORAL", "CDAN", "CDAN+E", "ADDA")),
+    ("mnist-mnist-m", "CDAN", "DANN", 0.0),
+    ("mnist-plus-few-mnist-m", "KMM", "source only", 0.0),
+    ("mnist-plus-few-mnist-m", "KLIEP", "source only", 0.0),
+)
+
+
+def aims_list(rows: list[dict[str, Any]]) -> str:
+    """One line per aim with its verdict (met / missed by how much / not measured), from the rows."""
+    _, groups = _cell_groups(rows)
+    out = []
+    for pair, label, base, points in AIMS:
+        a, b = groups.get((label, pair)), groups.get((base, pair))
+        want = f"at least {points:g} points above {base}" if points else f"above {base}" if base == "source only" \
+            else f"at least as good as {base}"
+        if not a or not b:
+            out.append(f"- {pair}: {label} {want} — not measured")
+            continue
+        ma = statistics.mean(100 * r["target_test_acc"] for r in a)
+        mb = statistics.mean(100 * r["target_test_acc"] for r in b)
+        gap = ma - mb
+        ok = gap >= points if points or base != "source only" else gap > 0
+        out.append(f"- {pair}: {label} {want}: {ma:.1f} vs {mb:.1f} % ({gap:+.1f} points) — "
+                   + ("**met**" if ok else f"**missed** by {points - gap if points else -gap:.1f} points"))
+    return "\n".join(out)
 
 
 def compact_table(rows: list[dict[str, Any]]) -> str:
@@ -160,7 +229,7 @@ def compact_table(rows: list[dict[str, Any]]) -> str:
         before = [r["a_distance_before"] for r in rs if "a_distance_before" in r]
         end = [r["a_distance_end"] for r in rs if "a_distance_end" in r]
         dist = f"{statistics.mean(before):.2f} → {statistics.mean(end):.2f}" if before and end else "—"
-        out.append(f"| {label} (`{CLI_FLAGS[label]}`) | {mean_sd(accs)} | {per_seed} | {dist} |")
+        out.append(f"| {label} (`{cli_flags(label)}`) | {mean_sd(accs)} | {per_seed} | {dist} |")
     return "\n".join(out)
 
 
@@ -208,12 +277,24 @@ def render_block(args: str) -> str:
     ap.add_argument("--from-json", nargs="+", required=True)
     ap.add_argument("--drop", nargs="+", default=[])
     ap.add_argument("--compact", action="store_true")
+    ap.add_argument("--matrix", action="store_true")
+    ap.add_argument("--aims", action="store_true")
     try:
         a = ap.parse_args(shlex.split(args))
     except ValueError as e:
         raise ValueError(f"marker arguments {args!r}: {e}") from None
-    rows = rows_from_json(a.from_json, _drop_set(a.drop))
-    return compact_table(rows) if a.compact else table(rows)
+    return render(rows_from_json(a.from_json, _drop_set(a.drop)), a)
+
+
+def render(rows: list[dict[str, Any]], a: argparse.Namespace) -> str:
+    """The view the flags name: --compact, --matrix, --aims, or the long table."""
+    if a.compact:
+        return compact_table(rows)
+    if a.matrix:
+        return matrix_table(rows)
+    if a.aims:
+        return aims_list(rows)
+    return table(rows)
 
 
 def update_md(text: str, where: str = "<text>") -> str:
@@ -245,7 +326,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", nargs="+", default=["mnist-mnist-m"])
     ap.add_argument("--backbone", nargs="+", default=["lenet"])
-    ap.add_argument("--methods", nargs="+", default=["source only", "DANN"], choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=["source only", "DANN"], choices=["all", *METHODS],
+                    help="table labels of method choices; 'all': every method that trains on source labels")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--image-size", type=int)
@@ -258,6 +340,10 @@ def main() -> None:
                     help="with --from-json: leave out these runs, e.g. 'DANN:0' for a run made under older defaults")
     ap.add_argument("--compact", action="store_true",
                     help="with --from-json: the short table of one pair and one backbone, each seed's accuracy shown")
+    ap.add_argument("--matrix", action="store_true",
+                    help="with --from-json: methods down, pairs across (one backbone)")
+    ap.add_argument("--aims", action="store_true",
+                    help="with --from-json: the methods issue's aims, each with its verdict")
     ap.add_argument("--update-md", nargs="+", metavar="MD",
                     help="run nothing: rebuild every '<!-- bench.accuracy ARGS -->' ... '<!-- end bench.accuracy -->' "
                          "table in these Markdown files from its ARGS (--from-json FILE... [--drop ...] [--compact])")
@@ -276,15 +362,16 @@ def main() -> None:
         return
     if a.from_json:
         try:
-            rows = rows_from_json(a.from_json, _drop_set(a.drop))
-            print(compact_table(rows) if a.compact else table(rows))
+            print(render(rows_from_json(a.from_json, _drop_set(a.drop)), a))
         except ValueError as e:
             ap.error(str(e))
         return
     rows = []
     for pair in a.pair:
         for backbone in a.backbone:
-            for label in a.methods:
+            labels = [m for m, (_, dom) in METHODS.items() if dom == "source"] if a.methods == ["all"] \
+                else a.methods
+            for label in labels:
                 method, train_on = METHODS[label]
                 for seed in a.seeds:
                     r = one_run(pair, method, train_on, backbone, seed, a.epochs, a.image_size, a.freeze,

@@ -97,3 +97,31 @@ def test_update_md_names_a_marker_without_its_end_or_with_bad_arguments(tmp_path
         update_md(f"<!-- bench.accuracy --from-json {f} --colour red -->\n<!-- end bench.accuracy -->\n")
     with pytest.raises(ValueError, match="--drop 'DANN'"):
         update_md(f"<!-- bench.accuracy --from-json {f} --drop DANN -->\n<!-- end bench.accuracy -->\n")
+
+
+def test_the_matrix_puts_methods_down_and_pairs_across_with_flags_from_the_registry(tmp_path):
+    f = _write(tmp_path / "m.json", [
+        _row("finetune", "source", 0, 0.50, a_distance_before=1.3, a_distance_end=1.2),
+        _row("finetune", "source", 1, 0.60, a_distance_before=1.3, a_distance_end=1.4),
+        _row("dann", "source", 0, 0.80, pair="mnist-uci-digits", seconds=30.0)])
+    from bench.accuracy import matrix_table
+
+    lines = matrix_table(rows_from_json([f])).splitlines()
+    assert lines[0] == "| method | mnist-mnist-m | mnist-uci-digits |"
+    assert lines[2] == ("| source only (`--method finetune`) | **55.0 ± 7.1**<br>A 1.30 → 1.30 · 10 s · 2 seeds "
+                        "| — |")
+    assert lines[3] == "| DANN (`--method dann`) | — | **80.0 ± 0.0**<br>A — · 30 s · 1 seed |"
+
+
+def test_aims_are_judged_on_the_rows_means(tmp_path):
+    from bench.accuracy import aims_list
+
+    f = _write(tmp_path / "a.json", [_row("finetune", "source", 0, 0.50), _row("finetune", "source", 1, 0.54),
+                                     _row("dann", "source", 0, 0.70), _row("dann", "source", 1, 0.60)])
+    text = aims_list(rows_from_json([f]))
+    assert ("- mnist-mnist-m: DANN at least 10 points above source only: 65.0 vs 52.0 % (+13.0 points) — **met**"
+            in text.splitlines())
+    f2 = _write(tmp_path / "b.json", [_row("dann", "source", 0, 0.58)])
+    text = aims_list(rows_from_json([f, f2]))  # seed 0 rerun: DANN mean 59 %, 7 points ahead
+    assert "(+7.0 points) — **missed** by 3.0 points" in text
+    assert "KMM above source only — not measured" in text
