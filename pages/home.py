@@ -1,4 +1,5 @@
-"""Home: what Transfer Lab does, and one-click demos (a source-only run and a DANN run)."""
+"""Home: what Transfer Lab does, and one-click demos (``tl_core.demos``): a comparison of adaptation methods,
+and per preset a source-only run and a DANN run."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 import streamlit as st
 
-from tl_core.config import demo_config
+from tl_core import demos
 from tl_core.jobs import ConfigError
 from tl_ui import access, entry, keys, resources, widgets
 
@@ -23,11 +24,46 @@ INTRO = (
 )
 
 
-def start_demo(preset: str) -> list[str]:
-    """Submit the preset's pair of runs: source-only fine-tuning, then DANN. Returns their ids."""
+def start_demo(demo: demos.Demo) -> list[str]:
+    """Submit the demo's runs, in its order (they train one after the other). Returns their ids."""
     manager = resources.get_manager()
     owner = resources.owner_id()
-    return [manager.submit(demo_config(preset, method), owner=owner) for method in ("finetune", "dann")]
+    return [manager.submit(cfg, owner=owner) for cfg in demos.configs(demo)]
+
+
+def demo_button(demo: demos.Demo, label: str, key: str) -> None:
+    """The button that starts ``demo`` and opens the Monitor on its runs (a message, never a traceback)."""
+    if st.button(label, key=key, type="primary", icon=":material/play_arrow:", width="stretch",
+                 disabled=not access.may_act(), help=None if access.may_act() else access.why_read_only()) \
+            and access.may_act():
+        try:
+            ids = start_demo(demo)
+        except ConfigError as exc:
+            st.session_state[keys.HOME_ERROR] = ("error", "Could not start the demo: " + " ".join(exc.problems))
+            st.rerun()
+        except Exception as exc:  # say what went wrong, never a traceback
+            log.exception("starting the %s demo failed", demo.key)
+            st.session_state[keys.HOME_ERROR] = ("error", f"Could not start the demo ({type(exc).__name__}: {exc}).")
+            st.rerun()
+        resources.remember_started(ids)
+        widgets.switch_to(keys.PAGE_MONITOR)
+
+
+def render_comparison(presets: dict[str, dict[str, str]]) -> None:
+    """The comparison demo: several methods on one pair, side by side on the Monitor."""
+    demo = demos.COMPARISON
+    methods = resources.methods()
+    names = [widgets.lower_label(methods[m]["trains_on"].get("source", methods[m]["title"]))
+             for m in demo.methods if m in methods]
+    with st.container(border=True):
+        text, act = st.columns([3, 1], vertical_alignment="center")
+        with text:
+            st.subheader(demo.title)
+            st.markdown(demo.description)
+        with act:
+            demo_button(demo, f"Compare {len(demo.methods)} methods on {presets[demo.preset]['title']}",
+                        keys.HOME_COMPARE)
+            st.caption(f"Queues {', '.join(names)}: about 6 minutes on a 2-core laptop CPU.")
 
 
 def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
@@ -48,20 +84,7 @@ def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
             strip = resources.sample_strip(p[role])
             if strip is not None:
                 st.image(strip, caption=f"{role}: {p[role]}", width="stretch")
-        if st.button("Run demo: source only vs DANN", key=keys.HOME_RUN_PREFIX + key, type="primary",
-                     icon=":material/play_arrow:", width="stretch", disabled=not access.may_act(),
-                     help=None if access.may_act() else access.why_read_only()) and access.may_act():
-            try:
-                ids = start_demo(key)
-            except ConfigError as exc:
-                st.session_state[keys.HOME_ERROR] = ("error", "Could not start the demo: " + " ".join(exc.problems))
-                st.rerun()
-            except Exception as exc:  # say what went wrong, never a traceback
-                log.exception("starting the %s demo failed", key)
-                st.session_state[keys.HOME_ERROR] = ("error", f"Could not start the demo ({type(exc).__name__}: {exc}).")
-                st.rerun()
-            resources.remember_started(ids)
-            widgets.switch_to(keys.PAGE_MONITOR)
+        demo_button(demos.pair_demo(key), "Run demo: source only vs DANN", keys.HOME_RUN_PREFIX + key)
 
 
 def main() -> None:
@@ -72,6 +95,7 @@ def main() -> None:
     st.caption("Each demo trains two small models one after the other — a source-only baseline and DANN — "
                "about a minute each on a laptop CPU, and opens the Monitor to compare them.")
     presets = resources.presets()
+    render_comparison(presets)
     cols = st.columns(len(CARDS))
     for col, key in zip(cols, CARDS):
         with col:

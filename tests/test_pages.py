@@ -169,6 +169,24 @@ def test_one_click_on_a_preset_submits_source_only_and_dann_and_opens_the_monito
     assert at.multiselect(key=keys.MONITOR_PICK).value == ids
 
 
+def test_the_comparison_demo_queues_every_method_in_order_with_the_same_settings(manager):
+    from tl_core import demos
+
+    at = open_app()
+    assert "Which adaptation method?" in texts(at)
+    at.button(key=keys.HOME_COMPARE).click().run()
+    assert not at.exception
+    sent = [c for _, c, _ in manager.submitted]
+    assert [(c.method.name, c.method.train_on) for c in sent] == [
+        ("finetune", "source"), ("dann", "source"), ("dan", "source"), ("coral", "source"), ("cdan", "source"),
+        ("adda", "source")]
+    assert [c.to_dict() for c in sent] == [demo_config("mnist-mnist-m", m).to_dict() for m in demos.COMPARISON.methods]
+    assert {(c.seed, c.optim.epochs, c.data.source, c.data.target, c.model.backbone) for c in sent} == {
+        (0, 10, "mnist", "mnist-m", sent[0].model.backbone)}
+    assert at.title[0].value == "Monitor"
+    assert at.multiselect(key=keys.MONITOR_PICK).value == [run_id for run_id, _, _ in manager.submitted]
+
+
 def test_a_failing_submit_shows_a_message_not_a_traceback(manager, monkeypatch):
     def boom(config, owner=None):
         raise RuntimeError("the disk is on fire")

@@ -23,6 +23,7 @@ STARTED = "app.started"
 
 # ------------------------------------------------------------------- home
 HOME_RUN_PREFIX = "home.run."          # + preset key: the preset card's button
+HOME_COMPARE = "home.compare"          # the "Which adaptation method?" demo's button
 HOME_FOLDER = "home.folder"            # the "own image folders" card's button
 HOME_ERROR = "home.error"              # a message from the last click, shown once
 
