@@ -82,7 +82,7 @@ def datasets() -> list[dict[str, Any]]:
 
 
 def methods() -> dict[str, dict[str, Any]]:
-    """Every training method the registry holds: name -> title, description, citation, charts.
+    """Every training method the registry holds: name -> title, description, citation, charts, phases.
 
     Not cached: the registry is a dict lookup, and a method registered later (a plugin) shows at once.
     """
@@ -90,7 +90,8 @@ def methods() -> dict[str, dict[str, Any]]:
 
     return {name: {"title": cls.title, "description": cls.description, "citation": cls.citation,
                    "trains_on": dict(cls.trains_on),
-                   "step_charts": [(c.metric, c.kind, c.title) for c in cls.step_charts]}
+                   "step_charts": [(c.metric, c.kind, c.title) for c in cls.step_charts],
+                   "phases": list(cls.phases)}
             for name, cls in all_methods().items()}
 
 

@@ -232,6 +232,9 @@ class Method(Component):
         choice_help: labelled domain -> the Setup page's sentence for that choice.
         uses_target: it needs unlabelled target training images in each batch.
         step_charts: per-step metrics the Monitor plots for its runs.
+        phases: names of the stages a method trains in, in order (e.g. ADDA's source encoder, then target
+            encoder vs discriminator); such a method logs the step metric ``phase`` (1 = the first), and the
+            Monitor's run card says "Phase 2 of 2: ...". Empty: one phase (say nothing).
 
     Hooks besides :class:`Component`'s (all optional but :meth:`loss` or :meth:`train_step`):
         :meth:`train_step` one step; the default calls :meth:`loss` and :meth:`penalty` and steps
@@ -243,6 +246,7 @@ class Method(Component):
     choice_help: ClassVar[dict[str, str]] = {}
     uses_target: ClassVar[bool] = False
     step_charts: ClassVar[tuple[StepChart, ...]] = ()
+    phases: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def label(cls, train_on: str = "source") -> str:
