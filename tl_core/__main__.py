@@ -2,6 +2,7 @@
 
     python -m tl_core run --preset mnist-mnist-m --method dann --backbone lenet --epochs 10
     python -m tl_core list
+    python -m tl_core lr-find --preset mnist-mnist-m --method dann --backbone lenet --steps 200
 
 Exit status of ``run``: 0 when the run completed or was stopped (Ctrl-C), 1 when it failed
 or diverged while training, 2 when it could not start because of its input (settings, data
@@ -27,6 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="backbones (with offline weight availability), data sets, presets, methods")
     r = sub.add_parser("run", help="train one run; prints a progress bar, then one JSON line of final metrics")
+    config_flags(r)
+    r.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/interrupted run from its last checkpoint")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    f = sub.add_parser("lr-find", help="learning-rate range test on a run's settings (nothing is stored as a "
+                       "run); prints a summary, then one JSON line with the suggested lr and the curve")
+    from tl_core.lr_find import add_flags
+
+    add_flags(f)  # first: a method setting of the same name then gets its --<method>-<name> flag
+    config_flags(f)
+    return ap
+
+
+def config_flags(r: argparse.ArgumentParser) -> None:
+    """The flags that describe a run's settings (read by :func:`build_config`): ``run`` and ``lr-find``."""
     r.add_argument("--config", help="a RunConfig JSON file; flags below override it")
     r.add_argument("--preset", help="domain pair, e.g. mnist-mnist-m")
     r.add_argument("--source"), r.add_argument("--target")
@@ -43,9 +58,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-amp", action="store_true"), r.add_argument("--no-snapshots", action="store_true")
     r.add_argument("--allow-download", action="store_true", help="let data sets and weights download")
     r.add_argument("--name", default="")
-    r.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/interrupted run from its last checkpoint")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    return ap
 
 
 def _method_flags(r: argparse.ArgumentParser) -> None:
@@ -291,6 +303,17 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lr_find(a: argparse.Namespace) -> int:
+    """The learning-rate range test on the settings the flags describe (tl_core/lr_find.py); no run is made."""
+    from tl_core import lr_find
+
+    try:
+        cfg = build_config(a)
+    except InputError as e:
+        return lr_find.fail(a, str(e))
+    return lr_find.cli(cfg, a)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from tl_core.store import StoreError
 
@@ -298,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.cmd == "list":
             return cmd_list()
+        if a.cmd == "lr-find":
+            return cmd_lr_find(a)
         return cmd_run(a)
     except StoreError as e:  # a damaged runs.db or an unwritable TL_HOME: what to do, not a traceback
         return _error(str(e))
