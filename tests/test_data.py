@@ -20,6 +20,7 @@ BUILTIN_SHAPES = {
     "mnist-m": {"train": (4000, 28, 28, 3), "test": (1000, 28, 28, 3)},
     "uci-digits": {"train": (1438, 8, 8, 1), "test": (359, 8, 8, 1)},
     "syn-digits": {"train": (5000, 32, 32, 3), "test": (1000, 32, 32, 3)},
+    "mnist-with-mnist-m": {"train": (4400, 28, 28, 3), "test": (1100, 28, 28, 3)},
 }
 
 
@@ -168,7 +169,8 @@ def test_imageset_validates() -> None:
 # ---------------------------------------------------------------- presets
 
 def test_presets() -> None:
-    assert set(tld.PRESETS) == {"mnist-mnist-m", "mnist-uci-digits", "uci-digits-mnist", "syn-digits-mnist"}
+    assert set(tld.PRESETS) == {"mnist-mnist-m", "mnist-uci-digits", "uci-digits-mnist", "syn-digits-mnist",
+                                "mnist-mix-mnist-m"}
     names = {d.name for d in tld.list_datasets()}
     for key, p in tld.PRESETS.items():
         assert p.key == key and p.title and p.description

@@ -18,6 +18,11 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
            "Learn from printed digits in many fonts and colours, test on real handwriting. A hard case: "
            "source only already lines the two domains up, and DANN ends a few points below it here, a "
            "limit worth seeing."),
+    Preset("mnist-mix-mnist-m", "MNIST with a few MNIST-M digits → MNIST-M (covariate shift)", "mnist-with-mnist-m",
+           "mnist-m",
+           "The source is MNIST plus 10 % MNIST-M images with their labels; the target is MNIST-M. The source "
+           "already holds images like the target, only too few: re-weighting (KMM, KLIEP) gives those images "
+           "more weight in the loss and should beat plain source-only training."),
 )}
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tl_core.data import builtin, mnistm, syndigits
+from tl_core.data import builtin, mixture, mnistm, syndigits
 from tl_core.data._split import stratified_subset
 from tl_core.data._types import DIGIT_CLASSES, DataError, DatasetInfo, ImageSet
 from tl_core.data.folder import WORK_SIZE, load_folder
@@ -28,6 +28,10 @@ _BUILTIN: dict[str, tuple[DatasetInfo, Callable[[str], tuple[np.ndarray, np.ndar
     "syn-digits": (DatasetInfo("syn-digits", "Synthetic digits",
                                "Printed digits in many fonts, sizes, angles and colours: 5,000 train and 1,000 "
                                "test, 32x32 colour.", True, "builtin"), syndigits.syn_digits),
+    "mnist-with-mnist-m": (DatasetInfo("mnist-with-mnist-m", "MNIST with 10 % MNIST-M",
+                                       "The 4,000 MNIST training digits plus 400 MNIST-M training images (labels "
+                                       "kept): 4,400 train and 1,100 test, 28x28 colour.", True, "builtin"),
+                           mixture.mnist_with_mnist_m),
 }
 _FOLDER = DatasetInfo("folder", "Image folder",
                       f"Your own images, one sub-folder per class (or train/ and test/ folders of those); "
