@@ -24,7 +24,8 @@ class Recorder(Protocol):
     def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None: ...
     # Optional: ``warn(message)`` for something the user should know that does not stop the run
     # (unreadable images skipped), and ``phase(text or None)``: what the run does besides taking steps
-    # (loading data, evaluating). The trainer calls them only when the recorder has them.
+    # (loading data, evaluating). The trainer calls them only when the recorder has them, as it does
+    # ``save_weights(weights)``: the per-image weights a method set before training (one per labelled image).
 
 
 class StoreRecorder:
@@ -70,6 +71,9 @@ class StoreRecorder:
     def snapshot_labels(self) -> tuple[np.ndarray, np.ndarray] | None:
         return self._labels
 
+    def save_weights(self, weights: np.ndarray) -> None:
+        self.store.save_weights(self.run_id, weights)
+
     def save_snapshot(self, idx: int, step: int, epoch: int, features: np.ndarray, metrics: dict[str, Any]) -> None:
         self.store.save_snapshot(self.run_id, idx, step, epoch, features, metrics)
         if self.on_snapshot is not None:
@@ -90,6 +94,10 @@ class MemoryRecorder:
         self.keep_checkpoints = False
         self.warnings: list[str] = []
         self.phases: list[str | None] = []
+        self.weights: np.ndarray | None = None
+
+    def save_weights(self, weights: np.ndarray) -> None:
+        self.weights = np.asarray(weights, dtype=np.float32)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

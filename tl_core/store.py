@@ -116,6 +116,10 @@ RESERVE_FILE = ".space-reserve"
 RESERVE_BYTES = 1 << 20
 
 
+#: A run's per-image training weights (re-weighting methods), in its folder.
+WEIGHTS_FILE = "weights.npy"
+
+
 class StoreError(RuntimeError):
     """The run store cannot be opened: TL_HOME is not writable, or runs.db is damaged. The message names
     the file and says what to do."""
@@ -470,6 +474,22 @@ class RunStore:
     def load_coords(self, run_id: str, idx: int) -> np.ndarray | None:
         path = self.run_dir(run_id) / "snapshots" / f"coords_{idx:04d}.npy"
         return np.load(path) if path.exists() else None
+
+    # ----------------------------------------------------------- sample weights
+    def save_weights(self, run_id: str, weights: np.ndarray) -> None:
+        """Per-image weights of the labelled training set (re-weighting methods), ``runs/<id>/weights.npy``."""
+        path = self.run_dir(run_id) / WEIGHTS_FILE
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, np.asarray(weights, dtype=np.float32).ravel())
+        os.replace(tmp, path)
+
+    def load_weights(self, run_id: str) -> np.ndarray | None:
+        """The run's per-image training weights, or None when it has none (or they are unreadable)."""
+        path = self.run_dir(run_id) / WEIGHTS_FILE
+        try:
+            return np.load(path, allow_pickle=False) if path.is_file() else None
+        except (OSError, ValueError):
+            return None
 
     # ----------------------------------------------------------- exporting
     def export_metrics_csv(self, run_id: str) -> str:

@@ -93,6 +93,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         component.start(ctx)
         component.to(device)  # parts the start hook added
     weights = ctx.sample_weights
+    if weights is not None and hasattr(recorder, "save_weights"):  # the Monitor shows them
+        recorder.save_weights(torch.as_tensor(weights).detach().float().cpu().numpy())
     opt = Optimisation(config, p.model, p.method, device, p.extras)
 
     n_train = p.train_x.shape[0]
