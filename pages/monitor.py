@@ -122,6 +122,9 @@ def render_run_card(rec: RunRecord) -> None:
             if rec.active and rec.phase:
                 st.caption(f":material/hourglass_top: {rec.phase.capitalize()}… "
                            f"({runinfo.fmt_duration(time.time() - (rec.phase_since or time.time()))})")
+            phase = method_phase(rec)
+            if phase:
+                st.caption(f":material/layers: {phase}")
             if rec.active and resources.get_manager().stopping(rec.id):
                 step_s = runinfo.step_seconds(rec)
                 st.caption(":material/stop_circle: Stopping: the current step finishes first"
@@ -141,6 +144,19 @@ def render_run_card(rec: RunRecord) -> None:
         with c3:
             render_controls(rec, mine)
         render_outcome(rec, mine)
+
+
+def method_phase(rec: RunRecord) -> str | None:
+    """'Phase 2 of 2: target encoder vs discriminator' for a run that has taken steps and whose method
+    declares phases (``Method.phases``), from the step metric ``phase`` of its last step rows; else None."""
+    phases = resources.methods().get(rec.config.get("method", {}).get("name"), {}).get("phases")
+    if not phases or not rec.step:
+        return None
+    rows = resources.get_store().step_metrics(rec.id, since_step=rec.step - 1)  # the last row (or the few after)
+    if "phase" not in rows or rows["phase"].dropna().empty:
+        return None
+    i = int(rows["phase"].dropna().iloc[-1])
+    return f"Phase {i} of {len(phases)}: {phases[i - 1]}" if 1 <= i <= len(phases) else None
 
 
 def render_outcome(rec: RunRecord, mine: bool) -> None:
