@@ -17,7 +17,7 @@ import streamlit as st
 from tl_core.config import (LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIORITIES, RunConfig, demo_config,
                             method_choices, method_key, split_method_key)
 from tl_core.jobs import ConfigError
-from tl_ui import access, entry, keys, resources, runinfo, theme, validation, widgets
+from tl_ui import access, entry, keys, lr_finder_view, resources, runinfo, theme, validation, widgets
 
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
@@ -428,6 +428,7 @@ def render_optim(slots: dict[str, Any]) -> None:
     c2.number_input("Learning rate", step=0.001, format="%g", key=k("optim.lr"),
                     help="Of the head (and the discriminator); try 0.01 for SGD, 0.001 for Adam.", **PERSIST)
     slots["optim.lr"] = c2.empty()
+    lr_finder_view.render(build_config, k("optim.lr"))  # "Find a learning rate": the lr range test
     c1, c2 = st.columns(2)
     c1.number_input("Backbone learning-rate multiplier", step=0.1, format="%g", key=k("optim.backbone_lr_mult"),
                     help="The backbone trains at lr × this; 0.1 is common for pretrained backbones.", **PERSIST)

@@ -58,7 +58,7 @@ def lr_schedule(start: float, end: float, steps: int) -> list[float]:
     if not (0 < start < end) or steps < 2:
         raise ValueError(f"need 0 < start < end and at least 2 steps, got start={start}, end={end}, steps={steps}")
     ratio = math.log(end / start)
-    return [start * math.exp(ratio * i / (steps - 1)) for i in range(steps)]
+    return [start * math.exp(ratio * i / (steps - 1)) for i in range(steps - 1)] + [end]
 
 
 def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
