@@ -119,6 +119,7 @@ class OptimConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     backbone_lr_mult: float = 1.0
+    lr_decay: float = 1.0  # discriminative rates: each backbone stage below the top trains at the one above's × this
     weight_decay: float = 5e-4
     momentum: float = 0.9
     batch_size: int = 64
@@ -244,6 +245,10 @@ class RunConfig:
                 errs.append(f"optim.lr: {o.lr} is far too large (at most {MAX_LR}); try 0.01 for SGD or 0.001 for Adam.")
         if finite("optim.backbone_lr_mult", o.backbone_lr_mult) and not 0 <= o.backbone_lr_mult <= 100:
             errs.append("optim.backbone_lr_mult: must be between 0 and 100 (0 keeps the backbone fixed, 0.1 is common for pretrained ones).")
+        if finite("optim.lr_decay", o.lr_decay) and not 0 < o.lr_decay <= 1:
+            errs.append(f"optim.lr_decay: must be above 0 and at most 1, got {o.lr_decay!r}. The top backbone stage "
+                        "trains at lr × backbone multiplier and each stage below it at the rate of the one above × "
+                        "this: 1 gives every stage the same rate, ULMFiT uses 1/2.6 ≈ 0.38.")
         if finite("optim.weight_decay", o.weight_decay) and not 0 <= o.weight_decay <= 1:
             errs.append("optim.weight_decay: must be between 0 and 1; 5e-4 is a common value.")
         if finite("optim.momentum", o.momentum) and not 0 <= o.momentum < 1:

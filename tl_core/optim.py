@@ -26,6 +26,12 @@ def lr_factor(progress: float, schedule: str) -> float:
     return 1.0
 
 
+def stage_lrs(n_stages: int, top_lr: float, decay: float) -> list[float]:
+    """Discriminative learning rates (Howard & Ruder, ACL 2018): the top (last) backbone stage at ``top_lr``,
+    each stage below it at the rate of the one above × ``decay``. Input to output order."""
+    return [top_lr * decay ** (n_stages - 1 - i) for i in range(n_stages)]
+
+
 def make_optimizer(config: RunConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
     o = config.optim
     if o.optimizer == "sgd":
@@ -56,13 +62,10 @@ class Optimisation:
         self.device_type = device.type
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.model = model
-        groups = []
-        bb_params = model.trainable_backbone_parameters()
-        self._backbone_lr = o.lr * o.backbone_lr_mult
-        self._in_optimizer = set(map(id, bb_params)) if o.backbone_lr_mult > 0 else set()
-        if bb_params and o.backbone_lr_mult > 0:
-            groups.append({"params": bb_params, "lr": self._backbone_lr, "base_lr": self._backbone_lr})
+        self._in_optimizer: set[int] = set()
+        groups = self._backbone_groups()
         head = [q for q in model.head.parameters() if q.requires_grad]
+        self._head_group = len(groups)  # the run's lr (what the step rows log) is the head's
         groups.append({"params": head, "lr": o.lr, "base_lr": o.lr})
         groups += method.param_groups(o.lr)
         for extra in extras:
@@ -80,16 +83,35 @@ class Optimisation:
 
     @property
     def lr(self) -> float:
-        return float(self.opt.param_groups[-1]["lr"])
+        """The head's learning rate now (the run's lr after the schedule)."""
+        return float(self.opt.param_groups[self._head_group]["lr"])
+
+    def _backbone_groups(self) -> list[dict[str, Any]]:
+        """Groups of the trainable backbone parameters not yet in the optimiser, stage by stage at
+        :func:`stage_lrs` (stages in a row with the same rate share a group: with ``lr_decay`` 1 the whole
+        backbone is one group, the layout before per-stage rates). Marks them as in the optimiser."""
+        o = self.config.optim
+        if o.backbone_lr_mult <= 0:  # the backbone stays fixed: it is not in the optimiser at all
+            return []
+        stages = list(self.model.backbone.stages)
+        lrs = stage_lrs(len(stages), o.lr * o.backbone_lr_mult, o.lr_decay)
+        groups: list[dict[str, Any]] = []
+        for stage, lr in zip(stages, lrs):
+            new = [q for q in stage.parameters() if q.requires_grad and id(q) not in self._in_optimizer]
+            if not new:
+                continue
+            self._in_optimizer |= set(map(id, new))
+            if groups and groups[-1]["base_lr"] == lr:
+                groups[-1]["params"] += new
+            else:
+                groups.append({"params": new, "lr": lr, "base_lr": lr})
+        return groups
 
     def add_unfrozen(self) -> None:
-        """Backbone parameters that became trainable (a schedule unfroze stages) join the optimiser."""
-        if self.config.optim.backbone_lr_mult <= 0:
-            return
-        new = [q for q in self.model.trainable_backbone_parameters() if id(q) not in self._in_optimizer]
-        if new:
-            self.opt.add_param_group({"params": new, "lr": self._backbone_lr, "base_lr": self._backbone_lr})
-            self._in_optimizer |= set(map(id, new))
+        """Backbone parameters that became trainable (a schedule unfroze stages) join the optimiser, each
+        stage at its own rate."""
+        for group in self._backbone_groups():
+            self.opt.add_param_group(group)
 
     # ------------------------------------------------------------------ step
     def autocast(self) -> AbstractContextManager:

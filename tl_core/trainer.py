@@ -176,7 +176,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
             train_s += time.perf_counter() - t0
             ips = idx.shape[0] / max(time.perf_counter() - t0, 1e-9)
             ips_ema = ips if ips_ema is None else 0.9 * ips_ema + 0.1 * ips
-            row = {"step": step, "epoch": epoch + 1, "lr": opt.lr, "images_per_s": ips}
+            row = {"step": step, "epoch": epoch + 1, "lr": opt.lr, "images_per_s": ips,
+                   "frozen_stages": p.backbone.frozen_stages}  # the Monitor's freezing diagram reads it
             row.update({name: float(v) for name, v in metrics.items()})
             if opt.last_penalty is not None:
                 row["penalty_extras"] = opt.last_penalty
