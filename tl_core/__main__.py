@@ -52,6 +52,8 @@ def config_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--head", choices=["linear", "mlp"])
     r.add_argument("--epochs", type=int), r.add_argument("--batch-size", type=int)
     r.add_argument("--lr", type=float), r.add_argument("--backbone-lr-mult", type=float)
+    r.add_argument("--lr-decay", type=float, help="discriminative learning rates: each backbone stage below the "
+                   "top trains at the rate of the one above × this (default 1: all the same; ULMFiT: 0.38)")
     r.add_argument("--weight-decay", type=float), r.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     r.add_argument("--image-size", type=int), r.add_argument("--max-train", type=int)
     r.add_argument("--seed", type=int), r.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
@@ -152,7 +154,8 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         (cfg.method, "train_on", a.train_on),
         (cfg.model, "backbone", a.backbone), (cfg.model, "freeze", a.freeze), (cfg.model, "head", a.head),
         (cfg.optim, "epochs", a.epochs), (cfg.optim, "batch_size", a.batch_size), (cfg.optim, "lr", a.lr),
-        (cfg.optim, "backbone_lr_mult", a.backbone_lr_mult), (cfg.optim, "weight_decay", a.weight_decay),
+        (cfg.optim, "backbone_lr_mult", a.backbone_lr_mult), (cfg.optim, "lr_decay", a.lr_decay),
+        (cfg.optim, "weight_decay", a.weight_decay),
         (cfg.optim, "optimizer", a.optimizer), (cfg, "seed", a.seed), (cfg, "device", a.device),
     ]
     if a.method is not None and a.method != cfg.method.name:
