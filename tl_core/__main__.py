@@ -3,6 +3,8 @@
     python -m tl_core run --preset mnist-mnist-m --method dann --backbone lenet --epochs 10
     python -m tl_core list
     python -m tl_core lr-find --preset mnist-mnist-m --method dann --backbone lenet --steps 200
+    python -m tl_core export RUN_ID --format bundle|torchscript|onnx [--out PATH]
+    python -m tl_core predict --run RUN_ID PATH [PATH...] [--out preds.csv]
 
 Exit status of ``run``: 0 when the run completed or was stopped (Ctrl-C), 1 when it failed
 or diverged while training, 2 when it could not start because of its input (settings, data
@@ -37,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_flags(f)  # first: a method setting of the same name then gets its --<method>-<name> flag
     config_flags(f)
+    from tl_core import export, predict
+
+    export.add_flags(sub.add_parser("export", help="a finished run's model as a bundle (safetensors, classes, "
+                                    "preprocessing, config), TorchScript or ONNX; prints the written path"))
+    predict.add_flags(sub.add_parser("predict", help="top-3 classes of image files with a finished run's "
+                                     "model, as CSV (path, top1, p1, top2, p2, top3, p3, error)"))
     return ap
 
 
@@ -326,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_list()
         if a.cmd == "lr-find":
             return cmd_lr_find(a)
+        if a.cmd in ("export", "predict"):
+            from tl_core import export, predict
+
+            return (export if a.cmd == "export" else predict).cli(a)
         return cmd_run(a)
     except StoreError as e:  # a damaged runs.db or an unwritable TL_HOME: what to do, not a traceback
         return _error(str(e))
