@@ -186,8 +186,8 @@ def matrix_table(rows: list[dict[str, Any]]) -> str:
 AIMS: tuple[tuple[str, str, str, float], ...] = (
     *((("mnist-mnist-m", m, "source only", 10.0)) for m in ("DANN", "DAN", "Deep CORAL", "CDAN", "CDAN+E", "ADDA")),
     ("mnist-mnist-m", "CDAN", "DANN", 0.0),
-    ("mnist-plus-few-mnist-m", "KMM", "source only", 0.0),
-    ("mnist-plus-few-mnist-m", "KLIEP", "source only", 0.0),
+    ("mnist-mix-mnist-m", "KMM", "source only", 0.0),
+    ("mnist-mix-mnist-m", "KLIEP", "source only", 0.0),
 )
 
 
