@@ -39,8 +39,9 @@ from typing import Any
 
 def _bench_label(label: str) -> str:
     """A run label as bench tables write it: 'Source only' -> 'source only', 'DANN' stays."""
-    first = label.split(" ", 1)[0]
-    return label if first.isupper() else label[:1].lower() + label[1:]
+    from tl_core.config import label_in_sentence
+
+    return label_in_sentence(label)
 
 
 def _methods() -> dict[str, tuple[str, str]]:

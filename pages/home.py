@@ -8,12 +8,13 @@ import logging
 import streamlit as st
 
 from tl_core import demos
+from tl_core.config import label_in_sentence
 from tl_core.jobs import ConfigError
 from tl_ui import access, entry, keys, resources, widgets
 
 log = logging.getLogger(__name__)
 #: The preset cards, in order; "folder" opens Setup instead of starting runs.
-CARDS = ("mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist", "folder")
+CARDS = ("mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist", "mnist-mix-mnist-m", "folder")
 
 INTRO = (
     "Transfer Lab trains an image classifier on a **source** data set whose labels you have and measures how "
@@ -53,7 +54,7 @@ def render_comparison(presets: dict[str, dict[str, str]]) -> None:
     """The comparison demo: several methods on one pair, side by side on the Monitor."""
     demo = demos.COMPARISON
     methods = resources.methods()
-    names = [widgets.lower_label(methods[m]["trains_on"].get("source", methods[m]["title"]))
+    names = [label_in_sentence(methods[m]["trains_on"].get("source", methods[m]["title"]))
              for m in demo.methods if m in methods]
     with st.container(border=True):
         text, act = st.columns([3, 1], vertical_alignment="center")
@@ -84,7 +85,11 @@ def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
             strip = resources.sample_strip(p[role])
             if strip is not None:
                 st.image(strip, caption=f"{role}: {p[role]}", width="stretch")
-        demo_button(demos.pair_demo(key), "Run demo: source only vs DANN", keys.HOME_RUN_PREFIX + key)
+        demo = demos.pair_demo(key)
+        methods = resources.methods()
+        names = [label_in_sentence(methods[m]["trains_on"].get("source", methods[m]["title"]))
+                 for m in demo.methods if m in methods]
+        demo_button(demo, f"Run demo: {' vs '.join(names)}", keys.HOME_RUN_PREFIX + key)
 
 
 def main() -> None:

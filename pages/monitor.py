@@ -140,6 +140,10 @@ def render_run_card(rec: RunRecord) -> None:
             final, best = runinfo.accuracies(rec)
             if final is not None:
                 bits.append(f"target accuracy {runinfo.fmt_pct(final)} (best {runinfo.fmt_pct(best)})")
+            elif rec.config.get("data", {}).get("target") == "folder" and rec.epoch:  # maybe an unlabelled target
+                epochs = resources.get_store().epoch_metrics(rec.id)
+                if runinfo.target_unlabelled(rec, epochs):
+                    bits.append(runinfo.label_free_text(rec, epochs))
             st.caption(" · ".join(bits) if bits else ("Waiting in the queue…" if rec.status == "queued" else ""))
         with c3:
             render_controls(rec, mine)

@@ -32,6 +32,7 @@ def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
             "Data": runinfo.data_pair(c),
             "Final target acc": None if final is None else 100 * final,
             "Best target acc": None if best is None else 100 * best,
+            "Target entropy": rec.summary.get("final_target_entropy"),
             "Duration": runinfo.fmt_duration(rec.duration_s),
             "Created": runinfo.fmt_when(rec.created),
         })
@@ -59,9 +60,18 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
                                                               help="Target test accuracy after the last epoch"),
             "Best target acc": st.column_config.NumberColumn("Best target %", format="%.1f", width=105,
                                                              help="Best target test accuracy over the epochs"),
+            "Target entropy": st.column_config.NumberColumn(
+                "Target entropy", format="%.3f", width=90,
+                help="Label-free score: mean entropy of the predictions on the target test images (lower: more "
+                     "confident). The only target score when the target folder has no labels."),
             "Duration": st.column_config.TextColumn(width=80),
             "Created": st.column_config.TextColumn(width=110),
         })
+    unlabelled = [runinfo.run_title(r) for r in runs if runinfo.target_unlabelled(r)]
+    if unlabelled:
+        shown = ", ".join(unlabelled[:3]) + (", …" if len(unlabelled) > 3 else "")
+        st.caption(widgets.plain(f"{runinfo.NO_TARGET_LABELS.capitalize()} for runs whose target folder has no "
+                                 f"class folders ({shown}): compare their target entropy and source accuracy."))
     rows = event.selection.rows if event is not None else []
     return [ids[i] for i in rows if 0 <= i < len(ids)]
 

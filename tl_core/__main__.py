@@ -247,8 +247,13 @@ class _ProgressRecorder:
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
         self.inner.log_epoch(epoch, step, metrics, extra)
         if self.bar is not None:
-            self.bar.write(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+            self.bar.write(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                           + ("" if "target_test_acc" in metrics else f"  {NO_TARGET_LABELS}"),
                            file=sys.stderr)  # stdout carries only the final JSON line
+
+
+#: What the command line says instead of a target accuracy when the target folder has no class folders.
+NO_TARGET_LABELS = "target accuracy: not available (no labels)"
 
 
 def _error(message: str, code: int = 2) -> int:
@@ -310,6 +315,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(json.dumps({"run_id": run_id, "status": outcome.status, "error": outcome.message}))
         # 2: the input could not make a run (settings, data, weights, checkpoint); 1: the run failed.
         return 2 if outcome.input_error else 1
+    if outcome.result.get("target_labelled") is False:
+        print(f"{NO_TARGET_LABELS}; source validation accuracy {outcome.result.get('source_val_acc', float('nan')):.4f}, "
+              f"target prediction entropy {outcome.result.get('target_entropy', float('nan')):.4f}", file=sys.stderr)
     print(json.dumps({"run_id": run_id, **outcome.result}))
     return 0
 

@@ -401,3 +401,11 @@ def demo_config(preset: str, method: str, *, seed: int = 0) -> RunConfig:
     cfg.seed = seed
     cfg.name = f"{method_label(cfg.to_dict())} · {p.title}"
     return cfg
+
+
+def label_in_sentence(label: str) -> str:
+    """A run label inside a sentence or a table: 'Source only' -> 'source only'; a label with an acronym
+    ('DANN', 'Deep CORAL', 'CDAN+E') stays as it is."""
+    if any(w.isupper() for w in label.split()):
+        return label
+    return label[:1].lower() + label[1:]

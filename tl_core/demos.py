@@ -24,6 +24,8 @@ class Demo:
 
 #: The pair demo each preset card starts: the baseline, then DANN.
 PAIR_METHODS = ("finetune", "dann")
+#: Presets whose card compares other methods: where re-weighting should help, source only vs KMM vs KLIEP.
+PAIR_METHODS_FOR = {"mnist-mix-mnist-m": ("finetune", "kmm", "kliep")}
 
 COMPARISON = Demo(
     key="which-method",
@@ -38,8 +40,8 @@ COMPARISON = Demo(
 
 
 def pair_demo(preset: str) -> Demo:
-    """The preset card's demo: source only vs DANN."""
-    return Demo(key=preset, title="", preset=preset, methods=PAIR_METHODS)
+    """The preset card's demo: source only vs DANN (or the preset's methods in ``PAIR_METHODS_FOR``)."""
+    return Demo(key=preset, title="", preset=preset, methods=PAIR_METHODS_FOR.get(preset, PAIR_METHODS))
 
 
 def configs(demo: Demo) -> list[RunConfig]:

@@ -77,6 +77,10 @@ def finish_run(store: RunStore, run_id: str, result: dict[str, Any], interrupted
         summary["best_target_test_acc"] = float(epochs["target_test_acc"].max())
         summary["final_target_test_acc"] = float(epochs["target_test_acc"].iloc[-1])
         summary["final_source_val_acc"] = float(epochs["source_val_acc"].iloc[-1])
+    if not epochs.empty and "target_entropy" in epochs:  # the label-free score (the only one without target labels)
+        summary["final_target_entropy"] = float(epochs["target_entropy"].iloc[-1])
+        if "target_test_acc" not in epochs:
+            summary["final_source_val_acc"] = float(epochs["source_val_acc"].iloc[-1])
     store.set_summary(run_id, summary)
     if result["status"] == "stopped" and interrupted:
         store.set_status(run_id, "interrupted", error=INTERRUPTED_ERROR, hint=INTERRUPTED_HINT)

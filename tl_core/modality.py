@@ -50,7 +50,8 @@ class ImageModality(Modality):
     def load(self, config: Any, role: str, split: str, max_samples: int | None) -> tld.ImageSet:
         d = config.data
         return tld.load_split(getattr(d, role), split, path=getattr(d, f"{role}_path"), data_root=d.data_root,
-                              allow_download=d.allow_download, max_samples=max_samples, seed=config.seed)
+                              allow_download=d.allow_download, max_samples=max_samples, seed=config.seed,
+                              image_size=d.image_size)
 
     def to_device(self, dataset: tld.ImageSet, config: Any, device: torch.device) -> torch.Tensor:
         """Resize to size×size, 3 channels, kept as uint8 on the device."""

@@ -38,6 +38,7 @@ class Prepared:
     extras: list[Extra]            # regularisers and schedules composed with the method
     modality: Modality
     skipped: dict[str, list[str]] = field(default_factory=dict)  # role -> unreadable files skipped
+    target_labelled: bool = True   # False: an image folder without class folders (tgt_test labels are -1)
 
     @property
     def backbone(self) -> bb.Backbone:
@@ -73,6 +74,12 @@ def prepare(config: RunConfig, device: torch.device,
     finally:
         DECODE_PROGRESS.reset(token)
     tld.check_pair(src_train, tgt_train)
+    if not tgt_train.labelled:
+        from tl_core.preflight import unlabelled_problem
+
+        problem = unlabelled_problem(config, "target", tgt_train.name.removeprefix("folder:"))
+        if problem:
+            raise RunError(problem.split(": ", 1)[1], hint="Choose an adaptation method, or give class folders.")
     skipped = {role: _skipped_files(train, test)
                for role, train, test in (("source", src_train, src_test), ("target", tgt_train, tgt_test))}
 
@@ -108,7 +115,8 @@ def prepare(config: RunConfig, device: torch.device,
     tgt_x = modality.to_device(tgt_train, config, device) if method.uses_target else None
     return Prepared(device=device, classes=list(src_train.classes), train_x=train_x, train_y=train_y,
                     tgt_x=tgt_x, src_val=on_device(src_test), tgt_test=on_device(tgt_test), model=model,
-                    method=method, extras=extras, modality=modality, skipped=skipped)
+                    method=method, extras=extras, modality=modality, skipped=skipped,
+                    target_labelled=bool(tgt_test.labelled))
 
 
 def throttled(report: Callable[..., None], last: Callable[..., bool], every_s: float = 0.5) -> Callable[..., None]:

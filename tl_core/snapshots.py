@@ -44,7 +44,9 @@ def snapshot_steps(steps_per_epoch: int, epochs: int, every_epochs: int, every_s
 
 
 def prepare_snapshots(config: RunConfig, p: Prepared, recorder: Recorder) -> SnapshotSample:
-    """Fix the snapshot sample: stratified, from the held-out splits of both domains."""
+    """Fix the snapshot sample: stratified, from the held-out splits of both domains.
+
+    An unlabelled target's rows have label -1 (unknown): the pictures draw them without class marks."""
     n = config.snapshot.per_domain
     src_idx = stratified_sample(p.src_val[1].cpu().numpy(), n, config.seed)
     tgt_idx = stratified_sample(p.tgt_test[1].cpu().numpy(), n, config.seed + 1)
@@ -76,6 +78,7 @@ def take_snapshot(p: Prepared, recorder: Recorder, sample: SnapshotSample, idx: 
     if labels_domains is not None:
         labels, domains = labels_domains
         tgt = domains == 1
-        metrics["target_acc"] = float((preds[tgt] == labels[tgt]).mean())
+        if (labels[tgt] >= 0).any():  # an unlabelled target (labels -1) has no accuracy
+            metrics["target_acc"] = float((preds[tgt] == labels[tgt]).mean())
         metrics["source_acc"] = float((preds[~tgt] == labels[~tgt]).mean())
     recorder.save_snapshot(idx, step, epoch, feats, metrics)

@@ -228,7 +228,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     recorder.save_backbone(p.backbone)
     _phase(recorder, None)
     out = {"status": status, "step": step, "total_steps": total_steps, "device": str(device),
-           "cached_frozen_stages": cached, **final_metrics}
+           "cached_frozen_stages": cached, **final_metrics,
+           **({} if p.target_labelled else {"target_labelled": False})}  # no target accuracy: no labels
     if any(p.skipped.values()):
         out["skipped_files"] = {role: len(files) for role, files in p.skipped.items()}
         out["warnings"] = warnings

@@ -144,6 +144,7 @@ def accuracy_figure(runs: list[Series], revision: str = "accuracy") -> go.Figure
     layout = _layout("Accuracy (%) per epoch: source validation vs target test", revision=revision,
                      x_title="epoch", y_title="accuracy (%)")
     layout["yaxis"]["range"] = [0, 101]
+    _note_unlabelled(runs, layout)
     layout["xaxis"]["rangemode"] = "tozero"
     if max((len(r.epochs) for r in runs), default=0) <= 20:
         layout["xaxis"]["dtick"] = 1
@@ -198,10 +199,22 @@ def compare_accuracy_figure(runs: list[Series], revision: str = "compare_acc") -
     layout = _layout("Target test accuracy (%) per epoch", revision=revision, x_title="epoch",
                      y_title="accuracy (%)")
     layout["yaxis"]["range"] = [0, 101]
+    _note_unlabelled(runs, layout)
     layout["xaxis"]["rangemode"] = "tozero"
     if max((len(r.epochs) for r in runs), default=0) <= 20:
         layout["xaxis"]["dtick"] = 1
     return _figure(traces, layout, "None of these runs has finished an epoch yet.")
+
+
+def _note_unlabelled(runs: list[Series], layout: dict[str, Any]) -> None:
+    """Runs with an unlabelled target (epochs with the entropy score, no target accuracy): say so on the chart."""
+    names = [r.label for r in runs if not r.epochs.empty and "target_entropy" in r.epochs
+             and "target_test_acc" not in r.epochs]
+    if names:
+        who = "" if len(runs) == 1 else f" for {', '.join(names[:2])}{', …' if len(names) > 2 else ''}"
+        layout["annotations"].append({"text": f"target accuracy: not available (no labels){who}", "xref": "paper",
+                                      "x": 0.5, "yref": "paper", "y": 0.5, "showarrow": False,
+                                      "font": {"size": 15, "color": theme.NEUTRAL}})
 
 
 def compare_loss_figure(runs: list[Series], x: str = "step", revision: str = "compare_loss") -> go.Figure:
@@ -231,7 +244,9 @@ DOMAIN_NAMES = ("source", "target")
 
 
 def _class_names(labels: np.ndarray, classes: list[str] | None) -> list[str]:
-    return [classes[int(i)] if classes and 0 <= int(i) < len(classes) else str(int(i)) for i in labels]
+    """Class name per label; -1 (an unlabelled target image) is 'unknown'."""
+    return [classes[int(i)] if classes and 0 <= int(i) < len(classes) else "unknown" if int(i) < 0 else str(int(i))
+            for i in labels]
 
 
 def coords_range(all_coords: list[np.ndarray], pad: float = 0.05) -> tuple[list[float], list[float]]:
@@ -255,6 +270,8 @@ def feature_traces(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, 
 
     ``color_by="domain"``: one trace per domain (blue/orange), marker symbol by class.
     ``color_by="class"``: one trace per class, marker symbol by domain (circle source, x target).
+    Label -1 (an unlabelled target: no class known) gets no class mark: a plain circle, or with
+    ``color_by="class"`` one grey trace "target, no label".
     """
     coords = np.asarray(coords, dtype=float)
     domains = np.asarray(domains).astype(int)
@@ -267,13 +284,16 @@ def feature_traces(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, 
         for c in np.unique(labels):
             m = labels == c
             sym = np.where(domains[m] == 1, "x", "circle").tolist()
+            if c < 0:
+                groups.append((m, "target, no label", {"color": theme.NEUTRAL, "symbol": sym}))
+                continue
             groups.append((m, f"class {names[m][0]}", {"color": CLASS_COLORS[int(c) % len(CLASS_COLORS)],
                                                         "symbol": sym}))
     else:
         for value, color in ((0, theme.SOURCE), (1, theme.TARGET)):
             m = domains == value
             if m.any():
-                sym = [CLASS_SYMBOLS[int(c) % len(CLASS_SYMBOLS)] for c in labels[m]]
+                sym = [CLASS_SYMBOLS[int(c) % len(CLASS_SYMBOLS)] if c >= 0 else "circle-open" for c in labels[m]]
                 groups.append((m, DOMAIN_NAMES[value], {"color": color, "symbol": sym}))
     traces = []
     for m, name, marker in groups:

@@ -153,6 +153,12 @@ def render_feature_space(rec: RunRecord, color_by: str = "domain") -> None:
             parts.append(f"{label}: {100 * v:.1f} %" if pct else f"{label}: {v:.3g}")
     if parts:
         st.caption(f"Latest snapshot ({latest}): " + " · ".join(parts))
+    if "target_acc" not in row or not isinstance(row.get("target_acc"), (int, float)) or \
+            not math.isfinite(row.get("target_acc")):
+        sample = resources.get_store().snapshot_sample(rec.id)
+        if sample is not None and (np.asarray(sample["labels"])[np.asarray(sample["domains"]) == 1] < 0).all():
+            st.caption("The target has no labels: its points carry no class marks (open circles), and "
+                       f"{runinfo.NO_TARGET_LABELS}.")
     if waiting > 0:
         st.caption(f"{waiting} newer snapshot{'s' if waiting > 1 else ''} waiting to be projected "
                    "(the projector runs at low priority and catches up when training leaves it time).")
@@ -236,7 +242,9 @@ def render_epoch_details(recs: list[RunRecord]) -> None:
     with_epochs = [(r, e) for r, e in with_epochs if not e.empty and "extra" in e
                    and any(isinstance(x, dict) and x.get("confusion") for x in e["extra"])]
     if not with_epochs:
-        st.caption("Per-class results appear after the first epoch.")
+        unlabelled = any(runinfo.target_unlabelled(r, store.epoch_metrics(r.id)) for r in recs)
+        st.caption(f"Per-class results need target labels: {runinfo.NO_TARGET_LABELS}." if unlabelled
+                   else "Per-class results appear after the first epoch.")
         return
     by_id = {r.id: (r, e) for r, e in with_epochs}
     if len(with_epochs) > 1:

@@ -62,6 +62,37 @@ def accuracies(rec: RunRecord, epochs: pd.DataFrame | None = None) -> tuple[floa
     return final, best
 
 
+#: What every page says instead of a target accuracy when the target folder has no class folders.
+NO_TARGET_LABELS = "target accuracy: not available (no labels)"
+
+
+def target_unlabelled(rec: RunRecord, epochs: pd.DataFrame | None = None) -> bool:
+    """True for a run whose target has no labels (an image folder without class folders): its summary says
+    so, or its epochs carry the label-free score but no target accuracy."""
+    if (rec.summary or {}).get("target_labelled") is False:
+        return True
+    return (epochs is not None and not epochs.empty and "target_entropy" in epochs
+            and "target_test_acc" not in epochs)
+
+
+def label_free_text(rec: RunRecord, epochs: pd.DataFrame | None = None) -> str:
+    """'target accuracy: not available (no labels) · source accuracy 91.2 % · target entropy 0.41' (the
+    label-free scores as far as known)."""
+    s = rec.summary or {}
+    src, ent = s.get("final_source_val_acc", s.get("source_val_acc")), s.get("final_target_entropy")
+    if epochs is not None and not epochs.empty:
+        if src is None and "source_val_acc" in epochs and not epochs["source_val_acc"].dropna().empty:
+            src = float(epochs["source_val_acc"].dropna().iloc[-1])
+        if ent is None and "target_entropy" in epochs and not epochs["target_entropy"].dropna().empty:
+            ent = float(epochs["target_entropy"].dropna().iloc[-1])
+    bits = [NO_TARGET_LABELS]
+    if src is not None:
+        bits.append(f"source accuracy {fmt_pct(src)}")
+    if ent is not None:
+        bits.append(f"target prediction entropy {ent:.3f}")
+    return " · ".join(bits)
+
+
 def run_title(rec: RunRecord) -> str:
     """The name people see for a run, e.g. 'DANN · MNIST → MNIST-M'."""
     return rec.name or rec.id

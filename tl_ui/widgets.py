@@ -133,8 +133,3 @@ def _active_runs() -> None:
                 open_in_monitor([rec.id])
     st.caption(f"Your session: `{owner or '?'}`")
 
-
-def lower_label(label: str) -> str:
-    """A run label inside a sentence: 'Source only' -> 'source only'; acronyms ('DANN', 'CDAN+E') stay."""
-    first = label.split(" ", 1)[0]
-    return label if first.isupper() else label[:1].lower() + label[1:]

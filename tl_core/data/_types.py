@@ -16,7 +16,7 @@ class DataError(ValueError):
 
 @dataclass
 class ImageSet:
-    """A labelled set of images held in memory.
+    """A set of images held in memory, labelled (or not: ``labelled`` False, labels -1).
 
     The images of built-in and cached sets can be read-only views of a shared in-memory
     cache: copy them before changing them in place (labels are always a writable array).
@@ -28,6 +28,8 @@ class ImageSet:
         name: the data set name (e.g. "mnist-m" or "folder:/path/to/images").
         skipped: number of unreadable files that were skipped while loading.
         skipped_files: paths (relative to the folder) of those files, for messages.
+        labelled: False for an unlabelled set (an image folder without class sub-folders): every
+            label is -1 and ``classes`` is empty; only a target of an adaptation method may be one.
     """
 
     images: np.ndarray
@@ -36,6 +38,7 @@ class ImageSet:
     name: str
     skipped: int = 0
     skipped_files: list[str] = field(default_factory=list)
+    labelled: bool = True
 
     def __post_init__(self) -> None:
         imgs = self.images
@@ -64,7 +67,8 @@ class ImageSet:
         """Return a new ImageSet with the images at ``indices`` (copies the arrays)."""
         idx = np.asarray(indices, dtype=np.int64)
         return ImageSet(images=self.images[idx], labels=self.labels[idx], classes=list(self.classes),
-                        name=self.name, skipped=self.skipped, skipped_files=list(self.skipped_files))
+                        name=self.name, skipped=self.skipped, skipped_files=list(self.skipped_files),
+                        labelled=self.labelled)
 
 
 @dataclass(frozen=True)

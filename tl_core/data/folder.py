@@ -1,14 +1,25 @@
-"""Image folders: ``root/<class>/*.png|jpg|...``, or ``root/train/<class>/...`` plus ``root/test/<class>/...``.
+"""Image folders in three layouts, decoded at the run's image size.
 
-Every image becomes RGB uint8 at ``WORK_SIZE`` x ``WORK_SIZE`` (centre square crop, then
-resize), whatever its mode: grey, grey+alpha, RGBA and palette images (alpha composited
+Layouts (:func:`folder_layout` recognises them without decoding; anything else is refused with a
+message naming the folder and the layouts expected):
+
+- ``root/<class>/*.png|jpg|...``: split 80/20 per class with a fixed seed (after decoding, so the
+  split covers readable images only);
+- ``root/train/<class>/...`` with ``root/test/...`` or ``root/val/...`` beside it: the given split
+  is used (the held-out split is ``test/``, or ``val/`` when there is no ``test/``); ``train/``
+  alone is split 80/20;
+- images directly in ``root`` (no class sub-folders): an **unlabelled** set (every label -1,
+  ``ImageSet.labelled`` False, no classes), split 80/20; only a target of an adaptation method
+  may be one (``tl_core.preflight``). The same goes for split folders that hold loose images.
+
+Every image becomes RGB uint8 at ``size`` x ``size`` (the run's ``data.image_size``: shorter side
+resized, centre crop), whatever its mode: grey, grey+alpha, RGBA and palette images (alpha composited
 over white), 1-bit, CMYK, and 16-bit or float images (stretched from 0..max to 0..255).
 JPEGs are decoded at a reduced scale when they are large, so huge photos stay cheap.
-Unreadable files (corrupt, truncated, not an image) are skipped and counted.
-
-Without ``train``/``test`` sub-folders the images are split 80/20 per class with a fixed
-seed (after decoding, so the split covers readable images only). Decoded folders are
-cached in memory, keyed by the folder and the names, sizes and times of its files.
+Unreadable files (corrupt, truncated, not an image) are skipped and counted. Before decoding,
+a folder whose pixels would not fit the memory budget (:func:`check_memory`) is refused.
+Decoded folders are cached in memory, keyed by the folder, the names, sizes and times of its
+files, and the size.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +39,7 @@ from PIL import Image, ImageOps
 from tl_core.data._split import stratified_split
 from tl_core.data._types import DataError, ImageSet
 
-#: Side of the square every folder image is resized to.
+#: Side of the square a folder image is decoded to when no size is given (a run gives its image size).
 WORK_SIZE = 64
 #: File name endings read as images (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -186,20 +198,196 @@ def _try_read(args: tuple[str, int]) -> tuple[np.ndarray | None, str]:
         return None, (str(e) or type(e).__name__).splitlines()[0][:200]
 
 
+# ------------------------------------------------------------------ layouts
+#: Folder names (lower case) read as splits in ``root/<split>/<class>/...``, and the split each gives.
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+_LAYOUTS = ("<folder>/<class>/<image> (one sub-folder per class), <folder>/train/<class>/<image> with "
+            "<folder>/val/ or <folder>/test/ beside it, or images directly in <folder> (an unlabelled target)")
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """How an image folder is laid out (see :func:`folder_layout`).
+
+    Attributes:
+        root: the folder, resolved.
+        kind: "classes" (``root/<class>/...``), "splits" (``root/{train,val,test}/...``) or "flat"
+            (images directly in ``root``: no labels).
+        labelled: False when the images have no class folders (an unlabelled target).
+        splits: for "splits", split name ("train", "val", "test") -> its folder.
+        classes: the class names (empty when unlabelled).
+        files: image files per split folder ("" for the root), before decoding.
+    """
+
+    root: Path
+    kind: str
+    labelled: bool
+    splits: dict[str, Path] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    files: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for people, e.g. 'train/ and test/ folders, 2 classes (cats, dogs), 120 + 30 images'."""
+        counts = " + ".join(f"{n:,}" for n in self.files.values())
+        what = (f"{len(self.classes)} classes ({', '.join(self.classes[:6])}{', …' if len(self.classes) > 6 else ''})"
+                if self.labelled else "no class sub-folders: unlabelled images (a target for adaptation methods)")
+        if self.kind == "splits":
+            names = " and ".join(f"{p.name}/" for p in self.splits.values())
+            return f"{names} folders, {what}, {counts} image files"
+        return f"{what}, {counts} image files"
+
+
+def _direct_images(folder: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_image_name(e.name))
+    except OSError as e:
+        raise DataError(f"Folder '{folder}' cannot be read: {e}.") from e
+
+
+def _subfolders(folder: Path) -> list[os.DirEntry]:
+    try:
+        return sorted((e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")),
+                      key=lambda e: e.name)
+    except OSError as e:
+        raise DataError(f"Folder '{folder}' cannot be read: {e}.") from e
+
+
+def _tree_of(folder: Path) -> tuple[dict[str, list[str]], bool]:
+    """({class: files} , labelled) of one folder: its class sub-folders, or its loose images as one
+    unlabelled group (key ""); empty when it holds neither."""
+    tree = scan_tree(folder)
+    if tree:
+        return tree, True
+    loose = _direct_images(folder)
+    return ({"": loose} if loose else {}), False
+
+
+def _no_images(folder: Path) -> DataError:
+    return DataError(f"Folder '{folder}' holds no class sub-folders with images ({', '.join(IMAGE_EXTENSIONS)}). "
+                     f"Expected {_LAYOUTS.replace('<folder>', str(folder))}; {_EXAMPLE}.")
+
+
+def folder_layout(root: Path) -> FolderLayout:
+    """Recognise the layout of a resolved folder without decoding anything.
+
+    Raises:
+        DataError: a layout that is not one of the three, naming the folder and the layouts expected:
+            split folders mixed with class folders, val/test without train, a split without images,
+            split folders of which some have class folders and some loose images, no images at all.
+    """
+    subs = _subfolders(root)
+    split_dirs = {SPLIT_FOLDERS[e.name.lower()]: Path(e.path) for e in subs if e.name.lower() in SPLIT_FOLDERS}
+    if not split_dirs:
+        tree, labelled = _tree_of(root)
+        if not tree:
+            raise _no_images(root)
+        return FolderLayout(root=root, kind="classes" if labelled else "flat", labelled=labelled,
+                            classes=tuple(tree) if labelled else (), files={"": sum(map(len, tree.values()))})
+    split_names = {e.name for e in subs if e.name.lower() in SPLIT_FOLDERS}
+    others = [e.name for e in subs if e.name not in split_names and _tree_of(Path(e.path))[0]]
+    shown = ", ".join(f"{n}/" for n in sorted(split_names))
+    if others:
+        raise DataError(f"Folder '{root}' mixes split folders ({shown}) with other folders of images "
+                        f"({', '.join(others[:5])}). Expected either {root}/<class>/<image> (one sub-folder per "
+                        f"class) or {root}/train/<class>/<image> with val/ or test/ beside it; move the class "
+                        "folders into the split folders.")
+    if "train" not in split_dirs:
+        raise DataError(f"Folder '{root}' has {shown} but no train/ folder. Expected {root}/train/<class>/<image> "
+                        f"beside {shown} (or give a folder with one sub-folder per class).")
+    trees, files, kinds = {}, {}, set()
+    for split, path in split_dirs.items():
+        tree, labelled = _tree_of(path)
+        if not tree:
+            raise DataError(f"Split folder '{path}' holds no images. Expected {path}/<class>/<image> "
+                            "(or its images directly in it, for an unlabelled target).")
+        trees[split], files[path.name] = tree, sum(map(len, tree.values()))
+        kinds.add(labelled)
+    if len(kinds) > 1:
+        raise DataError(f"In folder '{root}', some split folders have class sub-folders and others hold loose "
+                        f"images. Expected {root}/<split>/<class>/<image> in every split folder (labelled) or "
+                        "images directly in every split folder (unlabelled).")
+    labelled = kinds.pop()
+    classes = tuple(sorted(set().union(*(t.keys() for t in trees.values())))) if labelled else ()
+    return FolderLayout(root=root, kind="splits", labelled=labelled, splits=split_dirs, classes=classes,
+                        files=files)
+
+
+# ------------------------------------------------------------------ memory
+#: Environment variable: how many GB of decoded pixels the in-memory data path may hold (default: half of
+#: the memory available when the folder is loaded).
+MEMORY_BUDGET_ENV = "TL_DATA_MEMORY_GB"
+#: Copies of the decoded pixels a run holds at once: the decode cache, the split's own array, the compact
+#: tensor the loop indexes (on the CPU, or on the GPU with CUDA).
+COPIES = 3
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_budget() -> tuple[int | None, str]:
+    """(bytes the decoded images of a run may take, where that number comes from); None: no limit known."""
+    raw = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if raw:
+        try:
+            gb = float(raw)
+        except ValueError:
+            gb = -1.0
+        if gb > 0:
+            return int(gb * 1024**3), f"{MEMORY_BUDGET_ENV}={raw}"
+    avail = _available_bytes()
+    return (None, "") if avail is None else (avail // 2, "half of the memory available now")
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1024**3:.1f} GB" if n >= 0.1 * 1024**3 else f"{n / 1024**2:.0f} MB"
+
+
+def check_memory(folder: Path, n_images: int, size: int) -> None:
+    """Refuse, before decoding, a folder whose images at ``size`` px would not fit the memory budget.
+
+    Raises:
+        DataError: saying how much it would take, the budget, and what to change.
+    """
+    budget, why = memory_budget()
+    one = n_images * size * size * 3
+    if budget is None or one * COPIES <= budget:
+        return
+    raise DataError(
+        f"Folder '{folder}': {n_images:,} images at {size}×{size} px take {_gb(one)} as pixels, and a run holds "
+        f"about {COPIES} copies while it trains ({_gb(one * COPIES)}), over the memory budget of {_gb(budget)} "
+        f"({why}). Choose a smaller image size (data.image_size), use fewer images, or raise the budget with "
+        f"{MEMORY_BUDGET_ENV}=<GB> (the frozen-stage cache, when used, comes on top: at most 3 GB).")
+
+
+# ------------------------------------------------------------------ decoding
 @functools.lru_cache(maxsize=4)
-def _decode_tree(root_str: str, fingerprint: str, size: int,
-                 allowed_root: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """Decode every image of a class tree (cached by fingerprint).
+def _decode_tree(root_str: str, fingerprint: str, size: int, allowed_root: str | None,
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Decode every image of a folder: its class sub-folders, or (none) its loose images with label -1.
+
+    Cached by folder, fingerprint of its files and ``size``: a run at another image size decodes afresh.
 
     Returns:
-        (images uint8 (N, size, size, 3), labels int64 into the class tuple, classes, skipped "path: why").
+        (images uint8 (N, size, size, 3), labels int64 into the class tuple (-1 unlabelled), classes
+        (empty when unlabelled), skipped "path: why").
     """
     root = Path(root_str)
-    tree = scan_tree(root)
-    classes = tuple(tree)
+    tree, labelled = _tree_of(root)
+    classes = tuple(tree) if labelled else ()
     jobs, owners, skipped = [], [], []
-    for ci, cls in enumerate(classes):
-        for rel in tree[cls]:
+    for ci, files in enumerate(tree.values()):
+        for rel in files:
             full = root / rel
             if allowed_root is not None:
                 real = full.resolve()
@@ -207,7 +395,7 @@ def _decode_tree(root_str: str, fingerprint: str, size: int,
                     skipped.append(f"{rel}: links outside the data folder")
                     continue
             jobs.append((str(full), size))
-            owners.append((ci, rel))
+            owners.append((ci if labelled else -1, rel))
     workers = max(1, min(8, os.cpu_count() or 1))
     report = DECODE_PROGRESS.get()
     results = []
@@ -230,18 +418,21 @@ def _decode_tree(root_str: str, fingerprint: str, size: int,
     return imgs, labs, classes, tuple(skipped)
 
 
-def _load_tree(root: Path, data_root: Path | None, need_two: bool = True,
+def _load_tree(root: Path, data_root: Path | None, size: int, need_two: bool = True,
                ) -> tuple[np.ndarray, np.ndarray, list[str], list[str], int]:
-    """Decode a class tree; returns (images, labels, classes, skipped, number of image files)."""
-    tree = scan_tree(root)
+    """Decode one folder (class sub-folders, or loose images: unlabelled, label -1).
+
+    Returns (images, labels, classes, skipped, number of image files).
+    """
+    tree, labelled = _tree_of(root)
     if not tree:
-        raise DataError(f"Folder '{root}' holds no class sub-folders with images "
-                        f"({', '.join(IMAGE_EXTENSIONS)}). Put the images in one sub-folder per class "
-                        f"({_EXAMPLE}).")
-    if need_two:
+        raise _no_images(root)
+    if need_two and labelled:
         _need_two_classes(root, list(tree))
     n_files = sum(len(v) for v in tree.values())
-    imgs, labs, classes, skipped = _decode_tree(str(root), _fingerprint(root, tree), WORK_SIZE,
+    check_memory(root, n_files, size)
+    fingerprint = _fingerprint(root, tree)
+    imgs, labs, classes, skipped = _decode_tree(str(root), fingerprint, int(size),
                                                 str(data_root) if data_root is not None else None)
     if len(labs) == 0:
         examples = "; ".join(skipped[:3])
@@ -260,43 +451,55 @@ def _load_tree(root: Path, data_root: Path | None, need_two: bool = True,
 def _need_two_classes(root: Path, classes: list[str]) -> None:
     if len(classes) < 2:
         only = classes[0] if classes else "none"
+        nested = ""
+        if classes and scan_tree(root / only):
+            nested = f" It holds sub-folders of images itself: did you mean the folder '{root / only}'?"
         raise DataError(f"Folder '{root}' has only one class ('{only}'); a classifier needs at least two. "
-                        f"Add one sub-folder per class ({_EXAMPLE}).")
+                        f"Add one sub-folder per class ({_EXAMPLE}).{nested}")
 
 
 def load_folder(path: str | os.PathLike | None, split: str, data_root: str | os.PathLike | None = None,
-                ) -> ImageSet:
-    """Load the train or test split of an image folder.
+                size: int = WORK_SIZE) -> ImageSet:
+    """Load the train or test split of an image folder, decoded at ``size`` px.
 
     Args:
-        path: root folder; ``root/<class>/...`` (split 80/20 with a fixed seed) or
-            ``root/train/<class>/...`` and ``root/test/<class>/...`` (used as given).
+        path: root folder in one of three layouts (see :func:`folder_layout`): ``root/<class>/...``
+            (split 80/20 per class with a fixed seed); ``root/train/<class>/...`` with ``root/test/``
+            (or ``root/val/`` when there is no ``test/``) used as given (``train/`` alone: split 80/20);
+            images directly in ``root`` (unlabelled: label -1, ``labelled`` False, split 80/20).
         split: "train" or "test".
         data_root: when given, ``path`` must lie inside it.
+        size: the side every image is decoded to (shorter side resized, centre crop): the run's image size.
 
     Returns:
-        ImageSet with RGB images (N, WORK_SIZE, WORK_SIZE, 3); ``skipped`` counts the
-        unreadable files of the folder (of ``root/<split>`` in the train/test layout).
+        ImageSet with RGB images (N, size, size, 3); ``skipped`` counts the unreadable files of the
+        folder (of the split's folder in the split layout).
 
     Raises:
-        DataError: missing or empty folder, a single class, no readable image, outside data_root.
+        DataError: missing or empty folder, a refused layout, a single class, no readable image,
+            outside data_root, over the memory budget.
     """
     root = resolve_folder(path, data_root)
     allowed = Path(os.path.expanduser(str(data_root))).resolve() if data_root is not None else None
     name = f"folder:{root}"
-    train_dir, test_dir = root / "train", root / "test"
-    if train_dir.is_dir() and test_dir.is_dir():
-        tr_names, te_names = list(scan_tree(train_dir)), list(scan_tree(test_dir))
-        classes = sorted(set(tr_names) | set(te_names))
-        _need_two_classes(train_dir, tr_names)
-        sub = train_dir if split == "train" else test_dir
-        imgs, labs, local, skipped, _ = _load_tree(sub, allowed, need_two=split == "train")
-        remap = np.array([classes.index(c) for c in local], dtype=np.int64)
-        idx = np.random.default_rng(SPLIT_SEED).permutation(len(labs))  # mix the classes, as in the 80/20 case
-        return ImageSet(images=imgs[idx], labels=remap[labs[idx]], classes=classes, name=name,
-                        skipped=len(skipped), skipped_files=skipped)
-    imgs, labs, classes, skipped, _ = _load_tree(root, allowed)
+    layout = folder_layout(root)
+    if layout.kind == "splits":
+        held_out = layout.splits.get("test", layout.splits.get("val"))
+        train_dir = layout.splits["train"]
+        if layout.labelled:
+            _need_two_classes(train_dir, list(scan_tree(train_dir)))
+        if held_out is not None:
+            sub = train_dir if split == "train" else held_out
+            imgs, labs, local, skipped, _ = _load_tree(sub, allowed, size, need_two=split == "train")
+            classes = list(layout.classes)
+            labels = (np.array([classes.index(c) for c in local], dtype=np.int64)[labs] if layout.labelled
+                      else labs)
+            idx = np.random.default_rng(SPLIT_SEED).permutation(len(labs))  # mix the classes, as in the 80/20 case
+            return ImageSet(images=imgs[idx], labels=labels[idx], classes=classes, name=name,
+                            skipped=len(skipped), skipped_files=skipped, labelled=layout.labelled)
+        root = train_dir  # train/ alone: split it 80/20 like a class folder
+    imgs, labs, classes, skipped, _ = _load_tree(root, allowed, size)
     train_idx, test_idx = stratified_split(labs, TEST_FRACTION, SPLIT_SEED)
     idx = train_idx if split == "train" else test_idx
     return ImageSet(images=imgs[idx], labels=labs[idx], classes=classes, name=name,
-                    skipped=len(skipped), skipped_files=skipped)
+                    skipped=len(skipped), skipped_files=skipped, labelled=bool(classes))

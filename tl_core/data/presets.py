@@ -29,6 +29,9 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
 def check_pair(src: ImageSet, tgt: ImageSet) -> None:
     """Check that a source and a target set have the same classes, in the same order.
 
+    An unlabelled target (``tgt.labelled`` False: a folder without class sub-folders) passes: its
+    images take the source's classes. An unlabelled source does not.
+
     Args:
         src: the source set.
         tgt: the target set.
@@ -37,8 +40,11 @@ def check_pair(src: ImageSet, tgt: ImageSet) -> None:
         DataError: naming the classes only in the source and only in the target, or saying
             that the order differs (labels are indices, so the order must match).
     """
+    if not src.labelled:
+        raise DataError(f"The source ({src.name}) has no labels (no class sub-folders): the source is what the "
+                        "model learns the classes from. Put its images in one sub-folder per class.")
     s, t = list(src.classes), list(tgt.classes)
-    if s == t:
+    if s == t or not tgt.labelled:  # an unlabelled target takes the source's classes
         return
     only_s = [c for c in s if c not in set(t)]
     only_t = [c for c in t if c not in set(s)]

@@ -34,8 +34,9 @@ _BUILTIN: dict[str, tuple[DatasetInfo, Callable[[str], tuple[np.ndarray, np.ndar
                            mixture.mnist_with_mnist_m),
 }
 _FOLDER = DatasetInfo("folder", "Image folder",
-                      f"Your own images, one sub-folder per class (or train/ and test/ folders of those); "
-                      f"resized to {WORK_SIZE}x{WORK_SIZE} colour.", True, "folder")
+                      "Your own images: one sub-folder per class, or train/ and val/ (or test/) folders of "
+                      "those, or images directly in the folder (an unlabelled target); decoded at the run's "
+                      "image size, colour.", True, "folder")
 
 
 def list_datasets() -> list[DatasetInfo]:
@@ -50,7 +51,7 @@ def _normalise(name: str) -> str:
 
 def load_split(name: str, split: str, *, path: str | os.PathLike | None = None,
                data_root: str | os.PathLike | None = None, allow_download: bool = False,
-               max_samples: int | None = None, seed: int = 0) -> ImageSet:
+               max_samples: int | None = None, seed: int = 0, image_size: int | None = None) -> ImageSet:
     """Load the train or test split of a data set.
 
     Args:
@@ -63,6 +64,8 @@ def load_split(name: str, split: str, *, path: str | os.PathLike | None = None,
         max_samples: keep at most this many images, a random subset with about the same
             share of every class (fixed by ``seed``).
         seed: seed of the ``max_samples`` subset. Train/test splits do not depend on it.
+        image_size: the side image folders are decoded to (the run's image size; default
+            ``WORK_SIZE``). Other sets keep their own size (the run resizes them).
 
     Returns:
         The ImageSet. Its images may be a read-only view of an in-memory cache.
@@ -81,7 +84,7 @@ def load_split(name: str, split: str, *, path: str | os.PathLike | None = None,
         images, labels = _BUILTIN[key][1](split)
         imgset = ImageSet(images=images, labels=labels, classes=list(DIGIT_CLASSES), name=key)
     elif key == "folder":
-        imgset = load_folder(path, split, data_root)
+        imgset = load_folder(path, split, data_root, size=int(image_size or WORK_SIZE))
     elif key in TV_SETS:
         images, labels, classes = load_tv(key, split, data_root, allow_download)
         imgset = ImageSet(images=images, labels=labels, classes=classes, name=key)

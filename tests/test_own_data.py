@@ -1,0 +1,240 @@
+"""Own data (issue 16): image folders at the run's image size, the three layouts, unlabelled targets,
+and augmentation per image. Generated folders of small PNG/JPEG files in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tl_core import data as tld
+from tl_core.config import RunConfig
+from tl_core.data import DataError
+from tl_core.data import folder as fo
+from tl_core.preflight import check
+from tl_core.recorder import MemoryRecorder
+
+CLASSES = ("circle", "square")
+
+
+def _picture(cls: str, i: int, size: int = 40) -> Image.Image:
+    """A class you can learn: a bright disc or a bright square on a noisy dark background."""
+    rng = np.random.default_rng(1000 * CLASSES.index(cls) + i)
+    a = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    c, r = size / 2 + rng.uniform(-3, 3), size / 4 + rng.uniform(-2, 2)
+    mask = (yy - c) ** 2 + (xx - c) ** 2 < r * r if cls == "circle" else (abs(yy - c) < r) & (abs(xx - c) < r)
+    a[mask] = rng.integers(180, 256, 3)
+    return Image.fromarray(a)
+
+
+def _write(folder: Path, cls: str | None, n: int, size: int = 40, start: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        img = _picture(cls or CLASSES[i % 2], i, size)
+        img.save(folder / (f"{i}.png" if i % 2 else f"{i}.jpg"), quality=95)
+
+
+def class_folder(root: Path, n: int = 10, size: int = 40) -> Path:
+    for cls in CLASSES:
+        _write(root / cls, cls, n, size)
+    return root
+
+
+def flat_folder(root: Path, n: int = 20, size: int = 40) -> Path:
+    _write(root, None, n, size)
+    return root
+
+
+def folder_config(src: Path, tgt: Path, method: str = "dann", train_on: str = "source") -> RunConfig:
+    cfg = RunConfig(seed=0, device="cpu")
+    cfg.data.source = cfg.data.target = "folder"
+    cfg.data.source_path, cfg.data.target_path = str(src), str(tgt)
+    cfg.data.image_size = 28
+    cfg.method.name, cfg.method.train_on = method, train_on
+    if method == "dann":
+        cfg.method.params["disc_hidden"] = 32
+    cfg.optim.batch_size, cfg.optim.epochs = 8, 1
+    cfg.snapshot.per_domain = 10
+    return cfg
+
+
+# ----------------------------------------------------------------------------- layouts
+def test_class_folders_split_80_20(tmp_path: Path) -> None:
+    root = class_folder(tmp_path / "pets", n=10)
+    layout = fo.folder_layout(root)
+    assert (layout.kind, layout.labelled, layout.classes) == ("classes", True, CLASSES)
+    tr, te = (tld.load_split("folder", s, path=root) for s in ("train", "test"))
+    assert (len(tr), len(te)) == (16, 4) and tr.classes == list(CLASSES) and tr.labelled
+
+
+def test_train_val_test_folders_use_the_given_split(tmp_path: Path) -> None:
+    root = tmp_path / "splits"
+    for cls in CLASSES:
+        _write(root / "train" / cls, cls, 7)
+        _write(root / "val" / cls, cls, 3, start=100)
+    tr, te = (tld.load_split("folder", s, path=root) for s in ("train", "test"))
+    assert (len(tr), len(te)) == (14, 6)  # val/ is the held-out split, not a class named "val"
+    assert tr.classes == te.classes == list(CLASSES)
+    assert np.bincount(te.labels).tolist() == [3, 3]
+    assert fo.folder_layout(root).describe().startswith("train/ and val/ folders, 2 classes")
+    for cls in CLASSES:  # with test/ beside val/, test/ is the held-out split
+        _write(root / "test" / cls, cls, 2, start=200)
+    assert len(tld.load_split("folder", "test", path=root)) == 4
+    assert len(tld.load_split("folder", "train", path=root)) == 14
+
+
+def test_flat_folder_is_an_unlabelled_set(tmp_path: Path) -> None:
+    root = flat_folder(tmp_path / "street", n=20)
+    layout = fo.folder_layout(root)
+    assert (layout.kind, layout.labelled, layout.classes) == ("flat", False, ())
+    tr, te = (tld.load_split("folder", s, path=root) for s in ("train", "test"))
+    assert (len(tr), len(te)) == (16, 4)
+    assert not tr.labelled and tr.classes == [] and (tr.labels == -1).all() and (te.labels == -1).all()
+    src = tld.load_split("folder", "train", path=class_folder(tmp_path / "pets"))
+    tld.check_pair(src, tr)  # an unlabelled target takes the source's classes
+    with pytest.raises(DataError, match="no labels"):
+        tld.check_pair(tr, src)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda r: (_write(r / "train" / "a", "circle", 2), _write(r / "cats", "circle", 2)),
+     r"mixes split folders \(train/\) with other folders of images \(cats\)"),
+    (lambda r: (_write(r / "val" / "a", "circle", 2), _write(r / "test" / "a", "circle", 2)),
+     r"has test/, val/ but no train/ folder.*train/<class>/<image>"),
+    (lambda r: (_write(r / "train" / "a", "circle", 2), _write(r / "train" / "b", "square", 2),
+                _write(r / "test", None, 2)),
+     r"some split folders have class sub-folders and others hold loose images"),
+    (lambda r: (r / "empty" / "deeper").mkdir(parents=True), r"holds no class sub-folders with images.*Expected"),
+])
+def test_a_wrong_layout_is_refused_naming_the_folder(tmp_path: Path, make, expected: str) -> None:
+    root = tmp_path / "odd"
+    root.mkdir()
+    make(root)
+    with pytest.raises(DataError, match=expected) as err:
+        tld.load_split("folder", "train", path=root)
+    assert str(root) in str(err.value)
+    cfg = folder_config(class_folder(tmp_path / "pets"), root)
+    problems = check(cfg)
+    assert any(p.startswith("data.target_path:") and str(root) in p for p in problems), problems
+
+
+def test_unlabelled_target_accepted_for_dann_refused_for_a_target_finetune(tmp_path: Path) -> None:
+    src, tgt = class_folder(tmp_path / "pets"), flat_folder(tmp_path / "street")
+    assert check(folder_config(src, tgt, "dann")) == []
+    assert check(folder_config(src, tgt, "finetune", "source")) == []  # source only: the baseline, label-free
+    problems = check(folder_config(src, tgt, "finetune", "target"))
+    assert len(problems) == 1 and problems[0].startswith("data.target_path:")
+    assert f"folder '{tgt}' has no class sub-folders" in problems[0] and "fine-tune on the target" in problems[0]
+    assert "DANN" in problems[0]
+    problems = check(folder_config(tgt, src, "dann"))  # a source without labels
+    assert any(p.startswith("data.source_path:") and "no labels" in p for p in problems), problems
+
+
+def test_an_unlabelled_target_run_reports_no_target_accuracy_but_entropy(tmp_path: Path) -> None:
+    from tl_core import trainer
+
+    src, tgt = class_folder(tmp_path / "pets", n=12), flat_folder(tmp_path / "street", n=30)
+    rec = MemoryRecorder()
+    out = trainer.run(folder_config(src, tgt, "dann"), rec)
+    assert out["status"] == "completed" and out["target_labelled"] is False
+    assert "target_test_acc" not in out and "target_test_acc" not in rec.epochs[-1]
+    k = len(CLASSES)
+    assert 0 <= out["target_entropy"] <= np.log(k) + 1e-6 and 0 <= out["source_val_acc"] <= 1
+    extra = rec.epochs[-1]["extra"]
+    assert extra["target_labelled"] is False and "confusion" not in extra
+    assert abs(sum(extra["target_pred_share"]) - 1) < 1e-6
+    assert any(r.get("loss_domain") is not None for r in rec.steps)  # DANN trained end to end on the target
+    labels, domains = rec.sample["labels"], rec.sample["domains"]
+    assert (labels[domains == 1] == -1).all() and (labels[domains == 0] >= 0).all()
+    assert rec.snapshots and all("target_acc" not in s and "source_acc" in s for s in rec.snapshots)
+
+
+def test_entropy_is_reported_beside_accuracy_for_a_labelled_target(tmp_path: Path) -> None:
+    from tl_core import trainer
+
+    src = class_folder(tmp_path / "pets", n=8)
+    cfg = folder_config(src, src, "finetune")
+    cfg.snapshot.enabled = False
+    out = trainer.run(cfg, MemoryRecorder())
+    assert "target_test_acc" in out and "target_entropy" in out and "target_labelled" not in out
+
+
+def test_pages_and_cli_say_target_accuracy_is_not_available(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tl_core.store import RunStore
+    from tl_ui import charts, runinfo
+
+    store = RunStore(tmp_path / "home")
+    run_id = store.create_run(RunConfig())
+    store.log_epoch(run_id, 1, 10, {"source_val_acc": 0.9, "target_entropy": 0.25}, {"target_labelled": False})
+    from tl_core.execute import finish_run
+
+    finish_run(store, run_id, {"status": "completed", "target_labelled": False, "source_val_acc": 0.9,
+                               "target_entropy": 0.25})
+    rec = store.get_run(run_id)
+    assert runinfo.accuracies(rec) == (None, None) and runinfo.target_unlabelled(rec)
+    text = runinfo.label_free_text(rec)
+    assert text.startswith("target accuracy: not available (no labels)") and "0.250" in text and "90.0 %" in text
+    fig = charts.accuracy_figure([charts.Series("r", pd.DataFrame(), store.epoch_metrics(run_id), "#000")])
+    assert any("not available (no labels)" in a["text"] for a in fig.to_dict()["layout"]["annotations"])
+    traces = charts.feature_traces(np.zeros((4, 2)), np.array([0, 0, 1, 1]), np.array([0, 1, -1, -1]), ["a", "b"])
+    assert traces[1]["marker"]["symbol"] == ["circle-open", "circle-open"]  # no class marks on the target
+    assert list(traces[1]["customdata"][:, 0]) == ["unknown", "unknown"]
+
+
+def test_cli_run_on_an_unlabelled_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from tl_core.__main__ import main
+
+    monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
+    src, tgt = class_folder(tmp_path / "pets", n=8), flat_folder(tmp_path / "street", n=16)
+    code = main(["run", "--source", "folder", "--target", "folder", "--source-path", str(src), "--target-path",
+                 str(tgt), "--method", "dann", "--backbone", "lenet", "--epochs", "1", "--batch-size", "8",
+                 "--image-size", "28", "--device", "cpu", "--no-snapshots", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "target accuracy: not available (no labels)" in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["target_labelled"] is False and "target_test_acc" not in result and "target_entropy" in result
+
+
+# ----------------------------------------------------------------------------- resolution
+def test_folders_decode_at_the_run_image_size(tmp_path: Path) -> None:
+    root = class_folder(tmp_path / "big", n=4, size=300)
+    for size in (96, 40):
+        s = tld.load_split("folder", "train", path=root, image_size=size)
+        assert s.images.shape[1:] == (size, size, 3)
+    assert tld.load_split("folder", "train", path=root).images.shape[1] == fo.WORK_SIZE
+
+
+def test_a_run_hands_the_model_inputs_of_its_image_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 96-px run (300-px files) trains on 96-px pictures: what the loop hands the method's step."""
+    from tl_core import trainer
+    from tl_core.methods.finetune import FineTune
+
+    root = class_folder(tmp_path / "big", n=4, size=300)
+    seen: list[tuple[int, ...]] = []
+    real = FineTune.train_step
+
+    def spy(self, batch, model, progress, opt):
+        seen.append(tuple(batch.x_src.shape))
+        return real(self, batch, model, progress, opt)
+
+    monkeypatch.setattr(FineTune, "train_step", spy)
+    cfg = folder_config(root, root, "finetune")
+    cfg.data.image_size, cfg.snapshot.enabled, cfg.optim.batch_size = 96, False, 3
+    trainer.run(cfg, MemoryRecorder())
+    assert seen and all(s[1:] == (3, 96, 96) for s in seen)
+
+
+def test_a_folder_over_the_memory_budget_is_refused_before_decoding(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root = class_folder(tmp_path / "big", n=4, size=60)
+    monkeypatch.setenv(fo.MEMORY_BUDGET_ENV, "0.0001")  # 100 KB: 8 images at 224 px need 3 × 1.2 MB
+    with pytest.raises(DataError, match=r"8 images at 224×224 px take .* over the memory budget .*TL_DATA_MEMORY_GB"):
+        tld.load_split("folder", "train", path=root, image_size=224)
+    assert len(tld.load_split("folder", "train", path=root, image_size=16)) > 0  # small enough
