@@ -15,6 +15,7 @@ from tl_core.checkpoint import WHEN_WRITTEN, last_saved
 from tl_core.store import RunRecord
 from tl_ui import access, charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
+from tl_ui.freezing_view import render_freezing_view
 from tl_ui.widgets import plain
 
 REFRESH_S = 2.0
@@ -241,6 +242,7 @@ def render_live(run_ids: list[str]) -> None:
         render_run_card(rec)
     if recs:
         render_charts(recs)
+        render_freezing_view(recs)  # which backbone stages each run trains now
 
 
 def feature_version(run_ids: list[str]) -> tuple[tuple[str, int, int], ...]:

@@ -6,7 +6,6 @@ validation message prefixed by a field path ("optim.lr: ...") is shown under its
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 from dataclasses import fields, is_dataclass
@@ -17,7 +16,8 @@ import streamlit as st
 from tl_core.config import (LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIORITIES, RunConfig, demo_config,
                             method_choices, method_key, split_method_key)
 from tl_core.jobs import ConfigError
-from tl_ui import access, entry, keys, lr_finder_view, resources, runinfo, theme, validation, widgets
+from tl_ui import access, entry, keys, lr_finder_view, resources, runinfo, validation, widgets
+from tl_ui.freezing_view import stage_diagram
 
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
@@ -300,25 +300,6 @@ def saved_label(name: str) -> str:
     return f"{runinfo.run_title(rec)} · {runinfo.fmt_when(rec.created)}" if rec is not None else name
 
 
-def stage_diagram(stage_names: list[str], per_stage: list[int], frozen: int) -> str:
-    """HTML: the backbone's stages in order, the frozen ones greyed, then the new head."""
-    boxes = []
-    for i, (stage, n) in enumerate(zip(stage_names, per_stage)):
-        if i < frozen:
-            style = (f"background:{theme.FROZEN_FILL};color:{theme.FROZEN_TEXT};"
-                     f"border:2px dashed #9ca3af")
-            state = "frozen"
-        else:
-            style = f"background:{theme.TRAINABLE_FILL};color:#14532d;border:2px solid {theme.TRAINABLE_BORDER}"
-            state = "trained"
-        boxes.append(f'<div class="tl-stage" style="{style}"><b>{i + 1}. {html.escape(stage)}</b>'
-                     f"<small>{runinfo.fmt_count(n)} params · {state}</small></div>")
-    boxes.append(f'<div class="tl-stage" style="background:{theme.HEAD_FILL};color:#78350f;'
-                 f'border:2px solid {theme.HEAD_BORDER}"><b>new head</b><small>always trained</small></div>')
-    arrow = '<div class="tl-arrow">→</div>'
-    return '<div class="tl-stages">' + arrow.join(boxes) + "</div>"
-
-
 def render_freezing(slots: dict[str, Any], info: dict[str, Any] | None) -> None:
     st.subheader("Freezing")
     if info is None:
@@ -429,12 +410,19 @@ def render_optim(slots: dict[str, Any]) -> None:
                     help="Of the head (and the discriminator); try 0.01 for SGD, 0.001 for Adam.", **PERSIST)
     slots["optim.lr"] = c2.empty()
     lr_finder_view.render(build_config, k("optim.lr"))  # "Find a learning rate": the lr range test
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.number_input("Backbone learning-rate multiplier", step=0.1, format="%g", key=k("optim.backbone_lr_mult"),
-                    help="The backbone trains at lr × this; 0.1 is common for pretrained backbones.", **PERSIST)
+                    help="The backbone's top stage trains at lr × this; 0.1 is common for pretrained backbones.",
+                    **PERSIST)
     slots["optim.backbone_lr_mult"] = c1.empty()
-    c2.number_input("Weight decay", step=1e-4, format="%g", key=k("optim.weight_decay"), **PERSIST)
-    slots["optim.weight_decay"] = c2.empty()
+    st.session_state.setdefault(k("optim.lr_decay"), 1.0)  # a form filled before the setting existed
+    c2.number_input("Per-stage factor (lower stages)", min_value=0.0, max_value=1.0, step=0.05, format="%g",
+                    key=k("optim.lr_decay"), help="Discriminative learning rates (Howard & Ruder, ACL 2018): each "
+                    "backbone stage below the top trains at the rate of the one above × this. 1 gives every stage the "
+                    "same rate; ULMFiT uses 1/2.6 ≈ 0.38.", **PERSIST)
+    slots["optim.lr_decay"] = c2.empty()
+    c3.number_input("Weight decay", step=1e-4, format="%g", key=k("optim.weight_decay"), **PERSIST)
+    slots["optim.weight_decay"] = c3.empty()
     c1, c2 = st.columns(2)
     c1.selectbox("Learning-rate schedule", list(LR_SCHEDULES), key=k("optim.lr_schedule"),
                  format_func=lambda s: SCHEDULE_LABELS.get(s, s), **PERSIST)
