@@ -11,7 +11,7 @@ import streamlit as st
 
 from tl_core.checkpoint import CHECKPOINT_NAME, WHEN_WRITTEN, checkpoint_path
 from tl_core.store import RunRecord, RunStore
-from tl_ui import access, charts, entry, keys, resources, runinfo, theme, widgets
+from tl_ui import access, charts, entry, keys, predict_view, resources, runinfo, theme, widgets
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -156,6 +156,7 @@ def render_actions(recs: list[RunRecord], store: RunStore) -> None:
                            icon=":material/download:", on_click="ignore", disabled=not has_ckpt,
                            key=f"runs.dl.ckpt.{run_id}",
                            help=None if has_ckpt else f"No checkpoint yet: one is written {WHEN_WRITTEN}.")
+        predict_view.export_controls(rec, has_ckpt)
     st.markdown("")
     n = len(recs)
     what = f"these {n} runs" if n > 1 else f"'{widgets.plain(runinfo.run_title(rec))}'"  # a label is Markdown

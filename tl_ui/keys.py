@@ -12,6 +12,7 @@ PAGE_HOME = "pages/home.py"
 PAGE_SETUP = "pages/setup.py"
 PAGE_MONITOR = "pages/monitor.py"
 PAGE_RUNS = "pages/runs.py"
+PAGE_PREDICT = "pages/predict.py"
 
 # --------------------------------------------------------------- app-wide
 #: This browser session's owner id (a short uuid), passed as ``owner=`` to submit.
@@ -78,3 +79,14 @@ RUNS_CONFIRM_DELETE = "runs.confirm_delete"
 RUNS_DELETE_BUTTON = "runs.delete_button"
 RUNS_MESSAGE = "runs.message"
 RUNS_X_AXIS = "runs.x_axis"
+RUNS_EXPORT_FORMAT = "runs.export.format"   # which format the model export makes
+RUNS_EXPORT_BUTTON = "runs.export.button"
+RUNS_EXPORT_FILE = "runs.export.file"       # (run id, format, bytes, file name) of the last export, or an error
+
+# ---------------------------------------------------------------- predict
+PREDICT_RUN = "predict.run"             # the finished run whose model predicts
+PREDICT_SOURCE = "predict.source"       # upload images or a folder under the data root
+PREDICT_UPLOAD = "predict.upload"
+PREDICT_FOLDER = "predict.folder"
+PREDICT_BUTTON = "predict.button"
+PREDICT_RESULT = "predict.result"       # the last prediction: run id, rows, thumbnails, refused files
