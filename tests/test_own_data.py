@@ -238,3 +238,93 @@ def test_a_folder_over_the_memory_budget_is_refused_before_decoding(tmp_path: Pa
     with pytest.raises(DataError, match=r"8 images at 224×224 px take .* over the memory budget .*TL_DATA_MEMORY_GB"):
         tld.load_split("folder", "train", path=root, image_size=224)
     assert len(tld.load_split("folder", "train", path=root, image_size=16)) > 0  # small enough
+
+
+# ----------------------------------------------------------------------------- augmentation
+def test_augmentation_changes_each_image_on_its_own_draw() -> None:
+    import torch
+
+    from tl_core.data.augment import AugmentSpec, ImageAugment
+
+    torch.manual_seed(0)
+    one = torch.from_numpy(np.array(_picture("circle", 1, 28))).permute(2, 0, 1)
+    x = one.expand(16, -1, -1, -1).contiguous()  # sixteen identical images in one batch
+    for spec in (AugmentSpec(crop=0.5), AugmentSpec(jitter=0.4), AugmentSpec(trivial=True),
+                 AugmentSpec(crop=0.8, flip=True, jitter=0.2, trivial=True)):
+        y = ImageAugment(spec)(x)
+        assert y.dtype == torch.uint8 and y.shape == x.shape
+        distinct = {bytes(im.numpy().tobytes()) for im in y}
+        assert len(distinct) >= 8, (spec, len(distinct))  # per image, not one draw for the batch
+        assert not torch.equal(y[0], y[1]) or not torch.equal(y[2], y[3])
+    flipped = ImageAugment(AugmentSpec(flip=True))(x)
+    n_flipped = sum(bool(torch.equal(im, one.flip(-1))) for im in flipped)
+    assert 0 < n_flipped < 16 and all(torch.equal(im, one) or torch.equal(im, one.flip(-1)) for im in flipped)
+    assert torch.equal(ImageAugment(AugmentSpec())(x), x)  # nothing on: unchanged
+
+
+def test_old_configs_with_augment_true_still_load() -> None:
+    from tl_core.data.augment import spec_for
+
+    old = {"optim": {"augment": True, "lr": 0.01}, "data": {"source": "mnist", "target": "mnist-m"}}
+    cfg = RunConfig.from_json(json.dumps(old))
+    assert cfg.validate() == [] and cfg.optim.augment is True
+    spec = spec_for(cfg.optim, tld.DIGIT_CLASSES)
+    assert spec.crop == 0.8 and not spec.flip and spec.jitter == 0 and not spec.trivial  # digits: no flip
+    assert spec_for(cfg.optim, ["cat", "dog"]).flip  # auto flips other images
+    assert spec_for(RunConfig().optim, ["cat", "dog"]) is None  # off by default
+    assert RunConfig.from_json(cfg.to_json()).to_json() == cfg.to_json()
+    bad = RunConfig()
+    bad.optim.augment_crop, bad.optim.augment_flip, bad.optim.augment_jitter = 0.0, "sideways", 3
+    msgs = bad.validate()
+    assert any(m.startswith("optim.augment_crop:") for m in msgs)
+    assert any(m.startswith("optim.augment_flip:") and "auto, on, off" in m for m in msgs)
+    assert any(m.startswith("optim.augment_jitter:") for m in msgs)
+
+
+def test_cli_flags_set_the_augmentation() -> None:
+    from tl_core.__main__ import _parser, build_config
+
+    a = _parser().parse_args(["run", "--preset", "mnist-mnist-m", "--augment-jitter", "0.3", "--augment-flip", "on",
+                              "--augment-trivial"])
+    o = build_config(a).optim
+    assert (o.augment, o.augment_jitter, o.augment_flip, o.augment_trivial, o.augment_crop) == (True, 0.3, "on",
+                                                                                                 True, 0.8)
+    assert build_config(_parser().parse_args(["run", "--preset", "mnist-mnist-m"])).optim.augment is False
+
+
+def test_the_loop_augments_per_image_and_skips_the_frozen_stage_cache(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source of identical images: with augmentation on, the images of one batch reach the step different;
+    the frozen-stage cache is used with augmentation off (exact) and skipped with it on."""
+    import shutil
+
+    import torch
+
+    from tl_core import trainer
+    from tl_core.methods.finetune import FineTune
+
+    root = class_folder(tmp_path / "same", n=1)
+    for cls in CLASSES:  # eight copies of one file per class
+        first = next((root / cls).iterdir())
+        for i in range(7):
+            shutil.copy(first, root / cls / f"copy{i}{first.suffix}")
+    batches: list[torch.Tensor] = []
+    real = FineTune.train_step
+
+    def spy(self, batch, model, progress, opt):
+        batches.append(batch.x_src.clone())
+        return real(self, batch, model, progress, opt)
+
+    monkeypatch.setattr(FineTune, "train_step", spy)
+    cfg = folder_config(root, root, "finetune")
+    cfg.snapshot.enabled, cfg.model.freeze, cfg.optim.batch_size = False, 1, 6
+    cfg.optim.augment, cfg.optim.augment_crop, cfg.optim.augment_jitter = True, 0.6, 0.3
+    out = trainer.run(cfg, MemoryRecorder())
+    assert out["cached_frozen_stages"] is False
+    x = batches[0]
+    assert x.dtype == torch.uint8 and x.shape[1:] == (3, 28, 28)
+    assert len({bytes(im.numpy().tobytes()) for im in x}) == x.shape[0]  # every image its own draw
+    batches.clear()
+    cfg.optim.augment = False
+    out = trainer.run(cfg, MemoryRecorder())
+    assert out["cached_frozen_stages"] is True and batches and batches[0].dtype != torch.uint8  # stage outputs

@@ -66,6 +66,16 @@ def config_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--image-size", type=int), r.add_argument("--max-train", type=int)
     r.add_argument("--seed", type=int), r.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     r.add_argument("--no-amp", action="store_true"), r.add_argument("--no-snapshots", action="store_true")
+    r.add_argument("--augment", action="store_true", help="augment training images, each image its own draw "
+                   "(default: random resized crop of 80-100 %% of the area; flips except for digits)")
+    r.add_argument("--augment-crop", type=float, metavar="SHARE", help="random resized crop: smallest share of the "
+                   "area kept (1: no crop; default 0.8); implies --augment")
+    r.add_argument("--augment-flip", choices=["auto", "on", "off"], help="horizontal flips (auto: off for digits); "
+                   "implies --augment")
+    r.add_argument("--augment-jitter", type=float, metavar="STRENGTH", help="colour jitter strength 0-1 "
+                   "(brightness, contrast, saturation; hue a quarter of it); implies --augment")
+    r.add_argument("--augment-trivial", action="store_true", help="TrivialAugment: one random operation per "
+                   "image; implies --augment")
     r.add_argument("--allow-download", action="store_true", help="let data sets and weights download")
     r.add_argument("--name", default="")
 
@@ -188,6 +198,13 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         cfg.amp = False
     if a.no_snapshots:
         cfg.snapshot.enabled = False
+    for attr, value in (("augment_crop", a.augment_crop), ("augment_flip", a.augment_flip),
+                        ("augment_jitter", a.augment_jitter), ("augment_trivial", a.augment_trivial or None)):
+        if value is not None:
+            setattr(cfg.optim, attr, value)
+            cfg.optim.augment = True
+    if a.augment:
+        cfg.optim.augment = True
     if a.allow_download:
         cfg.data.allow_download = True
     if a.name:
@@ -256,6 +273,10 @@ class _ProgressRecorder:
 NO_TARGET_LABELS = "target accuracy: not available (no labels)"
 
 
+#: What the command line says instead of a target accuracy when the target folder has no class folders.
+NO_TARGET_LABELS = "target accuracy: not available (no labels)"
+
+
 def _error(message: str, code: int = 2) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
@@ -315,6 +336,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(json.dumps({"run_id": run_id, "status": outcome.status, "error": outcome.message}))
         # 2: the input could not make a run (settings, data, weights, checkpoint); 1: the run failed.
         return 2 if outcome.input_error else 1
+    if outcome.result.get("target_labelled") is False:
+        print(f"{NO_TARGET_LABELS}; source validation accuracy {outcome.result.get('source_val_acc', float('nan')):.4f}, "
+              f"target prediction entropy {outcome.result.get('target_entropy', float('nan')):.4f}", file=sys.stderr)
     if outcome.result.get("target_labelled") is False:
         print(f"{NO_TARGET_LABELS}; source validation accuracy {outcome.result.get('source_val_acc', float('nan')):.4f}, "
               f"target prediction entropy {outcome.result.get('target_entropy', float('nan')):.4f}", file=sys.stderr)

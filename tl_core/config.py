@@ -125,7 +125,11 @@ class OptimConfig:
     batch_size: int = 64
     epochs: int = 10
     lr_schedule: str = "anneal"
-    augment: bool = False
+    augment: bool = False           # augment training images, each image its own draw (tl_core/data/augment.py)
+    augment_crop: float = 0.8       # random resized crop: smallest share of the area kept (1: no crop)
+    augment_flip: str = "auto"      # horizontal flip: auto (off for digits), on, off
+    augment_jitter: float = 0.0     # colour jitter strength (brightness, contrast, saturation; hue a quarter)
+    augment_trivial: bool = False   # TrivialAugment (wide): one random operation per image
 
 
 @dataclass
@@ -257,6 +261,9 @@ class RunConfig:
         positive_int("optim.epochs", o.epochs, " A run needs at least one epoch.")
         choice("optim.optimizer", o.optimizer, OPTIMIZERS)
         choice("optim.lr_schedule", o.lr_schedule, LR_SCHEDULES)
+        from tl_core.data.augment import problems as augment_problems  # no torch: the settings' checks only
+
+        errs += augment_problems(o)
 
         if not isinstance(m.freeze, int) or isinstance(m.freeze, bool) or m.freeze < 0:
             errs.append(f"model.freeze: the number of frozen stages must be 0 or more, got {m.freeze!r}.")

@@ -2,7 +2,8 @@
 
 The loop, the evaluation and the snapshots handle inputs only through a :class:`Modality`:
 load a split, put it on the device in its compact form, normalise a batch for the backbone,
-augment a batch, and make a probe input to measure the backbone's feature width. A second
+augment a batch (each item its own random draw; ``for_run`` binds the run's settings), and make a
+probe input to measure the backbone's feature width. A second
 kind of input (text with a small pretrained encoder, say) is a new class here and a
 ``modality`` choice, not an edit across the loop.
 """
@@ -33,8 +34,13 @@ class Modality:
         """Compact batch -> the float input the backbone expects."""
         raise NotImplementedError
 
+    def for_run(self, config: Any, classes: list[str]) -> "Modality":
+        """This modality bound to a run's augmentation settings (``classes``: the source's, e.g. for
+        choices that depend on the data); ``prepare`` calls it once the data is loaded."""
+        return self
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """A randomly changed copy of a compact batch (training only)."""
+        """A randomly changed copy of a compact batch, each item changed on its own (training only)."""
         return x
 
     def probe(self, config: Any, device: torch.device) -> torch.Tensor:
@@ -46,6 +52,19 @@ class ImageModality(Modality):
     """Images as uint8 (N, 3, S, S) tensors on the device, normalised per batch."""
 
     name = "image"
+
+    def __init__(self, augmenter: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 augment_text: str = "none") -> None:
+        self._augmenter = augmenter
+        self.augment_text = augment_text  # what augmentation the run applies, in words
+
+    def for_run(self, config: Any, classes: list[str]) -> "ImageModality":
+        """With ``optim.augment``, an ImageModality whose ``augment`` applies the run's per-image
+        augmentation (:mod:`tl_core.data.augment`); else this one (no augmentation)."""
+        from tl_core.data.augment import ImageAugment, spec_for
+
+        spec = spec_for(config.optim, classes)
+        return self if spec is None else ImageModality(ImageAugment(spec), spec.describe())
 
     def load(self, config: Any, role: str, split: str, max_samples: int | None) -> tld.ImageSet:
         d = config.data
@@ -74,10 +93,9 @@ class ImageModality(Modality):
         return normalise
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random translation of the whole batch by up to 10 % of its side."""
-        shift = max(1, x.shape[-1] // 10)
-        dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,)))
-        return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        """Each image of the uint8 batch (N, 3, S, S) augmented on its own draw: random resized crop, flip,
+        colour jitter, TrivialAugment as the run's settings say (unchanged without ``for_run`` or when off)."""
+        return x if self._augmenter is None else self._augmenter(x)
 
     def probe(self, config: Any, device: torch.device) -> torch.Tensor:
         size = config.data.image_size
