@@ -273,10 +273,6 @@ class _ProgressRecorder:
 NO_TARGET_LABELS = "target accuracy: not available (no labels)"
 
 
-#: What the command line says instead of a target accuracy when the target folder has no class folders.
-NO_TARGET_LABELS = "target accuracy: not available (no labels)"
-
-
 def _error(message: str, code: int = 2) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
@@ -336,9 +332,6 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(json.dumps({"run_id": run_id, "status": outcome.status, "error": outcome.message}))
         # 2: the input could not make a run (settings, data, weights, checkpoint); 1: the run failed.
         return 2 if outcome.input_error else 1
-    if outcome.result.get("target_labelled") is False:
-        print(f"{NO_TARGET_LABELS}; source validation accuracy {outcome.result.get('source_val_acc', float('nan')):.4f}, "
-              f"target prediction entropy {outcome.result.get('target_entropy', float('nan')):.4f}", file=sys.stderr)
     if outcome.result.get("target_labelled") is False:
         print(f"{NO_TARGET_LABELS}; source validation accuracy {outcome.result.get('source_val_acc', float('nan')):.4f}, "
               f"target prediction entropy {outcome.result.get('target_entropy', float('nan')):.4f}", file=sys.stderr)

@@ -39,7 +39,6 @@ class Prepared:
     modality: Modality
     skipped: dict[str, list[str]] = field(default_factory=dict)  # role -> unreadable files skipped
     target_labelled: bool = True   # False: an image folder without class folders (tgt_test labels are -1)
-    target_labelled: bool = True   # False: an image folder without class folders (tgt_test labels are -1)
 
     @property
     def backbone(self) -> bb.Backbone:
@@ -76,12 +75,6 @@ def prepare(config: RunConfig, device: torch.device,
         DECODE_PROGRESS.reset(token)
     tld.check_pair(src_train, tgt_train)
     modality = modality.for_run(config, list(src_train.classes))  # its augment: the run's, per image
-    if not tgt_train.labelled:
-        from tl_core.preflight import unlabelled_problem
-
-        problem = unlabelled_problem(config, "target", tgt_train.name.removeprefix("folder:"))
-        if problem:
-            raise RunError(problem.split(": ", 1)[1], hint="Choose an adaptation method, or give class folders.")
     if not tgt_train.labelled:
         from tl_core.preflight import unlabelled_problem
 
