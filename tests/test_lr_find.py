@@ -162,7 +162,7 @@ def test_setup_find_starts_the_test_and_shows_its_progress(manager, tmp_path, mo
     launched = []
 
     def fake_launch(config, *a, **kw):
-        launched.append(config)
+        launched.append((config, kw.get("steps")))
         out = tmp_path / "running.json"
         lr_find.write_state(out, {"status": "running", "done": 37, "total": 200, "eta_s": 65.0,
                                   "lrs": lr_schedule(1e-6, 1.0, 200)[:37], "losses": [2.3] * 37})
@@ -171,9 +171,10 @@ def test_setup_find_starts_the_test_and_shows_its_progress(manager, tmp_path, mo
     monkeypatch.setattr(lr_find, "launch", fake_launch)
     at = open_app(keys.PAGE_SETUP)
     at.number_input(key=keys.setup_key("optim.batch_size")).set_value(48).run()
+    at.number_input(key=lr_finder_view.STEPS).set_value(120).run()
     at.button(key=lr_finder_view.FIND).click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert len(launched) == 1 and launched[0].optim.batch_size == 48  # the form's settings
+    assert len(launched) == 1 and launched[0][0].optim.batch_size == 48 and launched[0][1] == 120  # the form's
     assert any("37 of 200 steps" in str(p.proto.text) and "1 min 05 s" in str(p.proto.text)
                for p in at.get("progress"))
     assert at.button(key=lr_finder_view.FIND).disabled  # one test at a time

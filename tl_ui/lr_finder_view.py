@@ -25,12 +25,13 @@ from tl_ui import access, runinfo, theme, validation, widgets
 JOB = "setup.lr_find.job"          # {"out": result file, "proc": the process or None, "label": the settings' label}
 FIND = "setup.lr_find.start"
 CANCEL = "setup.lr_find.cancel"
+STEPS = "setup.lr_find.steps"
 USE = "setup.lr_find.use"
 CHART = "setup.lr_find.chart"
 MESSAGE = "setup.lr_find.message"  # a (kind, text) message from the last click, shown once
 POLL_S = 1.0
-ABOUT = (f"A short test run ({lr_find.DEFAULT_STEPS} steps) on the settings above that raises the learning rate "
-         f"from {lr_find.DEFAULT_START:g} to {lr_find.DEFAULT_END:g} and records the loss (Smith, WACV 2017). "
+ABOUT = (f"A short test run on the settings above that raises the learning rate step by step from "
+         f"{lr_find.DEFAULT_START:g} to {lr_find.DEFAULT_END:g} and records the loss (Smith, WACV 2017). "
          f"It suggests {lr_find.SUGGESTION}. Nothing is stored as a run.")
 
 
@@ -41,9 +42,13 @@ def render(build_config: Callable[[], Any], lr_key: str) -> None:
     state = current_state(ss.get(JOB))
     running = state is not None and state.get("status") not in lr_find.FINAL
     allowed = access.may_act()
-    if st.button("Find a learning rate", key=FIND, icon=":material/troubleshoot:", disabled=running or not allowed,
+    c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+    steps = c2.number_input("Steps of the test", min_value=20, max_value=2000, value=lr_find.DEFAULT_STEPS, step=50,
+                            key=STEPS, disabled=running, help="More steps draw a finer curve and take longer "
+                            "(each is one training step of this run).")
+    if c1.button("Find a learning rate", key=FIND, icon=":material/troubleshoot:", disabled=running or not allowed,
                  help=ABOUT if allowed else access.why_read_only()) and allowed and not running:
-        _start(build_config)
+        _start(build_config, int(steps))
         if ss.get(JOB):
             st.rerun()  # redraw the page with this button disabled while the test runs
     widgets.show_once(MESSAGE)
@@ -71,7 +76,7 @@ def current_state(job: dict[str, Any] | None) -> dict[str, Any] | None:
     return state
 
 
-def _start(build_config: Callable[[], Any]) -> None:
+def _start(build_config: Callable[[], Any], steps: int) -> None:
     """Launch the test on the form's settings, unless they cannot make a run."""
     ss = st.session_state
     try:
@@ -85,7 +90,7 @@ def _start(build_config: Callable[[], Any]) -> None:
         return
     _discard(ss.pop(JOB, None))
     try:
-        proc, out = lr_find.launch(cfg)
+        proc, out = lr_find.launch(cfg, steps=steps)
     except OSError as exc:
         ss[MESSAGE] = ("error", f"Could not start the learning-rate test ({exc}).")
         return
@@ -171,7 +176,7 @@ def curve_figure(state: dict[str, Any]) -> go.Figure:
         height=340, margin={"l": 10, "r": 10, "t": 50, "b": 10}, paper_bgcolor="white", plot_bgcolor="white",
         font={"size": 14}, showlegend=True,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1.0, "xanchor": "right"},
-        xaxis={"type": "log", "title": "learning rate (log scale)", "gridcolor": "#e5e7eb",
+        xaxis={"type": "log", "title": "learning rate (log scale)", "gridcolor": "#e5e7eb", "exponentformat": "power",
                "range": [math.log10(state.get("start") or lr_find.DEFAULT_START),
                          math.log10(state.get("end") or lr_find.DEFAULT_END)]},
         yaxis={"title": "training loss (smoothed)", "gridcolor": "#e5e7eb",
