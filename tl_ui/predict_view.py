@@ -106,7 +106,7 @@ class Checked:
 
 def check_uploads(files: Sequence[Any]) -> Checked:
     """Size caps (each file, then all together, in order) and a decode with PIL; returns what may go on."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     out, total = Checked(), 0
     for f in files:
@@ -124,8 +124,9 @@ def check_uploads(files: Sequence[Any]) -> Checked:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()  # a real decode: a renamed text file or a truncated image fails here
         except Exception as e:  # noqa: BLE001 - whatever PIL says, the file is not an image it can read
-            out.refused.append(f"{name}: not an image that can be read ({(str(e) or type(e).__name__)[:120]}); "
-                               "refused.")
+            why = "not a picture format PIL knows" if isinstance(e, UnidentifiedImageError) else \
+                (str(e) or type(e).__name__)[:120]
+            out.refused.append(f"{name}: not an image that can be read ({why}); refused.")
             continue
         total += len(data)
         out.accepted.append((name, data))
