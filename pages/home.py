@@ -71,8 +71,9 @@ def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
     with st.container(border=True, height="stretch"):
         if key == "folder":
             st.subheader("Your own image folders")
-            st.markdown("Point at two folders of images with one sub-folder per class, pick a pretrained "
-                        "backbone and train. Every setting is on the Setup page.")
+            st.markdown("Point at two folders of images — one sub-folder per class, or train/ and val/ folders "
+                        "of those; the target may be plain images without labels — pick a pretrained backbone "
+                        "and train at its full resolution. Every setting is on the Setup page.")
             if st.button("Set up a run", key=keys.HOME_FOLDER, icon=":material/folder_open:",
                          width="stretch"):
                 st.session_state[keys.SETUP_REQUEST_PRESET] = "folder"

@@ -211,6 +211,10 @@ def render_data(slots: dict[str, Any]) -> None:
                               placeholder="a folder inside the data folder, e.g. my-images (one sub-folder "
                                           "per class)", **PERSIST)
                 slots[f"data.{role}_path"] = st.empty()
+                layout = resources.folder_description(str(st.session_state.get(k(f"data.{role}_path")) or "").strip(),
+                                                      str(resources.data_root()))
+                if layout:
+                    st.caption(widgets.plain(f"Found: {layout}."))
             st.caption(infos[name]["description"] if name in infos else "")
     c1, c2, c3 = st.columns(3)
     c1.number_input("Image size (pixels)", min_value=1, step=1, key=k("data.image_size"),
@@ -435,8 +439,47 @@ def render_optim(slots: dict[str, Any]) -> None:
     slots["optim.batch_size"] = c1.empty()
     c2.number_input("Epochs", step=1, key=k("optim.epochs"), **PERSIST)
     slots["optim.epochs"] = c2.empty()
-    st.checkbox("Augment (random shifts of up to 10 %)", key=k("optim.augment"), **PERSIST)
+    render_augment(slots)
     slots["optim"] = st.empty()
+
+
+def render_augment(slots: dict[str, Any]) -> None:
+    """Augmentation settings (optim.augment*) and a grid of augmented source images: what the model sees."""
+    from tl_core.data.augment import FLIP_CHOICES
+
+    if not st.checkbox("Augment training images (each image its own random change)", key=k("optim.augment"),
+                       help="Random resized crop, horizontal flip, colour jitter and TrivialAugment, drawn anew for "
+                            "every image of every batch. Turns the frozen-stage cache off.", **PERSIST):
+        return
+    c1, c2 = st.columns(2)
+    c1.number_input("Random crop: smallest share of the area kept", step=0.05, format="%g",
+                    key=k("optim.augment_crop"), help="1: no cropping; 0.8 is mild; 0.08 is ImageNet's usual. The "
+                    "crop (aspect 3:4 to 4:3) is resized back to the image size.", **PERSIST)
+    slots["optim.augment_crop"] = c1.empty()
+    c2.selectbox("Horizontal flip", list(FLIP_CHOICES), key=k("optim.augment_flip"), format_func=FLIP_CHOICES.get,
+                 help="Auto flips half the images, except digits (a mirrored 2 is no digit).", **PERSIST)
+    slots["optim.augment_flip"] = c2.empty()
+    c1, c2 = st.columns(2)
+    c1.number_input("Colour jitter strength", step=0.05, format="%g", key=k("optim.augment_jitter"),
+                    help="0: off. Brightness, contrast and saturation change by up to ± this, hue by a quarter of "
+                         "it; 0.2–0.4 is common.", **PERSIST)
+    slots["optim.augment_jitter"] = c1.empty()
+    c2.checkbox("TrivialAugment", key=k("optim.augment_trivial"),
+                help="One random operation (rotate, shear, posterize, …) at a random strength per image "
+                     "(Müller & Hutter, 2021). The slowest of the four on a CPU.", **PERSIST)
+    ss = st.session_state
+    typed = str(ss.get(k("data.source_path")) or "").strip()
+    root = str(resources.data_root())
+    grid, words = resources.augment_preview(
+        str(ss.get(k("data.source"), "")), os.path.join(root, typed) if typed else None, root,
+        int(ss.get(k("data.image_size")) or 28),
+        (ss.get(k("optim.augment_crop"), 0.8), ss.get(k("optim.augment_flip"), "auto"),
+         ss.get(k("optim.augment_jitter"), 0.0), bool(ss.get(k("optim.augment_trivial"), False))))
+    if grid is None:
+        st.caption(widgets.plain(words))
+    else:
+        st.image(grid, caption=widgets.plain(f"What the model sees: source images as the run holds them (left), "
+                                             f"then five augmented copies of each ({words})."))
 
 
 def render_runtime(slots: dict[str, Any]) -> None:

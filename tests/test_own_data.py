@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_pages import manager, open_app  # noqa: F401  (manager: a fixture)
 
 from tl_core import data as tld
 from tl_core.config import RunConfig
@@ -328,3 +329,45 @@ def test_the_loop_augments_per_image_and_skips_the_frozen_stage_cache(tmp_path: 
     cfg.optim.augment = False
     out = trainer.run(cfg, MemoryRecorder())
     assert out["cached_frozen_stages"] is True and batches and batches[0].dtype != torch.uint8  # stage outputs
+
+
+# ----------------------------------------------------------------------------- Setup page (AppTest)
+def test_setup_describes_the_folders_and_previews_the_augmentation(tmp_path: Path, manager,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tl_ui import keys, resources
+
+    root = tmp_path / "data"
+    for cls in CLASSES:
+        _write(root / "shapes" / "train" / cls, cls, 6, size=80)
+        _write(root / "shapes" / "val" / cls, cls, 2, size=80, start=50)
+    flat_folder(root / "street", n=12, size=80)
+    monkeypatch.setenv("TL_DATA_ROOT", str(root))
+    resources.folder_description.clear()
+    resources.augment_preview.clear()
+    k = keys.setup_key
+    at = open_app(keys.PAGE_SETUP)
+    at.selectbox(key=keys.SETUP_PRESET).set_value("folder").run()
+    at.selectbox(key=k("model.backbone")).set_value("lenet").run()
+    at.slider(key=k("model.freeze")).set_value(0).run()
+    at.number_input(key=k("data.image_size")).set_value(64).run()
+    at.text_input(key=k("data.source_path")).set_value("shapes").run()
+    at.text_input(key=k("data.target_path")).set_value("street").run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.value.replace("\\", "") for c in at.caption]  # plain(): Markdown characters escaped
+    assert any("Found: train/ and val/ folders, 2 classes (circle, square), 12 + 4 image files" in c
+               for c in captions), captions
+    assert any("Found: no class sub-folders: unlabelled images" in c for c in captions), captions
+    at.radio(key=keys.SETUP_METHOD).set_value("finetune@target").run()  # a fine-tune on an unlabelled target
+    errors = [e.value for e in at.error]
+    assert any("has no class sub-folders" in e and "street" in e for e in errors), errors
+    assert at.button(key=keys.SETUP_START).disabled
+    at.radio(key=keys.SETUP_METHOD).set_value("dann").run()
+    at.checkbox(key=k("optim.augment")).check().run()
+    at.number_input(key=k("optim.augment_jitter")).set_value(0.3).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key=k("optim.augment_flip")).value == "auto"
+    grids = list(at.get("image")) or list(at.get("imgs"))  # the element's name changed across Streamlit versions
+    assert grids, "no augmentation preview"
+    shown = str(grids[-1].proto).replace("\\", "")
+    assert "What the model sees" in shown and "horizontal flip" in shown and "colour jitter 0.3" in shown, shown
+    assert not at.button(key=keys.SETUP_START).disabled, [e.value for e in at.error]

@@ -215,3 +215,48 @@ def sample_strip(name: str, n: int = 8, size: int = 40) -> np.ndarray | None:
     for t in tiles:
         row += [t, gap]
     return np.concatenate(row[:-1], axis=1)
+
+
+@st.cache_data(show_spinner=False, ttl=10, max_entries=32)
+def folder_description(typed: str, root: str) -> str | None:
+    """How a folder typed on Setup is laid out, in words ('train/ and val/ folders, 2 classes (cats, dogs), ...');
+    None when it is not usable (the Setup form shows the engine's message under the field)."""
+    import os
+
+    from tl_core.data import DataError
+    from tl_core.data.folder import folder_layout, resolve_folder
+
+    if not typed:
+        return None
+    try:
+        return folder_layout(resolve_folder(os.path.join(root, typed), root)).describe()
+    except (DataError, OSError):
+        return None
+
+
+@st.cache_data(show_spinner=False, ttl=600, max_entries=32)
+def augment_preview(name: str, path: str | None, data_root: str | None, image_size: int,
+                    settings: tuple[float, str, float, bool], seed: int = 0) -> tuple[np.ndarray | None, str]:
+    """(grid, what it applies): a few source images as the run holds them, each followed by augmented copies
+    from the run's own augmenter (``tl_core.data.augment``; it loads torch in this process when first
+    called, as backbone facts do); (None, why) when there is nothing to show."""
+    from tl_core.config import OptimConfig
+    from tl_core.data import DataError
+    from tl_core.data import augment as aug
+
+    crop, flip, jitter, trivial = settings
+    size = int(min(max(8, int(image_size or 28)), 160))  # the run's size, bounded for the page
+    try:
+        images, classes = aug.source_samples(name, path, data_root, size)
+    except (DataError, OSError) as exc:
+        return None, f"No preview: {exc}"
+    optim = OptimConfig(augment=True, augment_crop=float(crop), augment_flip=str(flip), augment_jitter=float(jitter),
+                        augment_trivial=bool(trivial))
+    if aug.problems(optim):
+        return None, "No preview until the augmentation settings above are valid."
+    spec = aug.spec_for(optim, classes)
+    if spec is None:
+        return None, "Every augmentation is off: the model sees the images as they are."
+    grid = aug.preview(images, spec, seed=seed)
+    scale = max(1, 320 // grid.shape[0])  # small digits: enlarged with crisp pixels
+    return grid.repeat(scale, 0).repeat(scale, 1), spec.describe()
