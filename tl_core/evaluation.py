@@ -14,10 +14,12 @@ import torch
 from tl_core.prepare import Prepared
 
 
-def predict(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted labels and features for compact inputs of one domain, in eval mode."""
-    preds, feats, _ = predict_full(p, x, domain, batch)
-    return preds, feats
+def predict(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 512, entropy: bool = False,
+            ) -> tuple[np.ndarray, ...]:
+    """Predicted labels and features for compact inputs of one domain, in eval mode (with ``entropy``, the
+    entropy of each softmax as a third array)."""
+    preds, feats, ents = predict_full(p, x, domain, batch)
+    return (preds, feats, ents) if entropy else (preds, feats)
 
 
 @torch.no_grad()
@@ -57,7 +59,7 @@ def evaluate(p: Prepared, outputs: dict[str, np.ndarray] | None = None) -> tuple
     evaluation reads its sample's rows from them instead of a second forward pass.
     """
     src_pred, src_feats = predict(p, p.src_val[0], "source")
-    tgt_pred, tgt_feats, tgt_ent = predict_full(p, p.tgt_test[0], "target")
+    tgt_pred, tgt_feats, tgt_ent = predict(p, p.tgt_test[0], "target", entropy=True)
     if outputs is not None:
         outputs.update(src_pred=src_pred, src_feats=src_feats, tgt_pred=tgt_pred, tgt_feats=tgt_feats)
     src_y, tgt_y = p.src_val[1].cpu().numpy(), p.tgt_test[1].cpu().numpy()
