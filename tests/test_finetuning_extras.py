@@ -97,14 +97,14 @@ def test_l2sp_penalty_is_zero_at_the_start_weights_and_grows_as_alpha_half_the_s
     with torch.no_grad():
         conv1.add_(0.1)
     expected = 0.3 / 2 * 0.1 ** 2 * conv1.numel()
-    assert float(extra.penalty(model)) == pytest.approx(expected, rel=1e-4)
+    assert float(extra.penalty(model).detach()) == pytest.approx(expected, rel=1e-4)
     with torch.no_grad():
         conv1.add_(0.1)  # twice as far: four times the penalty
-    assert float(extra.penalty(model)) == pytest.approx(4 * expected, rel=1e-4)
+    assert float(extra.penalty(model).detach()) == pytest.approx(4 * expected, rel=1e-4)
     bb.freeze_stages(model.backbone, 1)  # a frozen stage has no gradient: it is not in the penalty
-    assert float(extra.penalty(model)) == pytest.approx(0.0, abs=1e-9)
+    assert float(extra.penalty(model).detach()) == pytest.approx(0.0, abs=1e-9)
     bb.freeze_stages(model.backbone, 0)  # unfrozen later (a schedule): back in, against the same w⁰
-    assert float(extra.penalty(model)) == pytest.approx(4 * expected, rel=1e-4)
+    assert float(extra.penalty(model).detach()) == pytest.approx(4 * expected, rel=1e-4)
 
 
 def test_l2sp_head_term_is_beta_half_the_squared_norm_of_the_head():
@@ -113,7 +113,7 @@ def test_l2sp_head_term_is_beta_half_the_squared_norm_of_the_head():
     extra.start(SimpleNamespace(model=model))
     norm2 = sum(float(q.pow(2).sum()) for q in model.head.parameters())
     assert norm2 > 0
-    assert float(extra.penalty(model)) == pytest.approx(0.02 / 2 * norm2, rel=1e-5)
+    assert float(extra.penalty(model).detach()) == pytest.approx(0.02 / 2 * norm2, rel=1e-5)
     penalty = extra.penalty(model)
     penalty.backward()  # its gradient on the head is β·w
     w = model.head[-1].weight
