@@ -16,6 +16,7 @@ from tl_core.store import RunRecord
 from tl_ui import access, charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
+from tl_ui.weights_view import render_weights_section
 from tl_ui.widgets import plain
 
 REFRESH_S = 2.0
@@ -292,6 +293,7 @@ def main() -> None:
     live_view()
     recs = [r for r in (store.get_run(i) for i in selected) if r is not None]
     if recs:
+        render_weights_section(recs)  # runs whose method weighted its training images (KMM, KLIEP)
         render_feature_section(recs)
 
 
