@@ -371,3 +371,70 @@ def test_setup_describes_the_folders_and_previews_the_augmentation(tmp_path: Pat
     shown = str(grids[-1].proto).replace("\\", "")
     assert "What the model sees" in shown and "horizontal flip" in shown and "colour jitter 0.3" in shown, shown
     assert not at.button(key=keys.SETUP_START).disabled, [e.value for e in at.error]
+
+
+# ----------------------------------------------------------------------------- larger than memory
+def _streamed(rec: MemoryRecorder) -> bool:
+    return any(p and p.startswith("streaming the source images from disk") for p in rec.phases)
+
+
+def test_a_folder_over_the_budget_streams_and_trains_to_the_same_numbers(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same files, same size, same batches: the streamed run's losses and accuracies are the in-memory run's."""
+    from tl_core import trainer
+
+    src, tgt = class_folder(tmp_path / "pets", n=12), class_folder(tmp_path / "pets2", n=6, size=50)
+    cfg = folder_config(src, tgt, "dann")
+    cfg.snapshot.per_domain = 6
+    held = MemoryRecorder()
+    in_memory = trainer.run(cfg, held)
+    assert not _streamed(held)
+    monkeypatch.setenv(fo.MEMORY_BUDGET_ENV, "0.000001")  # 1 KB: every folder streams
+    from tl_core.data.stream import StreamImages
+
+    hits = []
+    real = StreamImages._take_planned
+
+    def counted(self, idx):
+        out = real(self, idx)
+        hits.append(out is not None)
+        return out
+
+    monkeypatch.setattr(StreamImages, "_take_planned", counted)
+    streamed_rec = MemoryRecorder()
+    streamed = trainer.run(cfg, streamed_rec)
+    assert _streamed(streamed_rec) and "over the memory budget" in " ".join(p or "" for p in streamed_rec.phases)
+    steps = len(streamed_rec.steps)
+    assert sum(hits) >= 2 * steps - 1  # source and target batches came from the workers' planned decoding
+    assert streamed["target_test_acc"] == pytest.approx(in_memory["target_test_acc"])
+    assert streamed["source_val_acc"] == pytest.approx(in_memory["source_val_acc"])
+    assert [r["loss"] for r in streamed_rec.steps] == pytest.approx([r["loss"] for r in held.steps], rel=1e-4)
+
+
+def test_a_streamed_run_resumes_inside_an_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from _tiny import StopInEpoch
+
+    from tl_core import checkpoint, trainer
+
+    monkeypatch.setenv(fo.MEMORY_BUDGET_ENV, "0.000001")
+    monkeypatch.setattr(checkpoint, "EVERY_S", 0.0)  # a checkpoint after every step
+    src, tgt = class_folder(tmp_path / "pets", n=12), flat_folder(tmp_path / "street", n=20)
+    cfg = folder_config(src, tgt, "dann")
+    cfg.optim.epochs, cfg.snapshot.enabled = 2, False
+    full = MemoryRecorder()
+    res_full = trainer.run(cfg, full)
+    assert _streamed(full) and res_full["target_labelled"] is False
+    stop = threading.Event()
+    (tmp_path / "run").mkdir()
+    part = StopInEpoch(tmp_path / "run", 2, stop)
+    assert trainer.run(cfg, part, stop)["status"] == "stopped"
+    state = checkpoint.load_checkpoint_file(tmp_path / "run" / "checkpoint.pt")
+    assert state.get("in_epoch", 0) > 0  # stopped inside epoch 2
+    resumed = MemoryRecorder(tmp_path / "run")
+    res = trainer.run(cfg, resumed, resume=tmp_path / "run" / "checkpoint.pt")
+    assert res["status"] == "completed" and res["step"] == res_full["step"]
+    assert res["target_entropy"] == pytest.approx(res_full["target_entropy"], rel=1e-4)
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in full.steps[-len(resumed.steps):]],
+                                                               rel=1e-4)

@@ -70,11 +70,16 @@ class ImageModality(Modality):
         d = config.data
         return tld.load_split(getattr(d, role), split, path=getattr(d, f"{role}_path"), data_root=d.data_root,
                               allow_download=d.allow_download, max_samples=max_samples, seed=config.seed,
-                              image_size=d.image_size)
+                              image_size=d.image_size, stream=True)
 
     def to_device(self, dataset: tld.ImageSet, config: Any, device: torch.device) -> torch.Tensor:
-        """Resize to size×size, 3 channels, kept as uint8 on the device."""
+        """Resize to size×size, 3 channels, kept as uint8 on the device (a folder over the memory budget: a
+        :class:`tl_core.data.stream.StreamImages` that decodes its files when indexed)."""
         size = config.data.image_size
+        from tl_core.data.stream import FolderFiles, StreamImages
+
+        if isinstance(dataset, FolderFiles):
+            return StreamImages(dataset.files, size, device)  # type: ignore[return-value]
         chunks = []
         for i in range(0, len(dataset.labels), 1024):
             part = tld.ImageSet(images=dataset.images[i:i + 1024], labels=dataset.labels[i:i + 1024],

@@ -75,6 +75,9 @@ def prepare(config: RunConfig, device: torch.device,
         DECODE_PROGRESS.reset(token)
     tld.check_pair(src_train, tgt_train)
     modality = modality.for_run(config, list(src_train.classes))  # its augment: the run's, per image
+    for role, s in (("source", src_train), ("target", tgt_train)):
+        if getattr(s, "reason", ""):  # a folder over the memory budget: decoded while training (tl_core/data/stream.py)
+            phase(f"streaming the {role} images from disk: {s.reason}")
     if not tgt_train.labelled:
         from tl_core.preflight import unlabelled_problem
 

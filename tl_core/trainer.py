@@ -146,6 +146,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         tgt_order = (torch.randint(0, tgt_in.shape[0], (steps_per_epoch * o.batch_size,), generator=g).to(device)
                      if tgt_in is not None else None)
         first = in_epoch if epoch == start_epoch else 0  # a checkpoint from inside this epoch: go on after it
+        for x_in, x_order in ((train_in, order), (tgt_in, tgt_order)):  # streamed folders decode ahead
+            getattr(x_in, "plan", lambda *a: None)(x_order, o.batch_size, first)
         if first and rng is not None:
             torch.set_rng_state(rng)  # dropout and augmentation continue as they would have
         p.model.train()

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -353,21 +354,29 @@ def _gb(n: float) -> str:
     return f"{n / 1024**3:.1f} GB" if n >= 0.1 * 1024**3 else f"{n / 1024**2:.0f} MB"
 
 
+def memory_problem(folder: Path, n_images: int, size: int) -> str | None:
+    """Why a folder's images at ``size`` px would not fit the memory budget, or None when they fit."""
+    budget, why = memory_budget()
+    one = n_images * size * size * 3
+    if budget is None or one * COPIES <= budget:
+        return None
+    return (f"Folder '{folder}': {n_images:,} images at {size}×{size} px take {_gb(one)} as pixels, and a run holds "
+            f"about {COPIES} copies while it trains ({_gb(one * COPIES)}), over the memory budget of {_gb(budget)} "
+            f"({why})")
+
+
 def check_memory(folder: Path, n_images: int, size: int) -> None:
-    """Refuse, before decoding, a folder whose images at ``size`` px would not fit the memory budget.
+    """Refuse, before decoding, a folder whose images at ``size`` px would not fit the memory budget (a run
+    streams such a folder instead: :mod:`tl_core.data.stream`).
 
     Raises:
         DataError: saying how much it would take, the budget, and what to change.
     """
-    budget, why = memory_budget()
-    one = n_images * size * size * 3
-    if budget is None or one * COPIES <= budget:
-        return
-    raise DataError(
-        f"Folder '{folder}': {n_images:,} images at {size}×{size} px take {_gb(one)} as pixels, and a run holds "
-        f"about {COPIES} copies while it trains ({_gb(one * COPIES)}), over the memory budget of {_gb(budget)} "
-        f"({why}). Choose a smaller image size (data.image_size), use fewer images, or raise the budget with "
-        f"{MEMORY_BUDGET_ENV}=<GB> (the frozen-stage cache, when used, comes on top: at most 3 GB).")
+    problem = memory_problem(folder, n_images, size)
+    if problem:
+        raise DataError(f"{problem}. Choose a smaller image size (data.image_size), use fewer images, or raise the "
+                        f"budget with {MEMORY_BUDGET_ENV}=<GB> (the frozen-stage cache, when used, comes on top: "
+                        "at most 3 GB).")
 
 
 # ------------------------------------------------------------------ decoding
@@ -418,11 +427,58 @@ def _decode_tree(root_str: str, fingerprint: str, size: int, allowed_root: str |
     return imgs, labs, classes, tuple(skipped)
 
 
-def _load_tree(root: Path, data_root: Path | None, size: int, need_two: bool = True,
-               ) -> tuple[np.ndarray, np.ndarray, list[str], list[str], int]:
-    """Decode one folder (class sub-folders, or loose images: unlabelled, label -1).
+@functools.lru_cache(maxsize=4)
+def _probe_tree(root_str: str, fingerprint: str, allowed_root: str | None,
+                ) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """List a folder for streaming: every image whose header reads (no pixels decoded).
 
-    Returns (images, labels, classes, skipped, number of image files).
+    Returns (absolute paths, labels (-1 unlabelled), classes, skipped "path: why"); cached by fingerprint.
+    """
+    root = Path(root_str)
+    tree, labelled = _tree_of(root)
+    classes = tuple(tree) if labelled else ()
+    jobs, owners, skipped = [], [], []
+    for ci, files in enumerate(tree.values()):
+        for rel in files:
+            full = root / rel
+            if allowed_root is not None and Path(allowed_root) not in full.resolve().parents:
+                skipped.append(f"{rel}: links outside the data folder")
+                continue
+            jobs.append(str(full))
+            owners.append((ci if labelled else -1, rel))
+
+    def probe(path: str) -> str:
+        try:
+            with Image.open(path) as im:
+                im.size  # noqa: B018 - the header only
+            return ""
+        except Exception as e:  # noqa: BLE001 - unreadable: skipped
+            return (str(e) or type(e).__name__).splitlines()[0][:200]
+
+    report = DECODE_PROGRESS.get()
+    results = []
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        for why in pool.map(probe, jobs, chunksize=64):
+            results.append(why)
+            if report is not None and (len(results) % 256 == 0 or len(results) == len(jobs)):
+                report(len(results), len(jobs), root.name)
+    paths, labels = [], []
+    for path, why, (ci, rel) in zip(jobs, results, owners):
+        if why:
+            skipped.append(f"{rel}: {why}")
+        else:
+            paths.append(path)
+            labels.append(ci)
+    return tuple(paths), np.asarray(labels, dtype=np.int64), classes, tuple(skipped)
+
+
+def _load_tree(root: Path, data_root: Path | None, size: int, need_two: bool = True, stream: bool = False,
+               ) -> tuple[Any, np.ndarray, list[str], list[str], int, str]:
+    """Decode one folder (class sub-folders, or loose images: unlabelled, label -1); with ``stream``, a
+    folder over the memory budget is only listed (its readable files, for :mod:`tl_core.data.stream`).
+
+    Returns (images, or a list of file paths when streamed; labels; classes; skipped; number of image
+    files; why it streams, or "").
     """
     tree, labelled = _tree_of(root)
     if not tree:
@@ -430,10 +486,16 @@ def _load_tree(root: Path, data_root: Path | None, size: int, need_two: bool = T
     if need_two and labelled:
         _need_two_classes(root, list(tree))
     n_files = sum(len(v) for v in tree.values())
-    check_memory(root, n_files, size)
+    too_big = memory_problem(root, n_files, size) if stream else None
+    if not stream:
+        check_memory(root, n_files, size)
     fingerprint = _fingerprint(root, tree)
-    imgs, labs, classes, skipped = _decode_tree(str(root), fingerprint, int(size),
-                                                str(data_root) if data_root is not None else None)
+    allowed = str(data_root) if data_root is not None else None
+    if too_big:
+        paths, labs, classes, skipped = _probe_tree(str(root), fingerprint, allowed)
+        imgs: Any = list(paths)
+    else:
+        imgs, labs, classes, skipped = _decode_tree(str(root), fingerprint, int(size), allowed)
     if len(labs) == 0:
         examples = "; ".join(skipped[:3])
         raise DataError(f"None of the {n_files} image files in '{root}' could be read ({examples}). "
@@ -445,7 +507,7 @@ def _load_tree(root: Path, data_root: Path | None, size: int, need_two: bool = T
         raise DataError(f"Class folder{'s' if len(empty) > 1 else ''} {names} in '{root}' "
                         f"{'hold' if len(empty) > 1 else 'holds'} no readable image ({examples}). Replace the "
                         "unreadable files with valid PNG, JPEG or BMP images, or remove the folder.")
-    return imgs, labs, list(classes), list(skipped), n_files
+    return imgs, labs, list(classes), list(skipped), n_files, too_big or ""
 
 
 def _need_two_classes(root: Path, classes: list[str]) -> None:
@@ -459,7 +521,7 @@ def _need_two_classes(root: Path, classes: list[str]) -> None:
 
 
 def load_folder(path: str | os.PathLike | None, split: str, data_root: str | os.PathLike | None = None,
-                size: int = WORK_SIZE) -> ImageSet:
+                size: int = WORK_SIZE, stream: bool = False) -> Any:
     """Load the train or test split of an image folder, decoded at ``size`` px.
 
     Args:
@@ -470,6 +532,8 @@ def load_folder(path: str | os.PathLike | None, split: str, data_root: str | os.
         split: "train" or "test".
         data_root: when given, ``path`` must lie inside it.
         size: the side every image is decoded to (shorter side resized, centre crop): the run's image size.
+        stream: a folder over the memory budget gives a :class:`tl_core.data.stream.FolderFiles` (its
+            readable files, decoded later) instead of a DataError.
 
     Returns:
         ImageSet with RGB images (N, size, size, 3); ``skipped`` counts the unreadable files of the
@@ -490,16 +554,27 @@ def load_folder(path: str | os.PathLike | None, split: str, data_root: str | os.
             _need_two_classes(train_dir, list(scan_tree(train_dir)))
         if held_out is not None:
             sub = train_dir if split == "train" else held_out
-            imgs, labs, local, skipped, _ = _load_tree(sub, allowed, size, need_two=split == "train")
+            imgs, labs, local, skipped, _, why = _load_tree(sub, allowed, size, need_two=split == "train",
+                                                            stream=stream)
             classes = list(layout.classes)
             labels = (np.array([classes.index(c) for c in local], dtype=np.int64)[labs] if layout.labelled
                       else labs)
             idx = np.random.default_rng(SPLIT_SEED).permutation(len(labs))  # mix the classes, as in the 80/20 case
-            return ImageSet(images=imgs[idx], labels=labels[idx], classes=classes, name=name,
-                            skipped=len(skipped), skipped_files=skipped, labelled=layout.labelled)
+            return _split_set(imgs, labels, idx, classes, name, skipped, layout.labelled, size, why)
         root = train_dir  # train/ alone: split it 80/20 like a class folder
-    imgs, labs, classes, skipped, _ = _load_tree(root, allowed, size)
+    imgs, labs, classes, skipped, _, why = _load_tree(root, allowed, size, stream=stream)
     train_idx, test_idx = stratified_split(labs, TEST_FRACTION, SPLIT_SEED)
     idx = train_idx if split == "train" else test_idx
-    return ImageSet(images=imgs[idx], labels=labs[idx], classes=classes, name=name,
-                    skipped=len(skipped), skipped_files=skipped, labelled=bool(classes))
+    return _split_set(imgs, labs, idx, classes, name, skipped, bool(classes), size, why)
+
+
+def _split_set(imgs: Any, labels: np.ndarray, idx: np.ndarray, classes: list[str], name: str, skipped: list[str],
+               labelled: bool, size: int, why: str) -> Any:
+    """The split's ImageSet, or its FolderFiles when ``imgs`` is a list of paths (streamed)."""
+    if isinstance(imgs, list):
+        from tl_core.data.stream import FolderFiles
+
+        return FolderFiles([imgs[i] for i in idx], labels[idx], classes, name, size, len(skipped), skipped,
+                           labelled, why)
+    return ImageSet(images=imgs[idx], labels=labels[idx], classes=classes, name=name, skipped=len(skipped),
+                    skipped_files=skipped, labelled=labelled)

@@ -51,7 +51,8 @@ def _normalise(name: str) -> str:
 
 def load_split(name: str, split: str, *, path: str | os.PathLike | None = None,
                data_root: str | os.PathLike | None = None, allow_download: bool = False,
-               max_samples: int | None = None, seed: int = 0, image_size: int | None = None) -> ImageSet:
+               max_samples: int | None = None, seed: int = 0, image_size: int | None = None,
+               stream: bool = False) -> ImageSet:
     """Load the train or test split of a data set.
 
     Args:
@@ -66,6 +67,8 @@ def load_split(name: str, split: str, *, path: str | os.PathLike | None = None,
         seed: seed of the ``max_samples`` subset. Train/test splits do not depend on it.
         image_size: the side image folders are decoded to (the run's image size; default
             ``WORK_SIZE``). Other sets keep their own size (the run resizes them).
+        stream: an image folder over the memory budget comes back as a ``tl_core.data.stream.FolderFiles``
+            (its files, decoded while the run trains) instead of a DataError; a run asks for this.
 
     Returns:
         The ImageSet. Its images may be a read-only view of an in-memory cache.
@@ -84,7 +87,7 @@ def load_split(name: str, split: str, *, path: str | os.PathLike | None = None,
         images, labels = _BUILTIN[key][1](split)
         imgset = ImageSet(images=images, labels=labels, classes=list(DIGIT_CLASSES), name=key)
     elif key == "folder":
-        imgset = load_folder(path, split, data_root, size=int(image_size or WORK_SIZE))
+        imgset = load_folder(path, split, data_root, size=int(image_size or WORK_SIZE), stream=stream)
     elif key in TV_SETS:
         images, labels, classes = load_tv(key, split, data_root, allow_download)
         imgset = ImageSet(images=images, labels=labels, classes=classes, name=key)
