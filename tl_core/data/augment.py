@@ -213,3 +213,46 @@ def preview(images: np.ndarray, spec: AugmentSpec, per_image: int = 5, seed: int
             x0 = k * (w + gap) + (gap * 2 if k else 0)  # a wider gap after the original
             grid[i * (h + gap):i * (h + gap) + h, x0:x0 + w] = im.permute(1, 2, 0).numpy()
     return grid
+
+
+def source_samples(name: str, path: str | None, data_root: str | None, size: int, n: int = 4,
+                   ) -> tuple[np.ndarray, list[str]]:
+    """``n`` training images of a data set at ``size`` px (uint8 (n, size, size, 3)), one per class where it
+    can, and its class names. An image folder reads only those few files (no decoding of the whole folder).
+
+    Raises:
+        DataError: the data set cannot be read (the message says why).
+    """
+    from pathlib import Path
+
+    from tl_core.data import folder as fo
+    from tl_core.data.registry import load_split
+    from tl_core.data.transforms import to_tensor
+
+    if str(name).strip().lower() == "folder":
+        root = fo.resolve_folder(path, data_root)
+        layout = fo.folder_layout(root)
+        base = layout.splits.get("train", root)
+        tree, labelled = fo._tree_of(Path(base))
+        groups = list(tree.values())
+        files = [groups[i % len(groups)][i // len(groups)] for i in range(sum(map(len, groups)))
+                 if i // len(groups) < len(groups[i % len(groups)])][:n * 3]
+        images = []
+        for rel in files:
+            try:
+                images.append(fo.read_image(Path(base) / rel, size))
+            except Exception:  # noqa: BLE001 - an unreadable file is skipped here as in a run
+                continue
+            if len(images) == n:
+                break
+        if not images:
+            raise fo.DataError(f"None of the first image files in '{base}' could be read.")
+        return np.stack(images), list(tree) if labelled else []
+    imgs = load_split(name, "train", path=path, data_root=data_root)
+    picks = []
+    for c in range(n):
+        idx = np.nonzero(imgs.labels == (c % max(1, imgs.num_classes)))[0]
+        picks.append(int(idx[c // max(1, imgs.num_classes)]) if len(idx) > c // max(1, imgs.num_classes) else c)
+    sub = imgs.subset(np.asarray(picks) % len(imgs))
+    t = to_tensor(sub, size, scale=1.0).round_().clamp_(0, 255).to(dtype=__import__("torch").uint8)
+    return t.permute(0, 2, 3, 1).numpy(), list(imgs.classes)
