@@ -261,6 +261,17 @@ class _ProgressRecorder:
         self.inner.warn(message)
         print(f"warning: {message}", file=sys.stderr)
 
+    def phase(self, text: str | None) -> None:
+        """What the run does besides steps (scanning, decoding or streaming a folder: images done of total),
+        on one line of stderr that each report overwrites, before the step bar starts."""
+        self.inner.phase(text)
+        if self.quiet or self.bar is not None:
+            return
+        if text:
+            print(f"\r\033[K{text[:200]}", end="", file=sys.stderr, flush=True)
+        else:
+            print(file=sys.stderr)
+
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], extra: dict[str, Any]) -> None:
         self.inner.log_epoch(epoch, step, metrics, extra)
         if self.bar is not None:
