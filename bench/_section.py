@@ -47,8 +47,12 @@ def _sections() -> dict[str, Callable[[bool], dict[str, Any]]]:
                 "overhead": speed.overhead(full, "cuda"), "frozen": speed.frozen_reuse(full, "cuda"),
                 "snapshots": speed.snapshot_slowdown(full, "cuda"), "throughput": speed.gpu_throughput(full)}
 
+    def own_data(full: bool) -> dict[str, Any]:
+        from bench import own_data as od
+        return od.run(full)
+
     return {"overhead": overhead, "frozen": frozen, "snapshots": snapshots, "render": render,
-            "browser": browser, "cuda": cuda}
+            "browser": browser, "cuda": cuda, "own_data": own_data}
 
 
 def main() -> None:

@@ -223,7 +223,75 @@ def _glance(b: dict[str, Any]) -> list[str]:
         rows.append("| 5 | CUDA | — | no CUDA device on this machine | not measured |")
     else:
         rows.append(f"| 5 | CUDA | — | {_err(cu)} | not measured |")
+    rows += _own_data_glance(b.get("own_data"))
     return rows + [""]
+
+
+OWN_DATA_RSS_GOAL_MB = 2048
+OWN_DATA_SPEED_GOAL = 0.8
+
+
+def _own_data_glance(od: dict[str, Any] | None) -> list[str]:
+    """Goal rows of the own-data section (issue 16): a streamed folder's peak RSS, streaming vs in-memory speed."""
+    if not od:
+        why = "not in this run (`python -m bench --only own_data`)"
+        return [f"| 6 | own folder larger than memory, peak RSS of the training process | ≤ 2 GB | {why} | not measured |",
+                f"| 6 | streamed ÷ in-memory images/s, lenet 64 px | ≥ {OWN_DATA_SPEED_GOAL} | {why} | not measured |"]
+    rows = []
+    m = od.get("memory") or {}
+    if "peak_rss_mb" in m:
+        rss = m["peak_rss_mb"]
+        rows.append(f"| 6 | peak RSS of the training process, {m['images']:,} JPEGs {m['side']}×{m['side']} streamed at "
+                    f"{m['size']} px (held in memory they would need {m['in_memory_would_need_gb']} GB) | ≤ 2 GB "
+                    f"| {rss / 1024:.2f} GB | {_verdict(rss, OWN_DATA_RSS_GOAL_MB, False)} |")
+    else:
+        rows.append(f"| 6 | own folder larger than memory, peak RSS | ≤ 2 GB | {m.get('error', _err(od))} | not measured |")
+    sp = (od.get("speed") or {}).get("ratio")
+    if sp:
+        rows.append(f"| 6 | streamed ÷ in-memory images/s, lenet 64 px, {od['speed']['images']:,} images "
+                    f"| ≥ {OWN_DATA_SPEED_GOAL} | {_spread(sp)} | {_verdict(sp['median'], OWN_DATA_SPEED_GOAL, True)} |")
+    else:
+        rows.append(f"| 6 | streamed ÷ in-memory images/s | ≥ {OWN_DATA_SPEED_GOAL} | {_err(od) or 'no ratio'} "
+                    "| not measured |")
+    return rows
+
+
+def _own_data(b: dict[str, Any]) -> list[str]:
+    od = b.get("own_data")
+    if not od:
+        return []
+    lines = ["## 6. Own data larger than memory", "",
+             "`python -m bench --only own_data` (bench/own_data.py). A generated folder of 256×256 JPEGs in 10 classes; "
+             "each training run in a fresh process, its peak RSS read there (`ru_maxrss`). The memory budget "
+             "(`TL_DATA_MEMORY_GB`) is set below what holding the folder's pixels would take, so the run streams "
+             "(tl_core/data/stream.py); the in-memory path would decode the whole folder first."
+             + (f" Measured {od['date']} ({'quick' if od.get('quick') else 'full'} version), on the machine above unless "
+                "this run of `make bench` did not include it." if od.get("date") else ""), ""]
+    m = od.get("memory") or {}
+    if "error" in m:
+        lines += [f"Streamed run: failed ({m['error']}).", ""]
+    elif m:
+        subset = (f"; one epoch on a stratified {m['max_train']:,} of its training images (a CPU trains MobileNetV3 "
+                  "at 224 px at about 10 images/s)" if m.get("max_train") else "; one epoch on all of it")
+        lines += ["| | |", "|---|---|",
+                  f"| folder | {m['images']:,} JPEGs, {m['side']}×{m['side']}, listed whole{subset} |",
+                  f"| run | {m['backbone']} from scratch, {m['size']} px, batch {m['batch']}, on {m.get('device')} |",
+                  f"| holding the images at {m['size']} px | {m['pixels_gb']} GB of pixels, about {m['in_memory_would_need_gb']} "
+                  f"GB with the {m['copies']} copies a run holds |",
+                  f"| memory budget set | {m['budget_gb']} GB (`TL_DATA_MEMORY_GB`): streamed = {m.get('streamed')} |",
+                  f"| peak RSS, training process | {m['peak_rss_mb'] / 1024:.2f} GB |",
+                  f"| peak RSS, largest child process (a decoding worker, or the device check) | {m['workers_peak_rss_mb'] / 1024:.2f} GB |",
+                  f"| training images/s | {_f(m.get('images_per_s'), 1)} |", f"| wall time | {_f(m.get('wall_s'), 0)} s |", ""]
+    sp = od.get("speed") or {}
+    if sp:
+        lines += [f"Streaming speed: {sp['images']:,} JPEGs that fit in memory, {sp['backbone']} at {sp['size']} px, one "
+                  "epoch per run, in-memory and streamed runs alternating; training images/s from the loop's step rows "
+                  "(after the first step).", "",
+                  f"| in memory, images/s | {', '.join(_f(v, 0) for v in sp.get('in_memory_images_per_s', []))} |",
+                  "|---|---|",
+                  f"| streamed, images/s | {', '.join(_f(v, 0) for v in sp.get('streamed_images_per_s', []))} |",
+                  f"| streamed ÷ in memory | {_spread(sp.get('ratio'))} |", ""]
+    return lines
 
 
 def _ms(s: dict[str, Any]) -> dict[str, Any]:
@@ -508,5 +576,5 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
 
 def render(b: dict[str, Any]) -> str:
     parts = _header(b) + _glance(b) + _overhead(b) + _frozen(b) + _projection(b) + _dashboard(b) + _cuda(b) \
-        + _accuracy(b)
+        + _own_data(b) + _accuracy(b)
     return "\n".join(parts).rstrip() + "\n"

@@ -438,3 +438,21 @@ def test_a_streamed_run_resumes_inside_an_epoch(tmp_path: Path, monkeypatch: pyt
     assert res["target_entropy"] == pytest.approx(res_full["target_entropy"], rel=1e-4)
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in full.steps[-len(resumed.steps):]],
                                                                rel=1e-4)
+
+
+def test_decoding_and_scanning_report_progress_with_skipped_counts(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    root = class_folder(tmp_path / "pets", n=6)
+    (root / "circle" / "broken.jpg").write_bytes(b"not a jpeg")
+    heard: list[tuple[int, int, str]] = []
+    token = fo.DECODE_PROGRESS.set(lambda done, total, name: heard.append((done, total, name)))
+    try:
+        s = tld.load_split("folder", "train", path=root, image_size=24)
+        assert heard[-1] == (13, 13, "pets (1 unreadable, skipped)") and s.skipped == 1
+        heard.clear()
+        monkeypatch.setenv(fo.MEMORY_BUDGET_ENV, "0.000001")
+        streamed = tld.load_split("folder", "train", path=root, image_size=25, stream=True)
+        assert heard[-1] == (13, 13, "pets (1 unreadable, skipped)")
+        assert streamed.skipped == 1 and len(streamed) == len(s) and "over the memory budget" in streamed.reason
+    finally:
+        fo.DECODE_PROGRESS.reset(token)

@@ -408,11 +408,13 @@ def _decode_tree(root_str: str, fingerprint: str, size: int, allowed_root: str |
     workers = max(1, min(8, os.cpu_count() or 1))
     report = DECODE_PROGRESS.get()
     results = []
+    bad = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without holding the GIL
         for result in pool.map(_try_read, jobs, chunksize=16):
             results.append(result)
+            bad += result[0] is None
             if report is not None and (len(results) % 64 == 0 or len(results) == len(jobs)):
-                report(len(results), len(jobs), root.name)
+                report(len(results), len(jobs), root.name + (f" ({bad:,} unreadable, skipped)" if bad else ""))
     images, labels = [], []
     for (arr, why), (ci, rel) in zip(results, owners):
         if arr is None:
@@ -457,11 +459,13 @@ def _probe_tree(root_str: str, fingerprint: str, allowed_root: str | None,
 
     report = DECODE_PROGRESS.get()
     results = []
+    bad = 0
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         for why in pool.map(probe, jobs, chunksize=64):
             results.append(why)
+            bad += bool(why)
             if report is not None and (len(results) % 256 == 0 or len(results) == len(jobs)):
-                report(len(results), len(jobs), root.name)
+                report(len(results), len(jobs), root.name + (f" ({bad:,} unreadable, skipped)" if bad else ""))
     paths, labels = [], []
     for path, why, (ci, rel) in zip(jobs, results, owners):
         if why:
