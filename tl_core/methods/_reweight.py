@@ -6,6 +6,12 @@ weighted by w(x) ≈ p_target(x) / p_source(x); KMM (``kmm.py``) and KLIEP (``kl
 from features, before training. The weights reach the loss through ``RunContext.set_sample_weights``
 and ``finetune.weighted_cross_entropy`` (the method's loss is FineTune's).
 
+One departure from the papers: the first ``unweighted_start`` of training (default 20 %) uses every
+weight 1. On the mixture preset (MNIST + 10 % MNIST-M → MNIST-M) the weights put almost all the loss on
+the 400 MNIST-M images (effective sample size about 220 of 4,400), and LeNet trained from scratch on that
+loss from the first step never left its 2.30 loss plateau: 10 % (KMM) and 19 % (KLIEP) target accuracy
+after 10 epochs, against 90.6 % for source only. Learning the classes on all images first avoids it.
+
 Importing this module does not import torch (the methods' facts are read without it).
 """
 

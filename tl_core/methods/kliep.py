@@ -14,7 +14,8 @@ the likelihood grows (as the authors' code does). The width σ is chosen by like
 the target points are split into k folds (paper: 5), ŵ is fitted on k − 1 of them and scored by the mean
 log ŵ on the held-out fold; the σ with the best mean score (among multiples of the median distance) is
 refitted on all target points. Training then uses the source cross-entropy weighted by ŵ (mean 1 over
-the source by construction).
+the source by construction), after an unweighted start (``unweighted_start``, 20 % of training by
+default; a departure explained in ``_reweight.py``).
 """
 
 from __future__ import annotations
