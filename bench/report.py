@@ -5,9 +5,15 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from tl_core.config import MethodConfig
 
 MISSED = "**MISSED**"
+
+
+def _dann_warmup() -> float:
+    """DANN's default source-only start, from its own parameters (the registry owns it)."""
+    from tl_core.methods import make_params
+
+    return float(make_params("dann", {}).source_warmup)
 
 
 def _f(v: Any, d: int = 2, unit: str = "") -> str:
@@ -530,7 +536,7 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
               "(fine-tune on target labels: the upper bound), over "
               f"{len(ac['seeds'])} seed{'s' if len(ac['seeds']) > 1 else ''}, mean ± standard deviation. Each run "
               "uses the dashboard's demo defaults (`tl_core.config.demo_config`: SGD lr 0.01, momentum 0.9, batch "
-              f"64, DANN's annealed lr, λ 0 for the first {MethodConfig.source_warmup * 100:.0f} % then the paper's "
+              f"64, DANN's annealed lr, λ 0 for the first {_dann_warmup() * 100:.0f} % then the paper's "
               "warm-up; LeNet with GroupNorm); "
               "efficientnet_lite0 uses its ImageNet weights, all stages "
               "trained with backbone lr × 0.1, at 224×224 on a GPU and 64×64 on a CPU (224 px takes an hour or "
