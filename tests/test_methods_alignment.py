@@ -204,3 +204,14 @@ def test_every_alignment_method_is_on_the_command_line():
     for flag in ("--mmd-weight", "--align-logits", "--num-kernels", "--coral-weight", "--entropy-conditioning",
                  "--random-dim", "--random-threshold"):
         assert flag in text
+
+
+def test_a_flag_shared_by_methods_with_different_defaults_names_each_default():
+    from tl_core.__main__ import _parser
+
+    help_text = " ".join(_parser().format_help().split())
+    run_help = next(a for a in _parser()._subparsers._group_actions[0].choices.values()
+                    if "--source-warmup" in a._option_string_actions)
+    text = " ".join(run_help.format_help().split())
+    assert "(defaults: dann 0.2, cdan 0.0, cdan_e 0.0, dan 0.2)" in text
+    assert help_text  # the top-level help still renders

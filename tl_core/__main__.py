@@ -95,10 +95,12 @@ def _method_flags(r: argparse.ArgumentParser) -> None:
     g = r.add_argument_group("method settings (each applies to the methods and extras named in its help)")
     seen: dict[str, list[str]] = {}
     specs: dict[str, object] = {}
+    defaults: dict[str, dict[str, object]] = {}
     for name, cls in {**methods, **extras}.items():
         for spec in param_specs(cls.Params):
             seen.setdefault(spec.name, []).append(name)
             specs.setdefault(spec.name, spec)
+            defaults.setdefault(spec.name, {})[name] = spec.default
     for pname, owners in seen.items():
         spec = specs[pname]
         kw: dict[str, object] = {"dest": f"mp_{pname}", "default": None}
@@ -113,8 +115,10 @@ def _method_flags(r: argparse.ArgumentParser) -> None:
         flag = f"--{pname.replace('_', '-')}"
         if flag in r._option_string_actions:  # a run flag already has this name: spell out whose setting it is
             flag = f"--{owners[0]}-{pname.replace('_', '-')}"
-        g.add_argument(flag, help=f"{', '.join(owners)}: {spec.label}. {spec.help} "
-                       f"(default {spec.default})", **kw)
+        own = defaults[pname]
+        default = (f"default {spec.default}" if len(set(map(repr, own.values()))) == 1
+                   else "defaults: " + ", ".join(f"{n} {v}" for n, v in own.items()))
+        g.add_argument(flag, help=f"{', '.join(owners)}: {spec.label}. {spec.help} ({default})", **kw)
 
 
 def _apply_setting_flags(a: argparse.Namespace, cfg: RunConfig) -> None:
