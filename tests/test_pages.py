@@ -491,6 +491,30 @@ def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager
     assert not at.exception
 
 
+def test_monitor_per_class_results_follow_the_latest_epoch_until_one_is_picked(manager):
+    run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=3)  # epochs 1 and 2 logged
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Misclassified target test images, epoch 2" in texts(at)
+    conf = (np.eye(10, dtype=int) * 5 + 1).tolist()
+    manager.store.log_epoch(run_id, 3, 30, {"source_val_acc": 0.9, "target_test_acc": 0.6},
+                            {"per_class": [0.6] * 10, "confusion": conf, "classes": [str(c) for c in range(10)],
+                             "misclassified": [[1, 7]]})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Misclassified target test images, epoch 3" in texts(at)  # followed the new epoch
+    at.select_slider(key=keys.MONITOR_FS_EPOCH).set_value(1).run()
+    assert "Misclassified target test images, epoch 1" in texts(at)
+    manager.store.log_epoch(run_id, 4, 40, {"source_val_acc": 0.9, "target_test_acc": 0.6},
+                            {"per_class": [0.6] * 10, "confusion": conf, "classes": [str(c) for c in range(10)],
+                             "misclassified": [[1, 7]]})
+    at.run()
+    text = texts(at)
+    assert "Misclassified target test images, epoch 1" in text and "epoch 4" not in text.split("Per-class")[-1]
+
+
 def test_a_long_runs_animation_keeps_at_most_max_frames_with_the_first_and_the_latest(manager):
     import json
 

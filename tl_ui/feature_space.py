@@ -20,6 +20,7 @@ from tl_ui.widgets import plain
 
 CHART_CONFIG = {"displaylogo": False}
 GALLERY_SIZE = 12
+LATEST = "latest"  #: the epoch choice that follows the newest logged epoch
 _METRIC_LABELS = {"source_acc": ("Source accuracy on the sample", True),
                   "target_acc": ("Target accuracy on the sample", True),
                   "a_distance": ("Proxy A-distance (0 = domains alike, 2 = fully apart)", False),
@@ -258,10 +259,15 @@ def render_epoch_details(recs: list[RunRecord]) -> None:
     epochs = epochs[[isinstance(x, dict) and bool(x.get("confusion")) for x in epochs["extra"]]]
     options = [int(e) for e in epochs["epoch"]]
     if len(options) > 1:
-        if st.session_state.get(keys.MONITOR_FS_EPOCH) not in options:
-            st.session_state[keys.MONITOR_FS_EPOCH] = options[-1]
-        epoch = st.select_slider("Epoch", options, key=keys.MONITOR_FS_EPOCH,
-                                 format_func=lambda e: f"epoch {e}")
+        # "latest" is a choice of its own (and the default): it follows new epochs as they are
+        # logged, where a remembered epoch number would stay at the epoch first shown.
+        choices: list[Any] = [*options, LATEST]
+        if st.session_state.get(keys.MONITOR_FS_EPOCH) not in choices:
+            st.session_state[keys.MONITOR_FS_EPOCH] = LATEST
+        picked = st.select_slider("Epoch", choices, key=keys.MONITOR_FS_EPOCH,
+                                  format_func=lambda e: f"latest (epoch {options[-1]})" if e == LATEST
+                                  else f"epoch {e}")
+        epoch = options[-1] if picked == LATEST else int(picked)
     else:
         epoch = options[0]
     extra = epochs[epochs["epoch"] == epoch]["extra"].iloc[-1]
