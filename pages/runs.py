@@ -23,18 +23,18 @@ def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
         c = rec.config
         epochs = None if rec.summary.get("final_target_test_acc") is not None else store.epoch_metrics(rec.id)
         final, best = runinfo.accuracies(rec, epochs)
-        rows.append({
+        rows.append({  # the columns a reader compares first come first: they fit a 1280-px window
             "Name": runinfo.run_title(rec),
-            "Status": theme.STATUS_STYLE.get(rec.status, (rec.status,))[0],
-            "Method": runinfo.method_label(c),
-            "Backbone": c.get("model", {}).get("backbone", "?"),
-            "Frozen stages": c.get("model", {}).get("freeze", 0),
-            "Data": runinfo.data_pair(c),
             "Final target acc": None if final is None else 100 * final,
             "Best target acc": None if best is None else 100 * best,
-            "Target entropy": rec.summary.get("final_target_entropy"),
+            "Status": theme.STATUS_STYLE.get(rec.status, (rec.status,))[0],
+            "Method": runinfo.method_label(c),
+            "Data": runinfo.data_pair(c),
             "Duration": runinfo.fmt_duration(rec.duration_s),
             "Created": runinfo.fmt_when(rec.created),
+            "Backbone": c.get("model", {}).get("backbone", "?"),
+            "Frozen stages": c.get("model", {}).get("freeze", 0),
+            "Target entropy": rec.summary.get("final_target_entropy"),
         })
     return pd.DataFrame(rows)
 
@@ -49,23 +49,24 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
     event = st.dataframe(
         table(runs, store), key=f"{keys.RUNS_TABLE_PREFIX}{ss[keys.RUNS_TABLE_GEN]}", on_select="rerun",
         selection_mode="multi-row", hide_index=True, width="stretch", placeholder="–",
-        column_config={  # pixel widths that fit a 1600-px-wide screen beside the sidebar
-            "Name": st.column_config.TextColumn(width=220),
-            "Status": st.column_config.TextColumn(width=95),
-            "Method": st.column_config.TextColumn(width=105),
-            "Backbone": st.column_config.TextColumn(width=90),
-            "Frozen stages": st.column_config.NumberColumn("Frozen", width=65, help="Backbone stages kept frozen"),
-            "Data": st.column_config.TextColumn("Source → target", width=135),
-            "Final target acc": st.column_config.NumberColumn("Final target %", format="%.1f", width=110,
-                                                              help="Target test accuracy after the last epoch"),
-            "Best target acc": st.column_config.NumberColumn("Best target %", format="%.1f", width=105,
+        column_config={  # pixel widths: Name to Created fit a 1280-px window beside the sidebar
+            "Name": st.column_config.TextColumn(width=150),
+            "Final target acc": st.column_config.NumberColumn("Target %", format="%.1f", width=72,
+                                                              help="Final target test accuracy (after the last "
+                                                                   "epoch)"),
+            "Best target acc": st.column_config.NumberColumn("Best %", format="%.1f", width=64,
                                                              help="Best target test accuracy over the epochs"),
+            "Status": st.column_config.TextColumn(width=88),
+            "Method": st.column_config.TextColumn(width=90),
+            "Data": st.column_config.TextColumn("Source → target", width=122),
+            "Duration": st.column_config.TextColumn("Took", width=74, help="Duration of the run"),
+            "Created": st.column_config.TextColumn(width=96),
+            "Backbone": st.column_config.TextColumn(width=90),
+            "Frozen stages": st.column_config.NumberColumn("Frozen", width=60, help="Backbone stages kept frozen"),
             "Target entropy": st.column_config.NumberColumn(
-                "Target entropy", format="%.3f", width=90,
+                "Entropy", format="%.3f", width=70,
                 help="Label-free score: mean entropy of the predictions on the target test images (lower: more "
                      "confident). The only target score when the target folder has no labels."),
-            "Duration": st.column_config.TextColumn(width=80),
-            "Created": st.column_config.TextColumn(width=110),
         })
     unlabelled = [runinfo.run_title(r) for r in runs if runinfo.target_unlabelled(r)]
     if unlabelled:
@@ -142,7 +143,8 @@ def render_actions(recs: list[RunRecord], store: RunStore) -> None:
                   help=None if access.may_act() else access.why_read_only())
     with right:
         st.markdown("**Download**")
-        c1, c2, c3 = st.columns(3)
+        row = st.container(horizontal=True)  # buttons as wide as their labels, wrapping when the column is narrow
+        c1 = c2 = c3 = row
         c1.download_button("Config (JSON)", json.dumps(rec.config, indent=2), file_name=f"{run_id}-config.json",
                            mime="application/json", icon=":material/download:", on_click="ignore",
                            key=f"runs.dl.config.{run_id}")
