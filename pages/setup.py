@@ -133,6 +133,7 @@ def load_preset(preset: str) -> None:
     ss.update(method_state(cfg))
     ss[keys.SETUP_METHOD] = method_key(cfg.to_dict())
     ss[keys.SETUP_PRESET] = preset
+    ss.pop(keys.SETUP_BACKBONE_NOTE, None)
 
 
 def _on_preset_change() -> None:
@@ -252,6 +253,34 @@ def saved_groups(bbs: list[dict[str, Any]]) -> dict[str, list[str]]:
     return groups
 
 
+def _on_backbone_change() -> None:
+    """A new backbone brings its own defaults: the image size its weights were trained at, and the
+    backbone learning-rate multiplier of 0.1 for pretrained weights (1 for one trained from scratch);
+    the caption under the backbone says what was set and why."""
+    ss = st.session_state
+    name = ss.get(k("model.backbone"))
+    bbs = resources.backbones()
+    if isinstance(name, str) and name.startswith(SAVED_PREFIX):  # a group of earlier runs: its newest run
+        name = (saved_groups(bbs).get(name) or [name])[0]
+    info = next((b for b in bbs if b["name"] == name), None)
+    if info is None:
+        return
+    try:
+        size = resources.default_image_size(str(name))
+    except Exception:  # a backbone whose info cannot be read here: its listed size
+        size = int(info["input_size"])
+    pretrained = not str(info.get("weights", "")).startswith("none")
+    mult = 0.1 if pretrained and ss.get(k("model.pretrained"), True) else 1.0
+    ss[k("data.image_size")] = int(size)
+    ss[k("optim.backbone_lr_mult")] = mult
+    title = info["title"].split(" from run ")[0]
+    why = (f"Image size set to {size} px, the size {title}'s weights were trained at"
+           if pretrained else f"Image size set to {size} px, the size {title} was built for")
+    why += ("; backbone learning-rate multiplier set to 0.1, so training nudges the pretrained weights "
+            "rather than overwriting them." if mult != 1.0 else "; backbone learning-rate multiplier set to 1.")
+    ss[keys.SETUP_BACKBONE_NOTE] = why
+
+
 def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
     """The backbone: the registered ones, then one entry per architecture that earlier runs fine-tuned
     (a second list picks the run), so the list stays short after a hundred runs."""
@@ -278,7 +307,11 @@ def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
         return (f"{b['title']} · {runinfo.fmt_count(b['params'])} params · {b['feature_dim']}-d features · "
                 + ("weights here" if ok else "no weights here"))
 
-    name = st.selectbox("Pretrained backbone", options, key=k("model.backbone"), format_func=label, **PERSIST)
+    name = st.selectbox("Pretrained backbone", options, key=k("model.backbone"), format_func=label,
+                        on_change=_on_backbone_change, **PERSIST)
+    note = ss.get(keys.SETUP_BACKBONE_NOTE)
+    if note:
+        st.caption(widgets.plain(note))
     if name in groups:
         if ss.get(keys.SETUP_SAVED_BACKBONE) not in groups[name]:
             ss[keys.SETUP_SAVED_BACKBONE] = groups[name][0]

@@ -664,3 +664,18 @@ def test_monitor_card_says_the_phase_and_that_stop_waits_for_the_step(manager):
     captions = [c.value for c in at.caption]
     assert not any("Loading" in c for c in captions)
     assert any("Stopping: the current step finishes first (a step takes about 32 s)" in c for c in captions), captions
+
+
+def test_setup_backbone_change_sets_its_image_size_and_lr_multiplier_with_the_reason(manager):
+    at = open_app(keys.PAGE_SETUP)
+    assert at.session_state[keys.setup_key("data.image_size")] == 28  # the digits preset with LeNet
+    at.selectbox(key=keys.setup_key("model.backbone")).set_value("efficientnet_lite0").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[keys.setup_key("data.image_size")] == 224
+    assert at.session_state[keys.setup_key("optim.backbone_lr_mult")] == pytest.approx(0.1)
+    assert at.number_input(key=keys.setup_key("data.image_size")).value == 224
+    assert "set to 224 px, the size EfficientNet-Lite0's weights were trained at" in texts(at)
+    at.selectbox(key=keys.setup_key("model.backbone")).set_value("lenet").run()
+    assert at.session_state[keys.setup_key("data.image_size")] == 28
+    assert at.session_state[keys.setup_key("optim.backbone_lr_mult")] == pytest.approx(1.0)
+    assert "set to 28 px" in texts(at)

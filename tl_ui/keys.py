@@ -45,6 +45,7 @@ SIGN_IN_PASSWORD = "app.sign_in.password"
 SIGN_OUT = "app.sign_out"
 #: Which earlier run's backbone, when the backbone choice is a group of them (see pages/setup.py).
 SETUP_SAVED_BACKBONE = "setup.saved_backbone"
+SETUP_BACKBONE_NOTE = "setup.backbone_note"       # what changing the backbone set, and why (a caption)
 SETUP_ERROR = "setup.error"
 
 

@@ -150,6 +150,14 @@ def backbones() -> list[dict[str, Any]]:
     return _registered_backbones() + _saved_backbones(str(get_store().home))
 
 
+def default_image_size(name: str) -> int:
+    """The image size a run of this backbone gets by default: the size its weights were trained at
+    (tl_core.backbones.default_image_size, the one owner of that rule)."""
+    from tl_core import backbones as bb
+
+    return int(bb.default_image_size(name, get_store().home))
+
+
 @st.cache_data(show_spinner=False, ttl=30)
 def weights_available(name: str) -> tuple[bool, str]:
     """Whether a backbone's pretrained weights are here (re-checked every 30 s: a user may place the file)."""
