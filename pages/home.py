@@ -56,11 +56,10 @@ def render_comparison(presets: dict[str, dict[str, str]]) -> None:
     methods = resources.methods()
     names = [label_in_sentence(methods[m]["trains_on"].get("source", methods[m]["title"]))
              for m in demo.methods if m in methods]
-    with st.container(border=True):
+    with st.container(border=True):  # compact: the preset cards and their buttons stay in a 720-px-high window
         text, act = st.columns([3, 1], vertical_alignment="center")
         with text:
-            st.subheader(demo.title)
-            st.markdown(demo.description)
+            st.markdown(f"**{demo.title}** {demo.description}")
         with act:
             demo_button(demo, f"Compare {len(demo.methods)} methods on {presets[demo.preset]['title']}",
                         keys.HOME_COMPARE)
@@ -68,29 +67,31 @@ def render_comparison(presets: dict[str, dict[str, str]]) -> None:
 
 
 def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
-    with st.container(border=True, height="stretch"):
+    """A preset's card: its title and button first (above the fold at 720 px high), then sample images
+    and the description."""
+    with st.container(border=True):
         if key == "folder":
-            st.subheader("Your own image folders")
-            st.markdown("Point at two folders of images — one sub-folder per class, or train/ and val/ folders "
-                        "of those; the target may be plain images without labels — pick a pretrained backbone "
-                        "and train at its full resolution. Every setting is on the Setup page.")
+            st.markdown("**Your own image folders**")
             if st.button("Set up a run", key=keys.HOME_FOLDER, icon=":material/folder_open:",
                          width="stretch"):
                 st.session_state[keys.SETUP_REQUEST_PRESET] = "folder"
                 widgets.switch_to(keys.PAGE_SETUP)
+            st.caption("Point at two folders of images — one sub-folder per class, or train/ and val/ folders "
+                       "of those; the target may be plain images without labels — pick a pretrained backbone "
+                       "and train at its full resolution. Every setting is on the Setup page.")
             return
         p = presets[key]
-        st.subheader(p["title"])
-        st.markdown(p["description"])
-        for role in ("source", "target"):
-            strip = resources.sample_strip(p[role])
-            if strip is not None:
-                st.image(strip, caption=f"{role}: {p[role]}", width="stretch")
+        st.markdown(f"**{p['title']}**")
         demo = demos.pair_demo(key)
         methods = resources.methods()
         names = [label_in_sentence(methods[m]["trains_on"].get("source", methods[m]["title"]))
                  for m in demo.methods if m in methods]
         demo_button(demo, f"Run demo: {' vs '.join(names)}", keys.HOME_RUN_PREFIX + key)
+        for role in ("source", "target"):
+            strip = resources.sample_strip(p[role])
+            if strip is not None:
+                st.image(strip, caption=f"{role}: {p[role]}", width="stretch")
+        st.caption(p["description"])
 
 
 def main() -> None:
