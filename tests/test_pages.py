@@ -530,6 +530,9 @@ def test_a_long_runs_animation_keeps_at_most_max_frames_with_the_first_and_the_l
     names = [f["name"] for f in animated[0]["frames"]]
     assert len(names) == MAX_FRAMES and len(set(names)) == MAX_FRAMES
     assert names[0] == "before training" and names[-1] == f"epoch {MAX_FRAMES + 14}"
+    # each frame names its own snapshot in the title, so the title follows ▶ and the slider
+    frame_titles = [f["layout"]["title"]["text"].replace("<br>", " ") for f in animated[0]["frames"]]
+    assert all(t.endswith(n) for t, n in zip(frame_titles, names)), frame_titles
     titles = [json.dumps(json.loads(c.proto.spec)["layout"].get("title", "")) for c in at.get("plotly_chart")]
     assert any(f"Now: epoch {MAX_FRAMES + 14}" in t for t in titles), titles  # the latest, beside the first
 
@@ -679,3 +682,15 @@ def test_setup_backbone_change_sets_its_image_size_and_lr_multiplier_with_the_re
     assert at.session_state[keys.setup_key("data.image_size")] == 28
     assert at.session_state[keys.setup_key("optim.backbone_lr_mult")] == pytest.approx(1.0)
     assert "set to 28 px" in texts(at)
+
+
+def test_chart_titles_wrap_to_the_width_of_a_chart_in_two_columns():
+    from tl_ui import charts
+
+    assert charts.wrap_title("short title") == "short title"
+    text = charts.wrap_title("Accuracy (%) per epoch: source validation vs target test")
+    assert all(len(line) <= charts.TITLE_CHARS for line in text.split("<br>")) and text.count("<br>") == 1
+    fig = charts.accuracy_figure([]).to_dict()
+    assert fig["layout"]["title"]["text"] == text
+    assert fig["layout"]["margin"]["t"] > charts._layout(
+        "x", revision="r", x_title="", y_title="")["margin"]["t"]  # room for the second line

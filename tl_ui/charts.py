@@ -42,14 +42,35 @@ def _axis(title: str, **kw: Any) -> dict[str, Any]:
             "gridcolor": "#e5e7eb", "automargin": True, "tickfont": {"size": 14}, **kw}
 
 
+#: Characters of a chart title per line: a chart in one of two columns of a 1280-px window is about
+#: 420 px wide, where plotly cuts a longer one-line title ("… source validation vs ta…").
+TITLE_CHARS = 38
+TITLE_LINE_PX = 24  # height of one more title line at CHART_TITLE_SIZE
+
+
+def wrap_title(title: str, chars: int = TITLE_CHARS) -> str:
+    """``title`` broken into lines of at most ``chars`` characters at spaces, joined by ``<br>``
+    (plotly does not wrap titles); a single word longer than ``chars`` stays whole."""
+    lines: list[str] = []
+    for word in str(title).split():
+        if lines and len(lines[-1]) + 1 + len(word) <= chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
 def _layout(title: str, *, revision: str, x_title: str, y_title: str, height: int = theme.CHART_HEIGHT,
-            **extra: Any) -> dict[str, Any]:
-    """Shared look: white background, big fonts, legend below, zoom kept across updates."""
+            title_chars: int = TITLE_CHARS, title_size: int = theme.CHART_TITLE_SIZE, **extra: Any) -> dict[str, Any]:
+    """Shared look: white background, big fonts, legend below, zoom kept across updates. The title
+    wraps at ``title_chars`` characters, and the top margin grows by a line for each extra line."""
+    text = wrap_title(title, title_chars)
+    extra_lines = text.count("<br>")
     return {
-        "title": {"text": title, "font": {"size": theme.CHART_TITLE_SIZE}, "x": 0.0, "xanchor": "left"},
+        "title": {"text": text, "font": {"size": title_size}, "x": 0.0, "xanchor": "left"},
         "font": {"size": theme.CHART_FONT_SIZE},
-        "height": height,
-        "margin": {"l": 10, "r": 10, "t": 56, "b": 10, "autoexpand": True},
+        "height": height + TITLE_LINE_PX * extra_lines,
+        "margin": {"l": 10, "r": 10, "t": 56 + TITLE_LINE_PX * extra_lines, "b": 10, "autoexpand": True},
         "paper_bgcolor": "white",
         "plot_bgcolor": "white",
         "legend": {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0.0,
@@ -307,8 +328,10 @@ def feature_traces(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, 
 
 
 def _scatter_layout(title: str, revision: str, xr: list[float] | None, yr: list[float] | None,
-                    height: int) -> dict[str, Any]:
-    layout = _layout(title, revision=revision, x_title="", y_title="", height=height, hovermode="closest")
+                    height: int, title_chars: int = TITLE_CHARS,
+                    title_size: int = theme.CHART_TITLE_SIZE) -> dict[str, Any]:
+    layout = _layout(title, revision=revision, x_title="", y_title="", height=height, hovermode="closest",
+                     title_chars=title_chars, title_size=title_size)
     layout["xaxis"].update(showticklabels=False, **({"range": xr, "autorange": False} if xr else {}))
     layout["yaxis"].update(showticklabels=False, **({"range": yr, "autorange": False} if yr else {}))
     return layout
@@ -317,11 +340,12 @@ def _scatter_layout(title: str, revision: str, xr: list[float] | None, yr: list[
 def feature_scatter(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, classes: list[str] | None,
                     title: str, revision: str, *, color_by: str = "domain", index: np.ndarray | None = None,
                     xrange: list[float] | None = None, yrange: list[float] | None = None,
-                    height: int = 420, size: int = 6, showlegend: bool = True) -> go.Figure:
+                    height: int = 420, size: int = 6, showlegend: bool = True, title_chars: int = TITLE_CHARS,
+                    title_size: int = theme.CHART_TITLE_SIZE) -> go.Figure:
     """2-D projected features of one snapshot (see :func:`feature_traces`); fixed axes when given."""
     # SVG, not WebGL: a browser keeps only a few WebGL contexts alive, and the Monitor has up to six scatters
     traces = feature_traces(coords, domains, labels, classes, color_by, index, size=size)
-    layout = _scatter_layout(title, revision, xrange, yrange, height)
+    layout = _scatter_layout(title, revision, xrange, yrange, height, title_chars, title_size)
     if xrange is None:
         layout["yaxis"].update(scaleanchor="x", scaleratio=1)
     layout["showlegend"] = showlegend
@@ -330,17 +354,26 @@ def feature_scatter(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray,
 
 def feature_animation(frames: list[tuple[str, np.ndarray]], domains: np.ndarray, labels: np.ndarray,
                       classes: list[str] | None, title: str, revision: str, *, color_by: str = "domain",
-                      index: np.ndarray | None = None, height: int = 560) -> go.Figure:
+                      index: np.ndarray | None = None, height: int = 560,
+                      title_chars: int = TITLE_CHARS) -> go.Figure:
     """All projected snapshots of a run as one animated scatter: plotly's own play button and
-    slider replay the convergence in the browser, with fixed axes. Shows the last frame first."""
+    slider replay the convergence in the browser, with fixed axes. Shows the last frame first.
+
+    ``title`` may hold ``{frame}``: each frame's own label goes there, and every frame carries its
+    own layout title, so the title names the snapshot shown while ▶ plays or the slider moves."""
     xr, yr = coords_range([c for _, c in frames])
-    plotly_frames = [{"name": label, "data": feature_traces(c, domains, labels, classes, color_by, index)}
+    last = frames[-1][0] if frames else ""
+    layout = _scatter_layout(title.replace("{frame}", last), revision, xr, yr, height, title_chars)
+    title_font = layout["title"]["font"]
+    plotly_frames = [{"name": label, "data": feature_traces(c, domains, labels, classes, color_by, index),
+                      "layout": {"title": {"text": wrap_title(title.replace("{frame}", label), title_chars),
+                                           "font": title_font, "x": 0.0, "xanchor": "left"}}}
                      for label, c in frames]
     traces = plotly_frames[-1]["data"] if plotly_frames else []
-    layout = _scatter_layout(title, revision, xr, yr, height)
     layout["margin"]["b"] = 90
     layout["legend"].update(orientation="v", yref="paper", y=1.0, yanchor="top", x=1.02, xanchor="left")
-    anim = {"frame": {"duration": 900, "redraw": False}, "transition": {"duration": 600, "easing": "cubic-in-out"},
+    # redraw: plotly.js draws a frame's own layout (its title) only on a redraw after the transition
+    anim = {"frame": {"duration": 900, "redraw": True}, "transition": {"duration": 600, "easing": "cubic-in-out"},
             "mode": "immediate", "fromcurrent": True}
     if len(plotly_frames) > 1:
         layout["updatemenus"] = [{
@@ -351,11 +384,12 @@ def feature_animation(frames: list[tuple[str, np.ndarray]], domains: np.ndarray,
                          "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                            "transition": {"duration": 0}}]}]}]
         layout["sliders"] = [{
-            "active": len(plotly_frames) - 1, "x": 0.3, "len": 0.7, "y": -0.02, "yanchor": "top",
-            "pad": {"t": 8}, "currentvalue": {"prefix": "Snapshot: ", "font": {"size": 15}},
+            # the rail starts right of the ▶/❚❚ buttons, and "Snapshot: …" sits at its right end, clear of them
+            "active": len(plotly_frames) - 1, "x": 0.36, "len": 0.64, "y": -0.02, "yanchor": "top",
+            "pad": {"t": 8}, "currentvalue": {"prefix": "Snapshot: ", "font": {"size": 15}, "xanchor": "right"},
             "transition": {"duration": 400},
             "steps": [{"label": f["name"], "method": "animate",
-                       "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                       "args": [[f["name"]], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
                                               "transition": {"duration": 400}}]} for f in plotly_frames]}]
     return SpecFigure(traces, layout, plotly_frames)
 
@@ -422,7 +456,7 @@ def snapshot_metric_figure(runs: list[tuple[str, pd.DataFrame, str, str]], metri
         traces.append(_line(d["epoch"], d[metric] * scale, label, color, dash, markers=True,
                             hover="%{y:.3g}", showlegend=len(runs) > 1))
     layout = _layout(title, revision=revision, x_title="epoch (0 = before training)", y_title=y_title,
-                     height=height)
+                     height=height, title_chars=24)  # three to a row
     layout["xaxis"].update(rangemode="tozero", dtick=1 if max((len(r[1]) for r in runs), default=0) <= 20 else None)
     if y_range:
         layout["yaxis"]["range"] = y_range

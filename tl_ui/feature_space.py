@@ -113,17 +113,19 @@ def _feature_figures(run_id: str, version: tuple[int, ...], color_by: str, proje
     names = list(classes) if classes else None
     index = _sample_index(sample)
     anim = charts.feature_animation(every_nth_frame(frames, MAX_FRAMES), sample["domains"], sample["labels"], names,
-                                    title=f"Source and target features ({projection}), {frames[-1][0]}",
+                                    title=f"Source and target features ({projection}), {{frame}}",
                                     revision=f"features-{run_id}-{color_by}", color_by=color_by, index=index)
     pair: list[Any] = []
     if len(frames) >= 2:
         xr, yr = charts.coords_range([c for _, c in frames])
         for (label, coords), tag in ((frames[0], "before"), (frames[-1], "now")):
+            title = "Before training" if tag == "before" and label == "before training" else \
+                f"{'First' if tag == 'before' else 'Now'}: {label}"
+            # two to a run's column, two runs to a row: about 200 px wide, so a smaller title that wraps
             pair.append(charts.feature_scatter(coords, sample["domains"], sample["labels"], names,
-                                               title=f"{'Before' if tag == 'before' else 'Now'}: {label}",
-                                               revision=f"features-{tag}-{run_id}", color_by=color_by,
+                                               title=title, revision=f"features-{tag}-{run_id}", color_by=color_by,
                                                index=index, xrange=xr, yrange=yr, height=300, size=4,
-                                               showlegend=False))
+                                               showlegend=False, title_chars=18, title_size=15))
     return (anim, *(pair or [None, None]), frames[-1][0])
 
 
