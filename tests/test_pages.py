@@ -694,3 +694,22 @@ def test_chart_titles_wrap_to_the_width_of_a_chart_in_two_columns():
     assert fig["layout"]["title"]["text"] == text
     assert fig["layout"]["margin"]["t"] > charts._layout(
         "x", revision="r", x_title="", y_title="")["margin"]["t"]  # room for the second line
+
+
+def test_feature_scatter_interleaves_source_and_target_so_neither_covers_the_other():
+    from tl_ui import charts, theme
+
+    n = 60
+    domains, labels = np.repeat([0, 1], n), np.tile(np.arange(10), 2 * n // 10)
+    coords = np.random.default_rng(0).normal(size=(2 * n, 2))
+    traces = charts.feature_traces(coords, domains, labels, [str(c) for c in range(10)])
+    order = [t["name"] for t in traces]
+    assert order == ["source", "target"] * theme.FEATURE_LAYERS  # drawn in turns, not target over source
+    assert [t["name"] for t in traces if t["showlegend"]] == ["source", "target"]  # one legend entry each
+    assert sum(len(t["x"]) for t in traces) == 2 * n
+    assert sorted(np.concatenate([t["customdata"][:, 2] for t in traces]).astype(int).tolist()) == \
+        list(range(2 * n))  # every point once
+    assert all(t["marker"]["opacity"] < 0.75 for t in traces)
+    by_class = charts.feature_traces(coords, domains, labels, None, color_by="class")
+    first = by_class[0]  # one class: its source and target points alternate in drawing order
+    assert first["marker"]["symbol"][:2] in (["circle", "x"], ["x", "circle"])

@@ -284,8 +284,8 @@ def coords_range(all_coords: list[np.ndarray], pad: float = 0.05) -> tuple[list[
 
 
 def feature_traces(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, classes: list[str] | None,
-                   color_by: str = "domain", index: np.ndarray | None = None, size: int = 7,
-                   gl: bool = False) -> list[dict[str, Any]]:
+                   color_by: str = "domain", index: np.ndarray | None = None,
+                   size: int = theme.FEATURE_POINT_SIZE, gl: bool = False) -> list[dict[str, Any]]:
     """Scatter traces of one snapshot. The set of traces depends only on the sample (not on the
     coordinates), so the traces of successive snapshots line up as animation frames.
 
@@ -311,19 +311,40 @@ def feature_traces(coords: np.ndarray, domains: np.ndarray, labels: np.ndarray, 
             groups.append((m, f"class {names[m][0]}", {"color": CLASS_COLORS[int(c) % len(CLASS_COLORS)],
                                                         "symbol": sym}))
     else:
-        for value, color in ((0, theme.SOURCE), (1, theme.TARGET)):
-            m = domains == value
-            if m.any():
-                sym = [CLASS_SYMBOLS[int(c) % len(CLASS_SYMBOLS)] if c >= 0 else "circle-open" for c in labels[m]]
-                groups.append((m, DOMAIN_NAMES[value], {"color": color, "symbol": sym}))
+        # Each domain in `layers` interleaved slices drawn source, target, source, target, …: the
+        # orange target is not painted wholly over the blue source, so mixing shows as mixing.
+        counts = [int((domains == v).sum()) for v in (0, 1)]
+        layers = theme.FEATURE_LAYERS if min(counts) >= 10 * theme.FEATURE_LAYERS else 1
+        rank = np.zeros(len(domains), dtype=int)
+        for value in (0, 1):
+            rank[domains == value] = np.arange(int((domains == value).sum())) % layers
+        for layer in range(layers):
+            for value, color in ((0, theme.SOURCE), (1, theme.TARGET)):
+                m = (domains == value) & (rank == layer)
+                if m.any():
+                    sym = [CLASS_SYMBOLS[int(c) % len(CLASS_SYMBOLS)] if c >= 0 else "circle-open"
+                           for c in labels[m]]
+                    groups.append((m, DOMAIN_NAMES[value], {"color": color, "symbol": sym}))
     traces = []
+    shown: set[str] = set()
     for m, name, marker in groups:
-        custom = np.stack([names[m], dom_names[m], index[m].astype(object)], axis=1)
-        traces.append({"type": "scattergl" if gl else "scatter", "x": coords[m, 0], "y": coords[m, 1],
-                       "mode": "markers", "name": name, "customdata": custom,
-                       "marker": {"size": size, "opacity": 0.75, "line": {"width": 0}, **marker},
+        idx = np.flatnonzero(m)
+        if color_by == "class":  # source and target points of a class alternate in drawing order
+            within = np.zeros(len(idx))
+            for value in np.unique(domains[idx]):
+                same = domains[idx] == value
+                within[same] = (np.arange(int(same.sum())) + 0.5) / int(same.sum())
+            idx = idx[np.argsort(within, kind="stable")]
+        custom = np.stack([names[idx], dom_names[idx], index[idx].astype(object)], axis=1)
+        if isinstance(marker.get("symbol"), list) and len(marker["symbol"]) == len(idx) and color_by == "class":
+            marker = {**marker, "symbol": np.where(domains[idx] == 1, "x", "circle").tolist()}
+        traces.append({"type": "scattergl" if gl else "scatter", "x": coords[idx, 0], "y": coords[idx, 1],
+                       "mode": "markers", "name": name, "customdata": custom, "legendgroup": name,
+                       "showlegend": name not in shown,
+                       "marker": {"size": size, "opacity": theme.FEATURE_OPACITY, "line": {"width": 0}, **marker},
                        "hovertemplate": "class %{customdata[0]} · %{customdata[1]} · image #%{customdata[2]}"
                                         "<extra></extra>"})
+        shown.add(name)
     return traces
 
 

@@ -14,6 +14,13 @@ RUN_COLORS = ("#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf", 
 #: Line styles that tell runs apart in charts whose colours already mean domains.
 RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
+#: Feature-space scatters: points small and see-through enough that where blue and orange mix, both
+#: show from the back of a room; each domain is drawn in FEATURE_LAYERS interleaved slices, so
+#: neither colour is painted wholly over the other.
+FEATURE_POINT_SIZE = 6
+FEATURE_OPACITY = 0.55
+FEATURE_LAYERS = 3
+
 NEUTRAL = "#6e7781"
 FROZEN_FILL = "#e5e7eb"
 FROZEN_TEXT = "#6b7280"
