@@ -82,9 +82,13 @@ def render_controls(rec: RunRecord, mine: bool) -> None:
             st.button("Stop", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
                       on_click=_stop, args=(rec.id,), width="stretch")
         else:
-            sure = st.checkbox("Stop someone else's run", key=keys.MONITOR_CONFIRM_PREFIX + rec.id)
-            st.button("Stop their run", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
-                      disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch")
+            # short labels: this column is about 130 px wide at 1280 px; the card says whose run it is
+            sure = st.checkbox("Confirm", key=keys.MONITOR_CONFIRM_PREFIX + rec.id,
+                               help="Someone else started this run: tick to allow stopping it.")
+            st.button("Stop", key=keys.MONITOR_STOP_PREFIX + rec.id, icon=":material/stop:",
+                      disabled=not sure, on_click=_stop, args=(rec.id,), width="stretch",
+                      help="Stops someone else's run." if sure else "Tick Confirm first: someone else started "
+                                                                     "this run.")
     elif rec.status in RESUMABLE:  # whoever may act may resume: after a restart "yours" is not known
         saved = last_saved(resources.get_store().run_dir(rec.id))
         if saved is None and rec.status in ("failed", "diverged"):

@@ -304,8 +304,8 @@ def render_backbone(slots: dict[str, Any]) -> dict[str, Any] | None:
             return f"{base} fine-tuned by an earlier run ({n} run{'s' if n != 1 else ''})"
         b = by_name[name]
         ok, _ = resources.weights_available(name)
-        return (f"{b['title']} · {runinfo.fmt_count(b['params'])} params · {b['feature_dim']}-d features · "
-                + ("weights here" if ok else "no weights here"))
+        # short enough to show whole in the select box at 1280 px; feature widths are in the table below
+        return f"{b['title']} · {runinfo.fmt_count(b['params'])} params" + ("" if ok else " · no weights here")
 
     name = st.selectbox("Pretrained backbone", options, key=k("model.backbone"), format_func=label,
                         on_change=_on_backbone_change, **PERSIST)
