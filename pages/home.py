@@ -32,10 +32,10 @@ def start_demo(demo: demos.Demo) -> list[str]:
     return [manager.submit(cfg, owner=owner) for cfg in demos.configs(demo)]
 
 
-def demo_button(demo: demos.Demo, label: str, key: str) -> None:
+def demo_button(demo: demos.Demo, label: str, key: str, about: str | None = None) -> None:
     """The button that starts ``demo`` and opens the Monitor on its runs (a message, never a traceback)."""
     if st.button(label, key=key, type="primary", icon=":material/play_arrow:", width="stretch",
-                 disabled=not access.may_act(), help=None if access.may_act() else access.why_read_only()) \
+                 disabled=not access.may_act(), help=about if access.may_act() else access.why_read_only()) \
             and access.may_act():
         try:
             ids = start_demo(demo)
@@ -61,9 +61,10 @@ def render_comparison(presets: dict[str, dict[str, str]]) -> None:
         with text:
             st.markdown(f"**{demo.title}** {demo.description}")
         with act:
-            demo_button(demo, f"Compare {len(demo.methods)} methods on {presets[demo.preset]['title']}",
-                        keys.HOME_COMPARE)
-            st.caption(f"Queues {', '.join(names)}: about 6 minutes on a 2-core laptop CPU.")
+            # a short label: the button is about 210 px wide at 1280 px; the description names the pair
+            demo_button(demo, f"Compare {len(demo.methods)} methods", keys.HOME_COMPARE,
+                        about=f"Queues {', '.join(names)} on {presets[demo.preset]['title']} and opens the Monitor.")
+            st.caption("About 6 minutes on a 2-core laptop CPU.")
 
 
 def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
@@ -86,7 +87,10 @@ def render_card(key: str, presets: dict[str, dict[str, str]]) -> None:
         methods = resources.methods()
         names = [label_in_sentence(methods[m]["trains_on"].get("source", methods[m]["title"]))
                  for m in demo.methods if m in methods]
-        demo_button(demo, f"Run demo: {' vs '.join(names)}", keys.HOME_RUN_PREFIX + key)
+        # "Run demo" fits the card's width on one line at 1280 px; what it trains is in its help
+        demo_button(demo, "Run demo", keys.HOME_RUN_PREFIX + key,
+                    about=f"Trains {' then '.join(names)} — about a minute each on a laptop CPU — and opens the "
+                          "Monitor to compare them.")
         for role in ("source", "target"):
             strip = resources.sample_strip(p[role])
             if strip is not None:
@@ -98,9 +102,9 @@ def main() -> None:
     st.title("Transfer Lab")
     st.markdown(INTRO)
     widgets.show_once(keys.HOME_ERROR)
-    st.markdown("### One-click demos")
-    st.caption("Each demo trains two small models one after the other — a source-only baseline and DANN — "
-               "about a minute each on a laptop CPU, and opens the Monitor to compare them.")
+    st.markdown("### One-click demos", help="Each preset's demo trains two small models one after the other — "
+                "a source-only baseline and DANN — about a minute each on a laptop CPU, and opens the Monitor "
+                "to compare them.")
     presets = resources.presets()
     render_comparison(presets)
     cols = st.columns(len(CARDS))

@@ -50,7 +50,7 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
         table(runs, store), key=f"{keys.RUNS_TABLE_PREFIX}{ss[keys.RUNS_TABLE_GEN]}", on_select="rerun",
         selection_mode="multi-row", hide_index=True, width="stretch", placeholder="–",
         column_config={  # pixel widths: Name to Created fit a 1280-px window beside the sidebar
-            "Name": st.column_config.TextColumn(width=150),
+            "Name": st.column_config.TextColumn(width=190),
             "Final target acc": st.column_config.NumberColumn("Target %", format="%.1f", width=72,
                                                               help="Final target test accuracy (after the last "
                                                                    "epoch)"),

@@ -43,8 +43,9 @@ def _axis(title: str, **kw: Any) -> dict[str, Any]:
 
 
 #: Characters of a chart title per line: a chart in one of two columns of a 1280-px window is about
-#: 420 px wide, where plotly cuts a longer one-line title ("… source validation vs ta…").
-TITLE_CHARS = 38
+#: 440 px wide (about 9 px a character at CHART_TITLE_SIZE), where plotly cuts a longer one-line
+#: title ("… source validation vs ta…").
+TITLE_CHARS = 44
 TITLE_LINE_PX = 24  # height of one more title line at CHART_TITLE_SIZE
 
 
@@ -477,7 +478,7 @@ def snapshot_metric_figure(runs: list[tuple[str, pd.DataFrame, str, str]], metri
         traces.append(_line(d["epoch"], d[metric] * scale, label, color, dash, markers=True,
                             hover="%{y:.3g}", showlegend=len(runs) > 1))
     layout = _layout(title, revision=revision, x_title="epoch (0 = before training)", y_title=y_title,
-                     height=height, title_chars=24)  # three to a row
+                     height=height, title_chars=30)  # three to a row
     layout["xaxis"].update(rangemode="tozero", dtick=1 if max((len(r[1]) for r in runs), default=0) <= 20 else None)
     if y_range:
         layout["yaxis"]["range"] = y_range

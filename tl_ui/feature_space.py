@@ -125,7 +125,7 @@ def _feature_figures(run_id: str, version: tuple[int, ...], color_by: str, proje
             pair.append(charts.feature_scatter(coords, sample["domains"], sample["labels"], names,
                                                title=title, revision=f"features-{tag}-{run_id}", color_by=color_by,
                                                index=index, xrange=xr, yrange=yr, height=300, size=4,
-                                               showlegend=False, title_chars=18, title_size=15))
+                                               showlegend=False, title_chars=24, title_size=15))
     return (anim, *(pair or [None, None]), frames[-1][0])
 
 
