@@ -19,8 +19,9 @@ CARDS = ("mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist", "mnist-mix-mni
 INTRO = (
     "Transfer Lab trains an image classifier on a **source** data set whose labels you have and measures how "
     "well it works on a **target** data set that looks different. "
-    "You choose a pretrained backbone, how many of its stages stay frozen, and whether to fine-tune plainly or "
-    "with domain-adversarial training (DANN), which learns features that cannot tell the two domains apart. "
+    "You choose a pretrained backbone, how many of its stages stay frozen, and how to transfer: fine-tune "
+    "plainly, align the two domains' features with a domain-adaptation method, or re-weight the source images "
+    "to look like the target; Setup lists every method with its paper. "
     "Runs train in the background while you watch loss, accuracy and the features of both domains move together."
 )
 
