@@ -5,11 +5,9 @@ folder with messages naming them, and shows real predictions in its grid (AppTes
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +15,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tl_core.__main__ import main as cli_main
 from tl_core.store import RunStore
 from tl_ui import keys, predict_view
 
+from test_export import TINY, cli
 from test_pages import ROOT, TIMEOUT, RecordingManager, _use_manager
-
-TINY = ["--source", "mnist", "--target", "mnist-m", "--backbone", "lenet", "--max-train", "256", "--batch-size", "32",
-        "--epochs", "1", "--seed", "1", "--device", "cpu", "--no-snapshots", "--quiet", "--method", "finetune"]
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m tl_core ARGS`` with TL_HOME=home, in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        mp.setenv("TL_HOME", str(home))
-        code = cli_main(list(args))
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, str, Path]:
