@@ -380,6 +380,40 @@ def check_memory(folder: Path, n_images: int, size: int) -> None:
 
 
 # ------------------------------------------------------------------ decoding
+def _list_tree(root: Path, allowed_root: str | None,
+               ) -> tuple[tuple[str, ...], list[str], list[tuple[int, str]], list[str]]:
+    """A folder's image files in decode order: (classes (empty when unlabelled), absolute paths, their
+    (label, relative path) — label -1 when unlabelled — and the files skipped as links outside the data folder)."""
+    tree, labelled = _tree_of(root)
+    classes = tuple(tree) if labelled else ()
+    paths, owners, skipped = [], [], []
+    for ci, files in enumerate(tree.values()):
+        for rel in files:
+            full = root / rel
+            if allowed_root is not None and Path(allowed_root) not in full.resolve().parents:
+                skipped.append(f"{rel}: links outside the data folder")
+                continue
+            paths.append(str(full))
+            owners.append((ci if labelled else -1, rel))
+    return classes, paths, owners, skipped
+
+
+def _map_reporting(fn: Callable[[Any], Any], jobs: list[Any], failed: Callable[[Any], bool], name: str,
+                   chunksize: int, every: int) -> list[Any]:
+    """``fn`` over ``jobs`` in a thread pool (Pillow works without holding the GIL), in order; tells
+    ``DECODE_PROGRESS`` how far it got every ``every`` results and at the end, with the failures counted."""
+    report = DECODE_PROGRESS.get()
+    results: list[Any] = []
+    bad = 0
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        for result in pool.map(fn, jobs, chunksize=chunksize):
+            results.append(result)
+            bad += failed(result)
+            if report is not None and (len(results) % every == 0 or len(results) == len(jobs)):
+                report(len(results), len(jobs), name + (f" ({bad:,} unreadable, skipped)" if bad else ""))
+    return results
+
+
 @functools.lru_cache(maxsize=4)
 def _decode_tree(root_str: str, fingerprint: str, size: int, allowed_root: str | None,
                  ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
@@ -392,29 +426,9 @@ def _decode_tree(root_str: str, fingerprint: str, size: int, allowed_root: str |
         (empty when unlabelled), skipped "path: why").
     """
     root = Path(root_str)
-    tree, labelled = _tree_of(root)
-    classes = tuple(tree) if labelled else ()
-    jobs, owners, skipped = [], [], []
-    for ci, files in enumerate(tree.values()):
-        for rel in files:
-            full = root / rel
-            if allowed_root is not None:
-                real = full.resolve()
-                if Path(allowed_root) not in real.parents:
-                    skipped.append(f"{rel}: links outside the data folder")
-                    continue
-            jobs.append((str(full), size))
-            owners.append((ci if labelled else -1, rel))
-    workers = max(1, min(8, os.cpu_count() or 1))
-    report = DECODE_PROGRESS.get()
-    results = []
-    bad = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without holding the GIL
-        for result in pool.map(_try_read, jobs, chunksize=16):
-            results.append(result)
-            bad += result[0] is None
-            if report is not None and (len(results) % 64 == 0 or len(results) == len(jobs)):
-                report(len(results), len(jobs), root.name + (f" ({bad:,} unreadable, skipped)" if bad else ""))
+    classes, paths, owners, skipped = _list_tree(root, allowed_root)
+    results = _map_reporting(_try_read, [(path, size) for path in paths], lambda r: r[0] is None, root.name,
+                             chunksize=16, every=64)
     images, labels = [], []
     for (arr, why), (ci, rel) in zip(results, owners):
         if arr is None:
@@ -429,6 +443,16 @@ def _decode_tree(root_str: str, fingerprint: str, size: int, allowed_root: str |
     return imgs, labs, classes, tuple(skipped)
 
 
+def _probe(path: str) -> str:
+    """Why an image file's header does not read ("" when it does; no pixels decoded)."""
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - the header only
+        return ""
+    except Exception as e:  # noqa: BLE001 - unreadable: skipped
+        return (str(e) or type(e).__name__).splitlines()[0][:200]
+
+
 @functools.lru_cache(maxsize=4)
 def _probe_tree(root_str: str, fingerprint: str, allowed_root: str | None,
                 ) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...], tuple[str, ...]]:
@@ -437,35 +461,8 @@ def _probe_tree(root_str: str, fingerprint: str, allowed_root: str | None,
     Returns (absolute paths, labels (-1 unlabelled), classes, skipped "path: why"); cached by fingerprint.
     """
     root = Path(root_str)
-    tree, labelled = _tree_of(root)
-    classes = tuple(tree) if labelled else ()
-    jobs, owners, skipped = [], [], []
-    for ci, files in enumerate(tree.values()):
-        for rel in files:
-            full = root / rel
-            if allowed_root is not None and Path(allowed_root) not in full.resolve().parents:
-                skipped.append(f"{rel}: links outside the data folder")
-                continue
-            jobs.append(str(full))
-            owners.append((ci if labelled else -1, rel))
-
-    def probe(path: str) -> str:
-        try:
-            with Image.open(path) as im:
-                im.size  # noqa: B018 - the header only
-            return ""
-        except Exception as e:  # noqa: BLE001 - unreadable: skipped
-            return (str(e) or type(e).__name__).splitlines()[0][:200]
-
-    report = DECODE_PROGRESS.get()
-    results = []
-    bad = 0
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        for why in pool.map(probe, jobs, chunksize=64):
-            results.append(why)
-            bad += bool(why)
-            if report is not None and (len(results) % 256 == 0 or len(results) == len(jobs)):
-                report(len(results), len(jobs), root.name + (f" ({bad:,} unreadable, skipped)" if bad else ""))
+    classes, jobs, owners, skipped = _list_tree(root, allowed_root)
+    results = _map_reporting(_probe, jobs, bool, root.name, chunksize=64, every=256)
     paths, labels = [], []
     for path, why, (ci, rel) in zip(jobs, results, owners):
         if why:
