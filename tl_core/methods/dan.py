@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tl_core.methods._base import Method, StepChart, param, register
+from tl_core.methods.dann import source_only_start, warmup_gamma
 from tl_core.methods.finetune import weighted_cross_entropy
 
 
@@ -28,12 +29,8 @@ from tl_core.methods.finetune import weighted_cross_entropy
 class DANParams:
     mmd_weight: float = param(1.0, "MMD weight", "Weight of the MMD² term at the end of the warm-up (the DAN "
                               "paper: 1).", min=0, max=100, step=0.1)
-    gamma: float = param(10.0, "λ warm-up steepness γ", "γ in 2/(1+exp(−γp))−1; the DANN paper uses 10.",
-                         min=0, min_open=True, step=1.0)
-    source_warmup: float = param(0.2, "Source-only start", "Fraction of training with λ = 0, so the classes "
-                                 "are learnt before the domain gradient arrives (default 0.2; the DANN paper uses "
-                                 "0). Too early a domain gradient can collapse the features: domains merged, "
-                                 "classes lost.", min=0, max=1, max_open=True, step=0.05)
+    gamma: float = warmup_gamma()
+    source_warmup: float = source_only_start()
     align_logits: bool = param(False, "Align the logits too", "Add the MMD² between source and target logits "
                                "(the paper adapts every task-specific layer, up to the classifier).")
     num_kernels: int = param(5, "Gaussian kernels", "How many bandwidths, 2^k times the mean squared distance "

@@ -18,6 +18,20 @@ from tl_core.methods._base import Method, StepChart, param, register
 from tl_core.methods.finetune import weighted_cross_entropy
 
 
+def warmup_gamma() -> Any:
+    """The warm-up steepness γ, as DANN and the methods that borrow its schedule declare it."""
+    return param(10.0, "λ warm-up steepness γ", "γ in 2/(1+exp(−γp))−1; the DANN paper uses 10.",
+                 min=0, min_open=True, step=1.0)
+
+
+def source_only_start() -> Any:
+    """The share of training before the domain term starts (default 0.2), as DANN and DAN declare it."""
+    return param(0.2, "Source-only start", "Fraction of training with λ = 0, so the classes "
+                 "are learnt before the domain gradient arrives (default 0.2; the DANN paper uses "
+                 "0). Too early a domain gradient can collapse the features: domains merged, "
+                 "classes lost.", min=0, max=1, max_open=True, step=0.05)
+
+
 @dataclass
 class DANNParams:
     lambda_max: float = param(1.0, "λ max", "Weight of the reversed domain gradient at the end of the warm-up "
@@ -25,12 +39,8 @@ class DANNParams:
     lambda_schedule: str = param("warmup", "λ schedule", "How λ grows over training.",
                                  choices={"warmup": "Warm-up: 0 → λ max (DANN paper)",
                                           "constant": "Constant λ max"})
-    gamma: float = param(10.0, "λ warm-up steepness γ", "γ in 2/(1+exp(−γp))−1; the DANN paper uses 10.",
-                         min=0, min_open=True, step=1.0)
-    source_warmup: float = param(0.2, "Source-only start", "Fraction of training with λ = 0, so the classes "
-                                 "are learnt before the domain gradient arrives (default 0.2; the DANN paper uses "
-                                 "0). Too early a domain gradient can collapse the features: domains merged, "
-                                 "classes lost.", min=0, max=1, max_open=True, step=0.05)
+    gamma: float = warmup_gamma()
+    source_warmup: float = source_only_start()
     disc_hidden: int = param(1024, "Discriminator width", "Hidden units in each layer of the domain "
                              "discriminator.", min=1, step=64)
     disc_layers: int = param(2, "Discriminator layers", "Hidden layers of the domain discriminator.", min=1, step=1)
