@@ -17,6 +17,9 @@ from tl_core.config import RunConfig
 from tl_core.failures import RunError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: The checkpoint of the epoch the run's label-free criterion chose (``tl_core.selection``): written, in the
+#: same format, each time the criterion improves; export and predict use it, resume uses the last one.
+SELECTED_NAME = "selected.pt"
 WHERE_NAME = "checkpoint.json"  # where the last checkpoint is (step, epoch, time), for pages that load no torch
 FORMAT = "transfer-lab-checkpoint/1"
 #: A checkpoint is written at the end of each epoch and, inside an epoch, this often (a long epoch on a CPU
@@ -29,6 +32,23 @@ _KEYS = ("step", "epoch", "backbone", "head", "method", "optimizer", "scaler", "
 def checkpoint_path(run_dir: str | os.PathLike) -> Path:
     """Where a run keeps its last checkpoint."""
     return Path(run_dir) / CHECKPOINT_NAME
+
+
+def selected_path(run_dir: str | os.PathLike) -> Path:
+    """Where a run keeps the checkpoint of the epoch its criterion chose."""
+    return Path(run_dir) / SELECTED_NAME
+
+
+def weights_path(run_dir: str | os.PathLike) -> Path:
+    """The checkpoint whose weights stand for the run (export, predict): the selected one when the run wrote
+    one (its criterion had a finite score at some epoch), else the last."""
+    chosen = selected_path(run_dir)
+    return chosen if chosen.exists() else checkpoint_path(run_dir)
+
+
+def write_selected(state: dict[str, Any], run_dir: str | os.PathLike) -> None:
+    """Write the checkpoint of the epoch the criterion just chose (atomically)."""
+    save_atomic(state, selected_path(run_dir))
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
@@ -84,8 +104,12 @@ def last_saved(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def make_state(config: RunConfig, model: Any, method: Any, opt: Any, step: int, epoch: int,
-               extras: list[Any] = (), in_epoch: int = 0) -> dict[str, Any]:
+               extras: list[Any] = (), in_epoch: int = 0, selection: dict[str, Any] | None = None,
+               ) -> dict[str, Any]:
     """What a checkpoint holds: the config, where training is, and every state needed to go on.
+
+    ``selection``: the criterion tracker's state (``tl_core.selection.Tracker.state``), so a resumed run
+    goes on counting epochs without improvement from where it was.
 
     ``epoch``: epochs completed; ``in_epoch``: steps done in the next one (a checkpoint written inside an
     epoch, by time), with the random state then, so a resumed run goes on exactly as it would have.
@@ -96,7 +120,8 @@ def make_state(config: RunConfig, model: Any, method: Any, opt: Any, step: int, 
             "rng": torch.get_rng_state(),
             "backbone": model.backbone.state_dict(), "head": model.head.state_dict(), "method": method.state_dict(),
             "extras": {e.name: e.state_dict() for e in extras},
-            "optimizer": opt.state_dict(), "scaler": opt.scaler_state_dict()}
+            "optimizer": opt.state_dict(), "scaler": opt.scaler_state_dict(),
+            **({} if selection is None else {"selection": selection})}
 
 
 def load_checkpoint_file(path: str | os.PathLike, expect_config: RunConfig | None = None) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from tl_core.selection import DEFAULT_CRITERION
+
 HEADS = ("linear", "mlp")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("anneal", "constant", "cosine")
@@ -144,12 +146,21 @@ class SnapshotConfig:
     priority: str = "background"  # training first (projector at SCHED_IDLE) or "live": pictures keep up
 
 
+@dataclass
+class SelectionConfig:
+    """How a run chooses its checkpoint without target labels (criteria: ``tl_core/selection.py``)."""
+
+    criterion: str = DEFAULT_CRITERION
+    patience: int = 0  # early stopping: epochs without improvement of the criterion; 0 = off
+
+
 _SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
     "method": MethodConfig,
     "optim": OptimConfig,
     "snapshot": SnapshotConfig,
+    "selection": SelectionConfig,
 }
 
 
@@ -163,6 +174,7 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -302,6 +314,9 @@ class RunConfig:
                 errs.append("snapshot.every_epochs: must be 0 (off) or more.")
             if not isinstance(s.every_steps, int) or s.every_steps < 0:
                 errs.append("snapshot.every_steps: must be 0 (off) or more.")
+        from tl_core.selection import problems as selection_problems
+
+        errs += selection_problems(self.selection.criterion, self.selection.patience)
         return errs
 
 

@@ -12,26 +12,27 @@ import numpy as np
 import torch
 
 from tl_core.prepare import Prepared
+from tl_core.selection import label_free_scores
 
 
 def predict(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 512, entropy: bool = False,
             ) -> tuple[np.ndarray, ...]:
     """Predicted labels and features for compact inputs of one domain, in eval mode (with ``entropy``, the
     entropy of each softmax as a third array)."""
-    preds, feats, ents = predict_full(p, x, domain, batch)
+    preds, feats, ents, _ = predict_full(p, x, domain, batch)
     return (preds, feats, ents) if entropy else (preds, feats)
 
 
 @torch.no_grad()
 def predict_full(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 512,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted labels, features and the entropy (nats) of each softmax, in eval mode."""
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted labels, features, the entropy (nats) of each softmax and the softmax itself, in eval mode."""
     model = p.model
     was = model.backbone.training, model.head.training
     model.train(False)
     p.method.train(False)
     encode: Callable[[torch.Tensor], torch.Tensor] = p.method.encoder(domain, model)
-    preds, feats, ents = [], [], []
+    preds, feats, ents, probs = [], [], [], []
     for i in range(0, x.shape[0], batch):
         f = encode(x[i:i + batch])
         logits = model.head(f).float()
@@ -39,16 +40,19 @@ def predict_full(p: Prepared, x: torch.Tensor, domain: str = "source", batch: in
         feats.append(f.float().cpu())
         logp = torch.log_softmax(logits, 1)
         ents.append(-(logp.exp() * logp).sum(1).cpu())
+        probs.append(logp.exp().cpu())
     model.backbone.train(was[0])
     model.head.train(was[1])
     p.method.train(was[0])
-    return torch.cat(preds).numpy(), torch.cat(feats).numpy(), torch.cat(ents).numpy()
+    return torch.cat(preds).numpy(), torch.cat(feats).numpy(), torch.cat(ents).numpy(), torch.cat(probs).numpy()
 
 
 def evaluate(p: Prepared, outputs: dict[str, np.ndarray] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """Source validation and target test accuracy, per-class accuracy and confusion (target), and the
-    label-free target score ``target_entropy``: the mean entropy (nats) of the softmax on the target test
-    images (lower: more confident; log(classes) is a uniform guess).
+    label-free scores of :func:`tl_core.selection.label_free_scores` (``source_val_acc``, ``target_entropy``:
+    the mean entropy (nats) of the softmax on the target test images, lower: more confident, log(classes) is a
+    uniform guess; ``target_im``, ``target_snd``, ``dev_risk``), computed from the same forward pass with no
+    target label.
 
     With an unlabelled target (``p.target_labelled`` False) there is no target accuracy: the metrics
     hold no ``target_test_acc`` (never a made-up number), and ``extra`` holds ``target_labelled``
@@ -58,23 +62,23 @@ def evaluate(p: Prepared, outputs: dict[str, np.ndarray] | None = None) -> tuple
     (``src_pred``, ``src_feats``, ``tgt_pred``, ``tgt_feats``): a snapshot taken right after an
     evaluation reads its sample's rows from them instead of a second forward pass.
     """
-    src_pred, src_feats = predict(p, p.src_val[0], "source")
-    tgt_pred, tgt_feats, tgt_ent = predict(p, p.tgt_test[0], "target", entropy=True)
+    src_pred, src_feats, _, src_probs = predict_full(p, p.src_val[0], "source")
+    tgt_pred, tgt_feats, _, tgt_probs = predict_full(p, p.tgt_test[0], "target")
     if outputs is not None:
         outputs.update(src_pred=src_pred, src_feats=src_feats, tgt_pred=tgt_pred, tgt_feats=tgt_feats)
-    src_y, tgt_y = p.src_val[1].cpu().numpy(), p.tgt_test[1].cpu().numpy()
+    src_y = p.src_val[1].cpu().numpy()
     k = len(p.classes)
-    entropy = float(tgt_ent.mean()) if len(tgt_ent) else float("nan")
+    scores = label_free_scores(src_probs, src_y, src_feats, tgt_probs, tgt_feats)
     if not p.target_labelled:
         share = np.bincount(tgt_pred, minlength=k) / max(1, len(tgt_pred))
-        return ({"source_val_acc": float((src_pred == src_y).mean()), "target_entropy": entropy},
-                {"classes": p.classes, "target_labelled": False, "target_pred_share": share.tolist()})
+        return (scores, {"classes": p.classes, "target_labelled": False, "target_pred_share": share.tolist()})
+    tgt_y = p.tgt_test[1].cpu().numpy()  # for reporting only: no score above reads it
     conf = np.zeros((k, k), dtype=np.int64)
     np.add.at(conf, (tgt_y, tgt_pred), 1)
     per_class = [float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None for i in range(k)]
     wrong = np.nonzero(tgt_pred != tgt_y)[0][:24]
-    metrics = {"source_val_acc": float((src_pred == src_y).mean()), "target_test_acc": float((tgt_pred == tgt_y).mean()),
-               "target_entropy": entropy}
+    metrics = {"source_val_acc": scores["source_val_acc"], "target_test_acc": float((tgt_pred == tgt_y).mean()),
+               **scores}
     extra = {"per_class": per_class, "confusion": conf.tolist(), "classes": p.classes,
              "misclassified": [[int(i), int(tgt_pred[i])] for i in wrong]}
     return metrics, extra

@@ -65,14 +65,26 @@ def execute_run(store: RunStore, run_id: str, config: RunConfig, stop: threading
                        input_error=isinstance(exc, expected_errors()) and status == "failed")
     if before_finish is not None:
         before_finish()
-    status = finish_run(store, run_id, result, interrupted=orphaned is not None and orphaned.is_set())
+    status = finish_run(store, run_id, result, interrupted=orphaned is not None and orphaned.is_set(), config=config)
     return Outcome(status, result)
 
 
-def finish_run(store: RunStore, run_id: str, result: dict[str, Any], interrupted: bool = False) -> str:
-    """Summary (final and best target accuracy for reporting) and final status of a run that returned."""
-    summary = {k: v for k, v in result.items() if k != "status"}
+def finish_run(store: RunStore, run_id: str, result: dict[str, Any], interrupted: bool = False,
+               config: RunConfig | None = None) -> str:
+    """Summary (final and best target accuracy for reporting) and final status of a run that returned.
+
+    The epoch the run's label-free criterion chose and the oracle epoch (best target accuracy, reporting
+    only) go into the summary and into ``result`` (``chosen``, ``oracle``: the CLI's JSON line carries them).
+    """
+    from tl_core.selection import summarise
+
     epochs = store.epoch_metrics(run_id)
+    if config is None:
+        rec = store.get_run(run_id)
+        config = RunConfig.from_dict(rec.config) if rec is not None else RunConfig()
+    if not epochs.empty:
+        result.update(summarise(epochs, config.selection.criterion))
+    summary = {k: v for k, v in result.items() if k != "status"}
     if not epochs.empty and "target_test_acc" in epochs:
         summary["best_target_test_acc"] = float(epochs["target_test_acc"].max())
         summary["final_target_test_acc"] = float(epochs["target_test_acc"].iloc[-1])

@@ -25,7 +25,8 @@ class Recorder(Protocol):
     # Optional: ``warn(message)`` for something the user should know that does not stop the run
     # (unreadable images skipped), and ``phase(text or None)``: what the run does besides taking steps
     # (loading data, evaluating). The trainer calls them only when the recorder has them, as it does
-    # ``save_weights(weights)``: the per-image weights a method set before training (one per labelled image).
+    # ``save_weights(weights)``: the per-image weights a method set before training (one per labelled image),
+    # and ``save_selected(state)``: the checkpoint of the epoch the label-free criterion chose so far.
 
 
 class StoreRecorder:
@@ -58,6 +59,9 @@ class StoreRecorder:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         checkpoint.write(state, self.run_dir)
+
+    def save_selected(self, state: dict[str, Any]) -> None:
+        checkpoint.write_selected(state, self.run_dir)
 
     def save_backbone(self, backbone: Any) -> None:
         from tl_core.backbones import save_backbone
@@ -95,6 +99,7 @@ class MemoryRecorder:
         self.warnings: list[str] = []
         self.phases: list[str | None] = []
         self.weights: np.ndarray | None = None
+        self.selected_epochs: list[int] = []  # each epoch whose selected checkpoint was written
 
     def save_weights(self, weights: np.ndarray) -> None:
         self.weights = np.asarray(weights, dtype=np.float32)
@@ -119,6 +124,11 @@ class MemoryRecorder:
             checkpoint.write(state, self.run_dir)
         if self.keep_checkpoints:
             self.checkpoints.append(state)
+
+    def save_selected(self, state: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            checkpoint.write_selected(state, self.run_dir)
+        self.selected_epochs.append(int(state["epoch"]))
 
     def save_backbone(self, backbone: Any) -> None:
         if self.run_dir is not None:

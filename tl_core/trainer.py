@@ -30,6 +30,7 @@ from tl_core.methods import Batch, RunContext
 from tl_core.optim import Optimisation
 from tl_core.prepare import Prepared, prepare, skipped_warning, throttled
 from tl_core.recorder import Recorder
+from tl_core.selection import Tracker
 from tl_core.snapshots import SnapshotSample, prepare_snapshots, snapshot_steps, take_snapshot
 
 CACHE_BUDGET_BYTES = 3 * 1024**3  # frozen-stage outputs are cached only below this size
@@ -101,11 +102,14 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     steps_per_epoch = math.ceil(n_train / o.batch_size)
     total_steps = o.epochs * steps_per_epoch
     step, start_epoch, in_epoch, rng = 0, 0, 0, None
+    # The label-free criterion: the selected checkpoint when it improves, early stopping on it (no target label).
+    tracker = Tracker(config.selection.criterion, config.selection.patience)
     if resume is not None:
         where["phase"] = "while loading the checkpoint"
         _phase(recorder, "loading the checkpoint")
         state = ckpt.load_checkpoint_file(resume, expect_config=config)
         in_epoch, rng = int(state.get("in_epoch", 0)), state.get("rng")
+        tracker.load(state.get("selection"))
         for epoch in range(int(state["epoch"]) + (1 if in_epoch else 0)):  # the frozen stages it had then
             _apply_freezing(p, opt, epoch)
         step, start_epoch = ckpt.restore(state, p.model, p.method, opt, resume, p.extras)
@@ -136,6 +140,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         return per_step * (total_steps - step) + per_eval * epochs_to_evaluate
     final_metrics: dict[str, float] = {}
     status = "completed"
+    note: str | None = None  # why the run ended before its last epoch (early stopping)
 
     for epoch in range(start_epoch, o.epochs):
         _apply_freezing(p, opt, epoch)
@@ -196,7 +201,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
                 where["phase"] = f"while saving the checkpoint at step {step}"
                 _flush(recorder, buffer)  # the metrics up to it are in the store before it is
                 recorder.save_checkpoint(ckpt.make_state(config, p.model, p.method, opt, step, epoch, p.extras,
-                                                         in_epoch=i + 1))
+                                                         in_epoch=i + 1, selection=tracker.state()))
                 last_checkpoint = time.perf_counter()
             if sample is not None and step in snap_at and i + 1 < steps_per_epoch:  # mid-epoch snapshot
                 where["phase"] = f"while taking the snapshot at step {step}"
@@ -213,7 +218,13 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         eval_s = time.perf_counter() - t_eval
         recorder.log_epoch(epoch + 1, step, final_metrics, extra)
         where["phase"] = f"while saving the checkpoint of epoch {epoch + 1}"
-        recorder.save_checkpoint(ckpt.make_state(config, p.model, p.method, opt, step, epoch + 1, p.extras))
+        improved = tracker.update(epoch + 1, final_metrics)
+        state = ckpt.make_state(config, p.model, p.method, opt, step, epoch + 1, p.extras,
+                                selection=tracker.state())
+        recorder.save_checkpoint(state)
+        if improved and hasattr(recorder, "save_selected"):
+            recorder.save_selected(state)
+        del state
         last_checkpoint = time.perf_counter()
         where["phase"] = f"while taking the snapshot after epoch {epoch + 1}"
         if sample is not None and step in snap_at:
@@ -222,6 +233,9 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         _phase(recorder, None)
         recorder.progress(epoch=epoch + 1, step=step, total_steps=total_steps, eta_s=eta(o.epochs - epoch - 1),
                           images_per_s=ips_ema)
+        if tracker.should_stop() and epoch + 1 < o.epochs:  # early stopping: a clean end, status completed
+            note = tracker.stop_note(epoch + 1)
+            break
 
     if status == "completed" and not final_metrics:  # resumed from the last epoch's checkpoint
         final_metrics, _ = evaluate(p)
@@ -230,7 +244,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     recorder.save_backbone(p.backbone)
     _phase(recorder, None)
     out = {"status": status, "step": step, "total_steps": total_steps, "device": str(device),
-           "cached_frozen_stages": cached, **final_metrics,
+           "cached_frozen_stages": cached, **final_metrics, **({"note": note} if note else {}),
            **({} if p.target_labelled else {"target_labelled": False})}  # no target accuracy: no labels
     if any(p.skipped.values()):
         out["skipped_files"] = {role: len(files) for role, files in p.skipped.items()}
