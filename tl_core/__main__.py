@@ -77,6 +77,14 @@ def config_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--augment-trivial", action="store_true", help="TrivialAugment: one random operation per "
                    "image; implies --augment")
     r.add_argument("--allow-download", action="store_true", help="let data sets and weights download")
+    from tl_core.selection import CRITERIA, DEFAULT_CRITERION
+
+    r.add_argument("--criterion", choices=list(CRITERIA), help="label-free score that chooses the checkpoint "
+                   f"export and predict use (default {DEFAULT_CRITERION}): " + "; ".join(
+                       f"{n}: {c.meaning} ({'higher' if c.higher_is_better else 'lower'} is better)"
+                       for n, c in CRITERIA.items()))
+    r.add_argument("--patience", type=int, metavar="EPOCHS", help="early stopping: end the run when the criterion "
+                   "has not improved for this many epochs (default 0: off)")
     r.add_argument("--name", default="")
 
 
@@ -179,6 +187,7 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         (cfg.optim, "backbone_lr_mult", a.backbone_lr_mult), (cfg.optim, "lr_decay", a.lr_decay),
         (cfg.optim, "weight_decay", a.weight_decay),
         (cfg.optim, "optimizer", a.optimizer), (cfg, "seed", a.seed), (cfg, "device", a.device),
+        (cfg.selection, "criterion", a.criterion), (cfg.selection, "patience", a.patience),
     ]
     if a.method is not None and a.method != cfg.method.name:
         cfg.method.name, cfg.method.params = a.method, {}

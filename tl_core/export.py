@@ -1,6 +1,8 @@
 """A finished run's model, to take away: a bundle, TorchScript or ONNX.
 
-Which weights: the run's last checkpoint (``checkpoint.pt``, loaded with ``weights_only=True``), and
+Which weights: the checkpoint of the epoch the run's label-free criterion chose (``selected.pt``, see
+:mod:`tl_core.selection`; the last checkpoint ``checkpoint.pt`` for a run that wrote none), loaded with
+``weights_only=True``, and
 the network a user meets on the *target* domain: ``head(encoder(x))`` with the encoder the run's
 method names for the target (``Method.encoder("target", model)``): the backbone for most methods,
 the separate target encoder for ADDA-like ones.
@@ -111,7 +113,7 @@ def _net(backbone: Any, head: Any, info: Any) -> Any:
 # ------------------------------------------------------------------ from a run
 def finished_run(store: Any, run_id: str) -> tuple[Any, RunConfig, Path]:
     """The run's record, config and checkpoint, or ExportError saying why there is nothing to export."""
-    from tl_core.checkpoint import WHEN_WRITTEN, checkpoint_path
+    from tl_core.checkpoint import WHEN_WRITTEN, checkpoint_path, weights_path
 
     rec = store.get_run(run_id)
     if rec is None:
@@ -122,7 +124,7 @@ def finished_run(store: Any, run_id: str) -> tuple[Any, RunConfig, Path]:
     ckpt = checkpoint_path(store.run_dir(run_id))
     if not ckpt.exists():
         raise ExportError(f"run {run_id} ({rec.status}) has no checkpoint to export: one is written {WHEN_WRITTEN}.")
-    return rec, RunConfig.from_dict(rec.config), ckpt
+    return rec, RunConfig.from_dict(rec.config), weights_path(store.run_dir(run_id))
 
 
 def _classes(store: Any, run_id: str, k: int) -> list[str]:
@@ -165,7 +167,7 @@ def _target_encoder(method: Any, model: Any, probe: Any) -> tuple[Any, str]:
 
 
 def load_run(store: Any, run_id: str) -> Network:
-    """The run's network on the target domain from its last checkpoint (CPU, eval mode).
+    """The run's network on the target domain from its chosen checkpoint (else its last; CPU, eval mode).
 
     Raises:
         ExportError: no such run, still running, no checkpoint, or a checkpoint that does not fit.
@@ -173,7 +175,7 @@ def load_run(store: Any, run_id: str) -> Network:
     import torch
 
     from tl_core import backbones as bb
-    from tl_core.checkpoint import load_checkpoint_file
+    from tl_core.checkpoint import SELECTED_NAME, load_checkpoint_file
     from tl_core.failures import RunError
     from tl_core.methods import RunContext, create_method
     from tl_core.modality import modality_for
@@ -219,7 +221,9 @@ def load_run(store: Any, run_id: str) -> Network:
             "method": cfg.method.name, "arch": info.arch, "backbone": m.backbone, "feature_dim": int(feat_dim),
             "num_classes": k, "head": m.head, "head_hidden": m.head_hidden, "dropout": m.dropout,
             "encoder": which, "epoch": int(ckpt["epoch"]), "step": int(ckpt["step"]),
-            "target_test_acc": summary.get("final_target_test_acc"), "exported": time.strftime(
+            "checkpoint": path.name, "criterion": cfg.selection.criterion,
+            "target_test_acc": (summary.get("chosen") or {}).get("target_test_acc")
+            if path.name == SELECTED_NAME else summary.get("final_target_test_acc"), "exported": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__, "onnx_opset": ONNX_OPSET}
     return Network(net=net, config=cfg, classes=classes, meta=meta)
 

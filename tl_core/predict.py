@@ -3,7 +3,7 @@
     python -m tl_core predict --run RUN_ID PATH [PATH...] [--out preds.csv] [--data-root DIR]
 
 A PATH is an image file or a folder (searched recursively for image files, as folder data sets are).
-The network is the one :mod:`tl_core.export` exports (the run's last checkpoint, the target domain's
+The network is the one :mod:`tl_core.export` exports (the run's chosen checkpoint, else its last; the target domain's
 encoder), and each file is prepared as that module's ``preprocessing.json`` says, so the CSV's top-1
 is the exported model's. Columns: ``path, top1, p1, top2, p2, top3, p3, error`` (fewer classes leave
 cells empty; an unreadable file has only ``path`` and ``error``). Without ``--out`` the CSV goes to
@@ -142,7 +142,7 @@ def cli(a: Any) -> int:
 
 
 def add_flags(p: Any) -> None:
-    p.add_argument("--run", required=True, metavar="RUN_ID", help="a finished run (its last checkpoint)")
+    p.add_argument("--run", required=True, metavar="RUN_ID", help="a finished run (its chosen checkpoint, else its last)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     p.add_argument("--out", "--csv", dest="out", help="CSV file to write (default: stdout)")
     p.add_argument("--data-root", help="refuse paths outside this folder (the dashboard's data folder)")
