@@ -15,6 +15,7 @@ with entry.app_run():
         st.Page(keys.PAGE_HOME, title="Home", icon=":material/home:", default=True),
         st.Page(keys.PAGE_SETUP, title="Setup", icon=":material/tune:"),
         st.Page(keys.PAGE_MONITOR, title="Monitor", icon=":material/monitoring:"),
+        st.Page(keys.PAGE_PRESENT, title="Present", icon=":material/co_present:"),
         st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
         st.Page(keys.PAGE_PREDICT, title="Predict", icon=":material/image_search:"),
     ], expanded=True)

@@ -48,7 +48,11 @@ def demo_button(demo: demos.Demo, label: str, key: str, about: str | None = None
             st.session_state[keys.HOME_ERROR] = ("error", f"Could not start the demo ({type(exc).__name__}: {exc}).")
             st.rerun()
         resources.remember_started(ids)
-        widgets.switch_to(keys.PAGE_MONITOR)
+        if st.session_state.get(keys.HOME_PRESENT):  # the projector view of just these runs
+            st.session_state[keys.PRESENT_REQUEST] = list(ids)
+            widgets.switch_to(keys.PAGE_PRESENT)
+        else:
+            widgets.switch_to(keys.PAGE_MONITOR)
 
 
 def render_comparison(presets: dict[str, dict[str, str]]) -> None:
@@ -103,9 +107,12 @@ def main() -> None:
     st.title("Transfer Lab")
     st.markdown(INTRO)
     widgets.show_once(keys.HOME_ERROR)
-    st.markdown("### One-click demos", help="Each preset's demo trains two small models one after the other — "
-                "a source-only baseline and DANN — about a minute each on a laptop CPU, and opens the Monitor "
-                "to compare them.")
+    heading, present = st.columns([4, 1], vertical_alignment="bottom")
+    present.toggle("Open in Present", key=keys.HOME_PRESENT, help="A demo button then opens the Present page: its "
+                   "runs on one projector screen (1280×720), accuracy and features before/now in large type.")
+    heading.markdown("### One-click demos", help="Each preset's demo trains two small models one after the other — "
+                     "a source-only baseline and DANN — about a minute each on a laptop CPU, and opens the "
+                     "Monitor to compare them.")
     presets = resources.presets()
     render_comparison(presets)
     cols = st.columns(len(CARDS))

@@ -35,6 +35,10 @@ HEAD_BORDER = "#d97706"
 CHART_FONT_SIZE = 16
 CHART_TITLE_SIZE = 19
 CHART_HEIGHT = 420
+#: The Present page (a projector at 1280x720, read from the back of a room): larger still.
+PRESENT_FONT_SIZE = 20
+PRESENT_TITLE_SIZE = 24
+PRESENT_POINT_SIZE = 5
 
 #: status -> (label shown to people, st.badge colour, material icon)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {

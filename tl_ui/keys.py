@@ -13,6 +13,7 @@ PAGE_SETUP = "pages/setup.py"
 PAGE_MONITOR = "pages/monitor.py"
 PAGE_RUNS = "pages/runs.py"
 PAGE_PREDICT = "pages/predict.py"
+PAGE_PRESENT = "pages/present.py"
 
 # --------------------------------------------------------------- app-wide
 #: This browser session's owner id (a short uuid), passed as ``owner=`` to submit.
@@ -27,6 +28,7 @@ HOME_RUN_PREFIX = "home.run."          # + preset key: the preset card's button
 HOME_COMPARE = "home.compare"          # the "Which adaptation method?" demo's button
 HOME_FOLDER = "home.folder"            # the "own image folders" card's button
 HOME_ERROR = "home.error"              # a message from the last click, shown once
+HOME_PRESENT = "home.present"          # the demos open in the Present view instead of the Monitor
 
 # ------------------------------------------------------------------ setup
 SETUP_FIELD_PREFIX = "setup.f."
@@ -91,3 +93,11 @@ PREDICT_UPLOAD = "predict.upload"
 PREDICT_FOLDER = "predict.folder"
 PREDICT_BUTTON = "predict.button"
 PREDICT_RESULT = "predict.result"       # the last prediction: run id, rows, thumbnails, refused files
+
+# ---------------------------------------------------------------- present
+#: Set by Home (a demo opened in Present) to ask the Present page to show these run ids (consumed once).
+PRESENT_REQUEST = "present.request"
+PRESENT_PICK = "present.pick"          # the Present page's run multiselect
+#: What the Present page last saw: the Monitor pick and Runs table selection (a change there is followed)
+#: and its own pick (Streamlit drops a widget's state while another page shows).
+PRESENT_SEEN = "present.seen"
