@@ -18,6 +18,7 @@ from tl_core.config import (LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIO
 from tl_core.jobs import ConfigError
 from tl_ui import access, entry, keys, lr_finder_view, resources, runinfo, validation, widgets
 from tl_ui.freezing_view import stage_diagram
+from tl_ui.selection_view import render_setup as render_selection
 
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
@@ -26,7 +27,7 @@ RUN_BACKBONE = "run:"          # a backbone saved by an earlier run (tl_core.bac
 SAVED_PREFIX = "saved-from:"   # the backbone choice that opens the earlier runs' backbones of one architecture
 #: Every RunConfig field lives in session state under setup_key(path); most have a widget,
 #: the others keep the preset's value, except data_root: always the dashboard's data folder.
-OPTIONAL_INT = {"data.max_train", "data.max_test"}   # widget 0 means None ("all")
+OPTIONAL_INT = {"data.max_train", "data.max_test", "data.labels_per_class"}   # widget 0 means None ("all")
 OPTIONAL_STR = {"data.source_path", "data.target_path"}  # widget "" means None
 HEAD_LABELS = {"linear": "Linear", "mlp": "MLP (one hidden layer)"}
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
@@ -227,6 +228,10 @@ def render_data(slots: dict[str, Any]) -> None:
     slots["data.image_size"] = c1.empty()
     slots["data.max_train"] = c2.empty()
     slots["data.max_test"] = c3.empty()
+    c1.number_input("Labelled images per class (0 = all)", min_value=0, step=10, key=k("data.labels_per_class"),
+                    help="Few labels: train on this many labelled images of each class, drawn at random with the "
+                         "run's seed (10 with ten classes: 100 images). 0 uses every labelled image.", **PERSIST)
+    slots["data.labels_per_class"] = c1.empty()
     st.checkbox("Allow downloads (torchvision data sets and weights)", key=k("data.allow_download"),
                 help="Off by default: everything built in works offline.", **PERSIST)
     slots["data"] = st.empty()
@@ -622,6 +627,7 @@ def main() -> None:
         render_method(slots)
     with right:
         render_optim(slots)
+        render_selection(slots, k, PERSIST)  # the label-free checkpoint choice and early stopping
     render_runtime(slots)
 
     try:

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     config_flags(r)
     r.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/interrupted run from its last checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--baseline", action="store_true", help="train the run's baseline first (source only for an "
+                   "adaptation method, from scratch for a fine-tune of pretrained weights; tl_core/gain.py) unless "
+                   "a finished one with the same settings is stored; the JSON line then carries the gain")
     f = sub.add_parser("lr-find", help="learning-rate range test on a run's settings (nothing is stored as a "
                        "run); prints a summary, then one JSON line with the suggested lr and the curve")
     from tl_core.lr_find import add_flags
@@ -64,6 +67,8 @@ def config_flags(r: argparse.ArgumentParser) -> None:
                    "top trains at the rate of the one above × this (default 1: all the same; ULMFiT: 0.38)")
     r.add_argument("--weight-decay", type=float), r.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     r.add_argument("--image-size", type=int), r.add_argument("--max-train", type=int)
+    r.add_argument("--labels-per-class", type=int, metavar="K", help="train on K labelled images of each class "
+                   "(a random subset of the labelled training split, drawn with --seed; default: all)")
     r.add_argument("--seed", type=int), r.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     r.add_argument("--no-amp", action="store_true"), r.add_argument("--no-snapshots", action="store_true")
     r.add_argument("--augment", action="store_true", help="augment training images, each image its own draw "
@@ -181,6 +186,7 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         (cfg.data, "source", a.source), (cfg.data, "target", a.target), (cfg.data, "source_path", a.source_path),
         (cfg.data, "target_path", a.target_path), (cfg.data, "data_root", a.data_root),
         (cfg.data, "image_size", a.image_size), (cfg.data, "max_train", a.max_train),
+        (cfg.data, "labels_per_class", a.labels_per_class),
         (cfg.method, "train_on", a.train_on),
         (cfg.model, "backbone", a.backbone), (cfg.model, "freeze", a.freeze), (cfg.model, "head", a.head),
         (cfg.optim, "epochs", a.epochs), (cfg.optim, "batch_size", a.batch_size), (cfg.optim, "lr", a.lr),
@@ -325,6 +331,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         problems = check(cfg)
         if problems:
             return _error("the run cannot start:\n  " + "\n  ".join(problems))
+        if getattr(a, "baseline", False):
+            code = _run_baseline(store, cfg, a.quiet)
+            if code:
+                return code
         run_id = store.create_run(cfg, owner="cli")
         store.claim(run_id)
     from tl_core.execute import execute_run
@@ -359,8 +369,42 @@ def cmd_run(a: argparse.Namespace) -> int:
     if outcome.result.get("target_labelled") is False:
         print(f"{NO_TARGET_LABELS}; source validation accuracy {outcome.result.get('source_val_acc', float('nan')):.4f}, "
               f"target prediction entropy {outcome.result.get('target_entropy', float('nan')):.4f}", file=sys.stderr)
+    from tl_core import gain
+
+    rec = store.get_run(run_id)
+    g = gain.gain_for(store, rec) if rec is not None else None
+    if g is not None and g.against is not None:
+        print(g.text(), file=sys.stderr)
+        outcome.result["gain"] = g.to_dict()
     print(json.dumps({"run_id": run_id, **outcome.result}))
     return 0
+
+
+def _run_baseline(store: Any, cfg: RunConfig, quiet: bool) -> int:
+    """Train ``cfg``'s baseline (tl_core/gain.py) unless a finished or queued one is stored; its JSON line goes
+    to stderr, so stdout's last line stays the run's. Returns 0, or the baseline's failing exit status."""
+    import contextlib
+    import os
+    import tempfile
+
+    from tl_core import gain
+
+    base = gain.baseline_to_queue(store, cfg)
+    if base is None:
+        kind = gain.baseline_kind(cfg)
+        print(f"baseline ({kind}): already stored" if kind else "this run is a baseline itself (no gain to "
+              "compute)", file=sys.stderr)
+        return 0
+    print(f"training the baseline first: {base.name}", file=sys.stderr)
+    fd, path = tempfile.mkstemp(suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(base.to_json())
+        with contextlib.redirect_stdout(sys.stderr):
+            code = cmd_run(_parser().parse_args(["run", "--config", path] + (["--quiet"] if quiet else [])))
+    finally:
+        os.unlink(path)
+    return code
 
 
 def cmd_lr_find(a: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ class DataConfig:
     image_size: int = 28
     max_train: int | None = None
     max_test: int | None = None
+    labels_per_class: int | None = None  # keep this many labelled training images of each class (None: all)
     source_path: str | None = None
     target_path: str | None = None
     data_root: str | None = None
@@ -289,7 +290,8 @@ class RunConfig:
         positive_int("data.image_size", d.image_size)
         if isinstance(d.image_size, int) and d.image_size > 1024:
             errs.append(f"data.image_size: {d.image_size} is too large (at most 1024).")
-        for path, v in (("data.max_train", d.max_train), ("data.max_test", d.max_test)):
+        for path, v in (("data.max_train", d.max_train), ("data.max_test", d.max_test),
+                        ("data.labels_per_class", d.labels_per_class)):
             if v is not None:
                 positive_int(path, v)
         if (isinstance(d.max_train, int) and isinstance(o.batch_size, int) and 0 < d.max_train < o.batch_size):

@@ -101,6 +101,12 @@ def finish_run(store: RunStore, run_id: str, result: dict[str, Any], interrupted
         store.set_status(run_id, "stopped", error="Stopped by the user.", hint=STOPPED_HINT)
         return "stopped"
     store.set_status(run_id, "completed")
+    try:  # transfer gain against its baseline, on it and on the runs it is the baseline of (tl_core/gain.py)
+        from tl_core import gain
+
+        gain.record(store, run_id)
+    except Exception:  # a comparison never fails a run
+        log.warning("transfer gain of run %s not recorded", run_id, exc_info=True)
     return "completed"
 
 

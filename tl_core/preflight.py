@@ -31,7 +31,13 @@ def check(config: RunConfig) -> list[str]:
     try:
         bb.get_info(m.backbone)
     except (KeyError, bb.BackboneError) as e:
-        problems.append(f"model.backbone: {e.args[0] if e.args else e}")
+        pending = bb.pending_architecture(m.backbone) if m.backbone.startswith(bb.RUN_PREFIX) else None
+        if pending is None:
+            problems.append(f"model.backbone: {e.args[0] if e.args else e}")
+        else:  # saved by a run still in the queue: it will be there when this run starts (after that one)
+            freeze = bb.freeze_problem(pending, m.freeze)
+            if freeze:
+                problems.append(freeze)
     else:
         freeze = bb.freeze_problem(m.backbone, m.freeze)
         if freeze:

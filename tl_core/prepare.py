@@ -95,6 +95,8 @@ def prepare(config: RunConfig, device: torch.device,
         raise RunError(f"model.freeze: {e}") from e
 
     labelled = tgt_train if config.labelled_domain() == "target" else src_train
+    if d.labels_per_class:  # few labels: k labelled images of each class, drawn with the run's seed
+        labelled = labelled.subset(tld.per_class_subset(labelled.labels, d.labels_per_class, config.seed))
     if config.optim.batch_size > len(labelled.labels):
         raise RunError(f"optim.batch_size: {config.optim.batch_size} is larger than the training set "
                        f"({len(labelled.labels)} images).", hint="Choose a smaller batch size.")

@@ -47,15 +47,16 @@ from tl_core.backbones._registry import (
     default_image_size,
     freeze_problem,
     get_info,
+    has_pretrained_weights,
     list_backbones,
     param_counts,
     register_backbone,
     weights_available,
 )
-from tl_core.backbones._saved import list_saved_backbones, save_backbone
+from tl_core.backbones._saved import list_saved_backbones, pending_architecture, save_backbone
 
 __all__ = [
     "HEAD_KINDS", "RUN_PREFIX", "Backbone", "BackboneError", "BackboneInfo", "UnknownBackboneError",
-    "create_backbone", "default_image_size", "freeze_problem", "freeze_stages", "get_info", "imagenet_logits", "list_backbones", "list_saved_backbones",
-    "make_head", "param_counts", "register_backbone", "save_backbone", "weights_available",
+    "create_backbone", "default_image_size", "freeze_problem", "freeze_stages", "get_info", "has_pretrained_weights", "imagenet_logits", "list_backbones", "list_saved_backbones",
+    "make_head", "param_counts", "pending_architecture", "register_backbone", "save_backbone", "weights_available",
 ]

@@ -138,6 +138,15 @@ def weights_available(name: str, home: str | Path | None = None) -> tuple[bool, 
         return False, str(e)
 
 
+def has_pretrained_weights(name: str) -> bool:
+    """True when ``name`` brings pretrained weights: ``run:<id>``, or a registered backbone with weights
+    (``lenet``: False; an unknown name: False)."""
+    if name.startswith(RUN_PREFIX):
+        return True
+    entry = _REGISTRY.get(name)
+    return entry is not None and entry.weights_status is not _no_weights_needed
+
+
 def create_backbone(name: str, pretrained: bool = True, allow_download: bool = False,
                     home: str | Path | None = None) -> Backbone:
     """Build a backbone, with its pretrained weights when ``pretrained``.

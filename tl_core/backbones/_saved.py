@@ -75,6 +75,33 @@ def saved_status(name: str, home: str | Path | None = None) -> tuple[bool, str]:
         return False, str(e)
 
 
+def pending_architecture(name: str, home: str | Path | None = None) -> str | None:
+    """The architecture ``run:<id>`` will save when that run finishes, if it is still queued or running (runs
+    train one after the other, so a run queued after it finds the backbone saved); None otherwise."""
+    try:
+        run_id, _ = _run_dir(name, home)
+    except BackboneError:
+        return None
+    if not (_home(home) / "runs.db").is_file():
+        return None
+    from tl_core.store import ACTIVE, RunStore
+
+    store = RunStore(_home(home))
+    try:
+        rec = store.get_run(run_id)
+    finally:
+        store.close()
+    arch = ((rec.config or {}).get("model") or {}).get("backbone") if rec is not None else None
+    if rec is None or rec.status not in ACTIVE or not isinstance(arch, str):
+        return None
+    if arch.startswith(RUN_PREFIX):
+        try:
+            return get_info(arch, home).arch
+        except BackboneError:
+            return pending_architecture(arch, home)
+    return arch
+
+
 def load_saved(name: str, pretrained: bool = True, home: str | Path | None = None) -> Backbone:
     """Build ``run:<id>``: its architecture, with the saved weights unless ``pretrained`` is False.
 

@@ -14,6 +14,7 @@ from torchvision and download only when allowed. torch is imported only by ``to_
 and the torchvision loaders.
 """
 
+from tl_core.data._split import per_class_subset
 from tl_core.data._types import DIGIT_CLASSES, DataError, DatasetInfo, ImageSet, Preset
 from tl_core.data.folder import WORK_SIZE
 from tl_core.data.presets import PRESETS, align_classes, check_pair
@@ -23,5 +24,5 @@ from tl_core.data.tvsets import default_data_root
 
 __all__ = [
     "DIGIT_CLASSES", "DataError", "DatasetInfo", "ImageSet", "PRESETS", "Preset", "WORK_SIZE", "align_classes",
-    "check_pair", "default_data_root", "list_datasets", "load_split", "thumbnail", "to_tensor",
+    "check_pair", "default_data_root", "list_datasets", "load_split", "per_class_subset", "thumbnail", "to_tensor",
 ]

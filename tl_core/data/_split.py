@@ -70,3 +70,27 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
         idx = np.flatnonzero(labels == c)
         chosen.append(rng.choice(idx, size=int(k), replace=False))
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def per_class_subset(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Pick ``k`` indices of every class at random (all of a class that has fewer than ``k``).
+
+    What a run's ``data.labels_per_class`` keeps of its labelled training split: with ten
+    classes and ``k = 10``, exactly 100 labelled images.
+
+    Args:
+        labels: int labels (N,).
+        k: images kept per class, at least 1.
+        seed: random seed; the same seed gives the same subset.
+
+    Returns:
+        Sorted int64 indices.
+    """
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        chosen.append(idx if len(idx) <= k else rng.choice(idx, size=int(k), replace=False))
+    if not chosen:
+        return np.zeros(0, np.int64)
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
