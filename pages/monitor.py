@@ -16,6 +16,7 @@ from tl_core.store import RunRecord
 from tl_ui import access, charts, entry, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
+from tl_ui.selection_view import render_run as render_selection
 from tl_ui.weights_view import render_weights_section
 from tl_ui.widgets import plain
 
@@ -190,6 +191,7 @@ def render_outcome(rec: RunRecord, mine: bool) -> None:
         st.info(plain(f"{rec.error} {rec.hint or ''}".strip()), icon=":material/stop_circle:")
     for warning in (rec.summary or {}).get("warnings", []):
         st.warning(plain(warning), icon=":material/warning:")
+    render_selection(rec, resources.get_store().epoch_metrics(rec.id) if rec.active and rec.epoch else None)
 
 
 # ---------------------------------------------------------------- charts

@@ -11,7 +11,7 @@ import streamlit as st
 
 from tl_core.checkpoint import CHECKPOINT_NAME, WHEN_WRITTEN, checkpoint_path
 from tl_core.store import RunRecord, RunStore
-from tl_ui import access, charts, entry, keys, predict_view, resources, runinfo, theme, widgets
+from tl_ui import access, charts, entry, keys, predict_view, resources, runinfo, selection_view, theme, widgets
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -27,6 +27,7 @@ def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
             "Name": runinfo.run_title(rec),
             "Final target acc": None if final is None else 100 * final,
             "Best target acc": None if best is None else 100 * best,
+            **selection_view.table_columns(rec),
             "Status": theme.STATUS_STYLE.get(rec.status, (rec.status,))[0],
             "Method": runinfo.method_label(c),
             "Data": runinfo.data_pair(c),
@@ -55,7 +56,8 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
                                                               help="Final target test accuracy (after the last "
                                                                    "epoch)"),
             "Best target acc": st.column_config.NumberColumn("Best %", format="%.1f", width=64,
-                                                             help="Best target test accuracy over the epochs"),
+                                                             help=selection_view.BEST_HELP),
+            **selection_view.column_config(),
             "Status": st.column_config.TextColumn(width=88),
             "Method": st.column_config.TextColumn(width=90),
             "Data": st.column_config.TextColumn("Source → target", width=122),

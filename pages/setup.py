@@ -18,6 +18,7 @@ from tl_core.config import (LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIO
 from tl_core.jobs import ConfigError
 from tl_ui import access, entry, keys, lr_finder_view, resources, runinfo, validation, widgets
 from tl_ui.freezing_view import stage_diagram
+from tl_ui.selection_view import render_setup as render_selection
 
 log = logging.getLogger(__name__)
 DEFAULT_PRESET = "mnist-mnist-m"
@@ -626,6 +627,7 @@ def main() -> None:
         render_method(slots)
     with right:
         render_optim(slots)
+        render_selection(slots, k, PERSIST)  # the label-free checkpoint choice and early stopping
     render_runtime(slots)
 
     try:

@@ -15,6 +15,7 @@ import torch
 
 from _tiny import StopInEpoch, tiny_config
 from test_export import TINY, cli
+from test_pages import manager  # noqa: F401 - the pages' recording job manager (a fixture)
 from tl_core import selection
 from tl_core.config import RunConfig
 from tl_core.recorder import MemoryRecorder
@@ -205,3 +206,50 @@ def test_old_config_json_without_selection_loads_with_the_defaults():
     problems = cfg.validate()
     assert any(p.startswith("selection.criterion:") for p in problems)
     assert any(p.startswith("selection.patience:") for p in problems)
+
+
+# ------------------------------------------------------------------ pages
+def _finished_run(store, criterion: str = "target_snd") -> str:
+    """A completed run whose summary holds what execute.finish_run writes (epochs logged, chosen and oracle)."""
+    from test_pages import add_run
+    from tl_core.execute import finish_run
+
+    run_id = add_run(store, "completed", name="chosen-run")
+    for e, (snd, acc) in enumerate([(5.0, 0.30), (6.0, 0.42), (5.5, 0.55)], start=1):
+        store.log_epoch(run_id, e, 10 * e, {"source_val_acc": 0.9, "target_test_acc": acc, "target_snd": snd})
+    cfg = RunConfig(name="chosen-run")
+    cfg.selection.criterion = criterion
+    finish_run(store, run_id, {"status": "completed"}, config=cfg)
+    return run_id
+
+
+def test_monitor_and_runs_show_the_chosen_epoch_and_the_labelled_oracle(manager):
+    from test_pages import open_app, texts
+    from tl_ui import keys
+
+    _finished_run(manager.store)
+    at = open_app(keys.PAGE_MONITOR)
+    said = texts(at)
+    assert "Chosen by Soft neighbourhood density (SND): epoch 2, target accuracy 42.0 %" in said
+    assert "Best epoch 3, target accuracy 55.0 % (oracle: uses target labels)" in said
+    at.switch_page(keys.PAGE_RUNS).run()
+    table = at.dataframe[0].value
+    assert table.loc[0, "Chosen target acc"] == pytest.approx(42.0)
+    assert table.loc[0, "Chosen by"] == "target_snd · epoch 2"
+    assert table.loc[0, "Best target acc"] == pytest.approx(55.0)
+
+
+def test_setup_names_the_default_criterion_and_its_choice_reaches_the_run(manager):
+    from test_pages import open_app
+    from tl_ui import keys
+
+    at = open_app(keys.PAGE_SETUP)
+    box = at.selectbox(key=keys.setup_key("selection.criterion"))
+    assert box.value == selection.DEFAULT_CRITERION
+    assert f"{selection.CRITERIA[selection.DEFAULT_CRITERION].label} (default)" in box.options
+    box.set_value("dev_risk").run()
+    at.number_input(key=keys.setup_key("selection.patience")).set_value(2).run()
+    at.button(key=keys.SETUP_START).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    ((_, cfg, _),) = manager.submitted
+    assert (cfg.selection.criterion, cfg.selection.patience) == ("dev_risk", 2)
