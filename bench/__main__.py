@@ -29,16 +29,22 @@ from bench.common import cpu_counters, load_average, machine_facts, other_work
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 SPEED_SECTIONS = ["overhead", "frozen", "projection", "snapshots", "render", "browser", "cuda", "own_data"]
-ALL = SPEED_SECTIONS + ["accuracy"]
+ALL = SPEED_SECTIONS + ["accuracy", "selection"]
 FULL_ONLY: list[str] = ["own_data"]  # too heavy for the quick run (about 7 min on 2 cores): --only own_data, or --full
 # Safety nets only: the sections keep to their own time budgets in the quick version.
 QUICK_TIMEOUT_S = {"overhead": 600, "frozen": 600, "projection": 300, "snapshots": 600, "render": 300,
-                   "browser": 600, "cuda": 1200, "accuracy": 600, "own_data": 1500}
+                   "browser": 600, "cuda": 1200, "accuracy": 600, "own_data": 1500,
+                  "selection": 900}
 
 # Accuracy plan: (pairs, backbones, seeds, epochs per backbone)
 QUICK_ACCURACY = (["mnist-mnist-m"], ["lenet"], [0], {"lenet": 10})  # the one-click demo's 10 epochs
 FULL_ACCURACY = (["mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist"], ["lenet", "efficientnet_lite0"],
                  [0, 1, 2], {"lenet": 30, "efficientnet_lite0": 10})
+# Checkpoint-choice plan (bench/selection.py, LeNet): the flags after `python -m bench.selection`
+QUICK_SELECTION = ["--pair", "mnist-mnist-m", "--methods", "finetune", "dann", "--seeds", "0", "--epochs", "6",
+                   "--max-train", "1000"]
+FULL_SELECTION = ["--pair", "mnist-mnist-m", "mnist-uci-digits", "syn-digits-mnist", "--methods", "finetune", "dann",
+                  "coral", "cdan", "dan", "--seeds", "0", "1", "2", "--epochs", "20", "--max-train", "4000"]
 
 
 def _log(msg: str) -> None:
@@ -103,6 +109,16 @@ def run_accuracy(full: bool, env: dict[str, str]) -> dict[str, Any]:
     return res
 
 
+def run_selection(full: bool, env: dict[str, str]) -> dict[str, Any]:
+    out = OUT / "selection-bench.json"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "bench.selection", *(FULL_SELECTION if full else QUICK_SELECTION), "--out", str(out)]
+    rc, _, err = _run(cmd, None if full else QUICK_TIMEOUT_S["selection"], env)
+    if rc != 0 or not out.exists():
+        return _failure(rc, err)
+    return json.loads(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description="Speed and accuracy benchmarks.")
     ap.add_argument("--full", action="store_true", help="the long version (3 seeds, all pairs, more repeats)")
@@ -137,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = run_projection(a.full, env)
         elif name == "accuracy":
             results[name] = run_accuracy(a.full, env)
+        elif name == "selection":
+            results[name] = run_selection(a.full, env)
         else:
             results[name] = run_section(name, a.full, env)
         results[name]["other_work"] = other_work(cpu0, cpu_counters())

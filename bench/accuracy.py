@@ -298,27 +298,29 @@ def render(rows: list[dict[str, Any]], a: argparse.Namespace) -> str:
     return table(rows)
 
 
-def update_md(text: str, where: str = "<text>") -> str:
+def update_md(text: str, where: str = "<text>", begin: re.Pattern[str] = BEGIN, end: str = END,
+              render_block: Any = render_block) -> str:
     """``text`` with every table between ``<!-- bench.accuracy ARGS -->`` and ``<!-- end bench.accuracy -->``
-    rebuilt from ARGS; every other line is kept as it is."""
+    rebuilt from ARGS; every other line is kept as it is. Another bench's tables use their own ``begin`` marker
+    (with an ``args`` group), ``end`` line and ``render_block(args)`` (``bench.selection``)."""
     out: list[str] = []
     lines = text.split("\n")
     i = 0
     while i < len(lines):
         out.append(lines[i])
-        m = BEGIN.match(lines[i])
+        m = begin.match(lines[i])
         i += 1
         if not m:
             continue
         try:
-            j = lines.index(END, i)
+            j = lines.index(end, i)
         except ValueError:
-            raise ValueError(f"{where}, line {i}: no {END!r} after this marker") from None
-        nested = [k + 1 for k in range(i, j) if BEGIN.match(lines[k])]
+            raise ValueError(f"{where}, line {i}: no {end!r} after this marker") from None
+        nested = [k + 1 for k in range(i, j) if begin.match(lines[k])]
         if nested:
             raise ValueError(f"{where}, line {nested[0]}: a marker inside the block opened on line {i}")
         out += render_block(m["args"]).split("\n")
-        out.append(END)
+        out.append(end)
         i = j + 1
     return "\n".join(out)
 

@@ -580,7 +580,22 @@ def _accuracy(b: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _selection(b: dict[str, Any]) -> list[str]:
+    """Each label-free criterion's gap to the oracle checkpoint (bench/selection.py; Musgrave et al. 2021)."""
+    from bench.selection import table
+
+    se = b.get("selection")
+    if not se:
+        return []
+    lines = ["## Choosing a checkpoint without target labels", ""]
+    if _err(se):
+        return lines + [f"FAILED: {_err(se)}", ""]
+    return lines + [f"`{se['command']}`: for each criterion, the gap in points between the target accuracy of the "
+                    "epoch it chooses and the best epoch's (the oracle, which uses target labels), over "
+                    f"{len(se['rows'])} runs.", "", table(se["rows"]), ""]
+
+
 def render(b: dict[str, Any]) -> str:
     parts = _header(b) + _glance(b) + _overhead(b) + _frozen(b) + _projection(b) + _dashboard(b) + _cuda(b) \
-        + _own_data(b) + _accuracy(b)
+        + _own_data(b) + _accuracy(b) + _selection(b)
     return "\n".join(parts).rstrip() + "\n"
