@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from tl_core import theme
+from tl_core import downsample, theme
 
-MAX_POINTS = 1500  # points per line sent to the browser; longer series are thinned
+MAX_POINTS = downsample.MAX_POINTS  # points per line sent to the browser; longer series are thinned
 FEW_POINTS = 30    # below this, lines also get markers (a single point has no line)
 
 
@@ -107,7 +107,7 @@ def thin(df: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
     n = len(df)
     if n <= max_points:
         return df
-    idx = np.unique(np.r_[np.arange(0, n, int(np.ceil(n / max_points))), n - 1])
+    idx = np.unique(np.r_[np.arange(0, n, int(np.ceil(n / (max_points - 1)))), n - 1])  # the last one too
     return df.iloc[idx]
 
 
@@ -127,10 +127,13 @@ def _step_lines(df: pd.DataFrame, col: str, name: str, color: str, dash: str, *,
     if d.empty:
         return []
     y = d[col] * scale
-    d = thin(d.assign(y=y, sm=smooth(y, len(d))))
+    full = d.assign(y=y, sm=smooth(y, len(d)))
+    d = thin(full)  # the smoothed line: every k-th point is enough
     out = []
     if raw and len(d) > FEW_POINTS:
-        out.append({"type": "scatter", "x": d["step"].to_numpy(), "y": d["y"].to_numpy(dtype=float),
+        # the raw line keeps each bucket's lowest and highest value: a spike stays visible
+        rx, ry = downsample.minmax_downsample(full["step"].to_numpy(), full["y"].to_numpy(dtype=float))
+        out.append({"type": "scatter", "x": rx, "y": ry,
                     "mode": "lines", "line": {"color": color, "width": 1}, "opacity": 0.22, "showlegend": False,
                     "hoverinfo": "skip", "name": name, **kw})
     out.append(_line(d["step"], d["sm"], name, color, dash, markers=len(d) <= FEW_POINTS, **kw))
