@@ -393,11 +393,15 @@ def feature_animation(frames: list[tuple[str, np.ndarray]], domains: np.ndarray,
     last = frames[-1][0] if frames else ""
     layout = _scatter_layout(title.replace("{frame}", last), revision, xr, yr, height, title_chars)
     title_font = layout["title"]["font"]
-    plotly_frames = [{"name": label, "data": feature_traces(c, domains, labels, classes, color_by, index),
+    # A frame carries only what moves: each trace's x and y (float32), merged by plotly.js into the
+    # shown traces, whose hover texts and marker symbols depend only on the sample. A full trace per
+    # frame would send those 25 times over, on every redraw (about 5x the bytes).
+    plotly_frames = [{"name": label, "data": [{"x": t["x"].astype(np.float32), "y": t["y"].astype(np.float32)}
+                                              for t in feature_traces(c, domains, labels, classes, color_by, index)],
                       "layout": {"title": {"text": wrap_title(title.replace("{frame}", label), title_chars),
                                            "font": title_font, "x": 0.0, "xanchor": "left"}}}
                      for label, c in frames]
-    traces = plotly_frames[-1]["data"] if plotly_frames else []
+    traces = feature_traces(frames[-1][1], domains, labels, classes, color_by, index) if frames else []
     layout["margin"]["b"] = 90
     layout["legend"].update(orientation="v", yref="paper", y=1.0, yanchor="top", x=1.02, xanchor="left")
     # redraw: plotly.js draws a frame's own layout (its title) only on a redraw after the transition
