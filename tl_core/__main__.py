@@ -5,6 +5,7 @@
     python -m tl_core lr-find --preset mnist-mnist-m --method dann --backbone lenet --steps 200
     python -m tl_core export RUN_ID --format bundle|torchscript|onnx [--out PATH]
     python -m tl_core predict --run RUN_ID PATH [PATH...] [--out preds.csv]
+    python -m tl_core report RUN_ID [RUN_ID...] --out report.html [--png DIR]
 
 Exit status of ``run``: 0 when the run completed or was stopped (Ctrl-C), 1 when it failed
 or diverged while training, 2 when it could not start because of its input (settings, data
@@ -48,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                                     "preprocessing, config), TorchScript or ONNX; prints the written path"))
     predict.add_flags(sub.add_parser("predict", help="top-3 classes of image files with a finished run's "
                                      "model, as CSV (path, top1, p1, top2, p2, top3, p3, error)"))
+    from tl_core import report
+
+    report.add_flags(sub.add_parser("report", help="one self-contained HTML report of a run, or of several "
+                                    "compared (opens with no network); --png DIR also writes its figures as PNG"))
     return ap
 
 
@@ -431,6 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tl_core import export, predict
 
             return (export if a.cmd == "export" else predict).cli(a)
+        if a.cmd == "report":
+            from tl_core import report
+
+            return report.cli(a)
         return cmd_run(a)
     except StoreError as e:  # a damaged runs.db or an unwritable TL_HOME: what to do, not a traceback
         return _error(str(e))
