@@ -10,7 +10,7 @@ import streamlit as st
 from tl_core import demos
 from tl_core.config import label_in_sentence
 from tl_core.jobs import ConfigError
-from tl_ui import access, entry, keys, resources, widgets
+from tl_ui import access, entry, keys, pretraining_view, resources, widgets
 
 log = logging.getLogger(__name__)
 #: The preset cards, in order; "folder" opens Setup instead of starting runs.
@@ -119,6 +119,7 @@ def main() -> None:
     for col, key in zip(cols, CARDS):
         with col:
             render_card(key, presets)
+    pretraining_view.render()  # "What is pretraining worth?": its progress and figure stay here, on Home
 
 
 entry.require_app()

@@ -13,7 +13,7 @@ import streamlit as st
 
 from tl_core.checkpoint import WHEN_WRITTEN, last_saved
 from tl_core.store import RunRecord
-from tl_ui import access, charts, entry, keys, resources, runinfo, theme, widgets
+from tl_ui import access, charts, entry, gain_view, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
 from tl_ui.selection_view import render_run as render_selection
@@ -192,6 +192,8 @@ def render_outcome(rec: RunRecord, mine: bool) -> None:
     for warning in (rec.summary or {}).get("warnings", []):
         st.warning(plain(warning), icon=":material/warning:")
     render_selection(rec, resources.get_store().epoch_metrics(rec.id) if rec.active and rec.epoch else None)
+    if rec.status == "completed":  # transfer gain against its baseline; negative transfer as a warning
+        gain_view.render_card_line(rec, gain_view.matcher(resources.get_store().list_runs()))
 
 
 # ---------------------------------------------------------------- charts

@@ -11,7 +11,8 @@ import streamlit as st
 
 from tl_core.checkpoint import CHECKPOINT_NAME, WHEN_WRITTEN, checkpoint_path
 from tl_core.store import RunRecord, RunStore
-from tl_ui import access, charts, entry, keys, predict_view, resources, runinfo, selection_view, theme, widgets
+from tl_ui import (access, charts, entry, gain_view, keys, predict_view, resources, runinfo, selection_view, theme,
+                   widgets)
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -19,6 +20,7 @@ CHART_CONFIG = {"displaylogo": False}
 def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
     """One row per run, in the order of ``runs``."""
     rows = []
+    gains = gain_view.matcher(store.list_runs())
     for rec in runs:
         c = rec.config
         epochs = None if rec.summary.get("final_target_test_acc") is not None else store.epoch_metrics(rec.id)
@@ -28,6 +30,7 @@ def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
             "Final target acc": None if final is None else 100 * final,
             "Best target acc": None if best is None else 100 * best,
             **selection_view.table_columns(rec),
+            "Gain": gain_view.cell(gains.gain(rec)),
             "Status": theme.STATUS_STYLE.get(rec.status, (rec.status,))[0],
             "Method": runinfo.method_label(c),
             "Data": runinfo.data_pair(c),
@@ -58,6 +61,7 @@ def select_runs(runs: list[RunRecord], store: RunStore) -> list[str]:
             "Best target acc": st.column_config.NumberColumn("Best %", format="%.1f", width=64,
                                                              help=selection_view.BEST_HELP),
             **selection_view.column_config(),
+            **gain_view.column_config(),
             "Status": st.column_config.TextColumn(width=88),
             "Method": st.column_config.TextColumn(width=90),
             "Data": st.column_config.TextColumn("Source → target", width=122),

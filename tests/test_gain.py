@@ -132,3 +132,32 @@ def test_unlabelled_target_says_the_gain_is_not_available():
 
     g = gain.compare(Rec(), Rec(), gain.SOURCE_ONLY)
     assert g.points is None and g.text() == gain.NO_LABELS
+
+
+def _stored(store: RunStore, cfg: RunConfig, acc: float) -> str:
+    run_id = store.create_run(cfg)
+    store.set_status(run_id, "running")
+    store.set_summary(run_id, {"final_target_test_acc": acc, "best_target_test_acc": acc})
+    store.set_status(run_id, "completed")
+    return run_id
+
+
+def test_runs_table_and_monitor_flag_negative_transfer(tl_home, monkeypatch):
+    from test_pages import RecordingManager, _use_manager, open_app, texts
+
+    from tl_ui import keys, resources
+
+    manager = RecordingManager(RunStore(tl_home))
+    _use_manager(monkeypatch, manager)
+    try:
+        _stored(manager.store, small("finetune"), 0.600)
+        dann = _stored(manager.store, small("dann"), 0.525)
+        at = open_app(keys.PAGE_RUNS)
+        table = at.dataframe[0].value
+        assert table.loc[table["Name"].str.startswith("DANN"), "Gain"].tolist() == ["−7.5 ⚠ negative vs source only"]
+        at.session_state[keys.MONITOR_REQUEST] = [dann]
+        at.switch_page(keys.PAGE_MONITOR).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("Negative transfer: −7.5 points against source only" in w.value for w in at.warning), texts(at)
+    finally:
+        resources.get_manager.clear()

@@ -29,6 +29,7 @@ Torch-free: the pages import it.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
@@ -77,8 +78,10 @@ def baseline_kind(config: RunConfig) -> str | None:
     return None
 
 
-def baseline_config(config: RunConfig) -> RunConfig | None:
-    """The configuration of ``config``'s baseline (see the module docstring), or None when it has none."""
+def baseline_config(config: RunConfig, arch: str | None = None) -> RunConfig | None:
+    """The configuration of ``config``'s baseline (see the module docstring), or None when it has none.
+
+    ``arch``: the architecture of the backbone when the caller knows it (a ``run:<id>`` not saved yet)."""
     kind = baseline_kind(config)
     if kind is None:
         return None
@@ -87,7 +90,7 @@ def baseline_config(config: RunConfig) -> RunConfig | None:
         base.method.name, base.method.train_on, base.method.params = "finetune", "source", {}
         base.name = f"Source only (baseline of {config.label()})"
     else:
-        base.model.backbone = _architecture(config.model.backbone)
+        base.model.backbone = arch or _architecture(config.model.backbone)
         base.model.pretrained, base.model.freeze = False, 0
         base.method.extras = []
         base.optim.backbone_lr_mult, base.optim.lr_decay = 1.0, 1.0
@@ -196,10 +199,20 @@ class Matcher:
 
 
 def _safe_key(config: dict[str, Any]) -> str | None:
+    """``config_key`` of a stored config (cached by its JSON: pages ask on every render); None if unreadable."""
+    import json
+
     try:
-        return config_key(config)
+        return _cached_key(json.dumps(config, sort_keys=True, default=str))
     except Exception:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_key(config_json: str) -> str:
+    import json
+
+    return config_key(json.loads(config_json))
 
 
 def gain_for(store: Any, rec: Any) -> Gain:

@@ -28,6 +28,8 @@ HOME_RUN_PREFIX = "home.run."          # + preset key: the preset card's button
 HOME_COMPARE = "home.compare"          # the "Which adaptation method?" demo's button
 HOME_FOLDER = "home.folder"            # the "own image folders" card's button
 HOME_ERROR = "home.error"              # a message from the last click, shown once
+HOME_PRETRAINING = "home.pretraining"  # the "What is pretraining worth?" demo's button (tl_ui/pretraining_view.py)
+HOME_PRETRAINING_STOP = "home.pretraining.stop"
 HOME_PRESENT = "home.present"          # the demos open in the Present view instead of the Monitor
 
 # ------------------------------------------------------------------ setup

@@ -1,0 +1,47 @@
+"""Transfer gain on the pages (``tl_core.gain``): the Runs table's column and the Monitor card's line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from tl_core import gain
+from tl_ui import widgets
+
+
+def matcher(records: list[Any]) -> gain.Matcher:
+    """One index of the store's completed runs, for every row or card of a page."""
+    return gain.Matcher(records)
+
+
+def cell(g: gain.Gain) -> str | None:
+    """The Runs table's 'Gain' cell: '+3.1 vs scratch', '−7.5 negative transfer', 'n/a: no labels', or empty."""
+    if g.points is not None:
+        short = "scratch" if g.against == gain.FROM_SCRATCH else "source only"
+        return (f"−{abs(g.points):.1f} ⚠ negative" if g.negative else f"+{g.points:.1f}") + f" vs {short}"
+    if g.reason == gain.NO_LABELS:
+        return "n/a: no labels"
+    return None
+
+
+COLUMN_HELP = ("Transfer gain in points of target accuracy against the run's baseline: source only (same settings) "
+               "for an adaptation method, training from scratch for a fine-tune of pretrained weights. "
+               "'negative' marks negative transfer. Empty: the run is a baseline, or no finished baseline yet.")
+
+
+def column_config() -> dict[str, Any]:
+    return {"Gain": st.column_config.TextColumn("Gain", width=150, help=COLUMN_HELP)}
+
+
+def render_card_line(rec: Any, m: gain.Matcher) -> None:
+    """The Monitor card's gain: a warning for negative transfer, a caption otherwise (finished runs only)."""
+    if rec.status != "completed":
+        return
+    g = m.gain(rec)
+    if g.against is None:
+        return
+    if g.negative:
+        st.warning(widgets.plain(g.text().capitalize() + f" (run {g.baseline_run})."), icon=":material/trending_down:")
+    else:
+        st.caption(widgets.plain(g.text()))
