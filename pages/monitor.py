@@ -20,10 +20,15 @@ from tl_ui.selection_view import render_run as render_selection
 from tl_ui.weights_view import render_weights_section
 from tl_ui.widgets import plain
 
+#: What is redrawn when, while runs train (see docs/ARCHITECTURE.md, "Monitor refresh"): the browser
+#: often shares the training machine's cores, so each part is redrawn only as often as its data changes.
+#: The run cards (progress, ETA, status): every REFRESH_S. The per-step charts (and the accuracy chart
+#: beside them): every STEP_CHARTS_REFRESH_S. Everything that changes per epoch or per projected
+#: snapshot (accuracy, feature space, domain distance, per-class results): on the first card refresh
+#: that finds a new epoch or snapshot in the store, by one rerun of the page. A chart whose data did
+#: not change is sent with the same spec, which Streamlit's browser side does not redraw.
 REFRESH_S = 2.0
-#: While runs train, the feature section (the heaviest part: animated scatters) is redrawn
-#: when a snapshot or epoch arrives, but not more often than this.
-FEATURE_REFRESH_S = 10.0
+STEP_CHARTS_REFRESH_S = 6.0
 CHART_CONFIG = {"displaylogo": False}
 #: Runs that ended before their last epoch: Resume is offered for them (failed and diverged ones only
 #: when a checkpoint exists, e.g. a training process killed for memory after its first epochs).
@@ -241,7 +246,7 @@ def method_figures(recs: list[RunRecord], series: list[charts.Series]) -> list[t
 
 
 def render_live(run_ids: list[str]) -> None:
-    """What changes every step while runs train (cards, step charts); refreshed by a fragment."""
+    """The run cards (status, progress, ETA, controls): the fast refresh redraws only these."""
     store = resources.get_store()
     recs = [r for r in (store.get_run(i) for i in run_ids) if r is not None]
     if len(recs) < len(run_ids):
@@ -249,6 +254,12 @@ def render_live(run_ids: list[str]) -> None:
     widgets.show_once(keys.MONITOR_MESSAGE)
     for rec in recs:
         render_run_card(rec)
+
+
+def render_step_view(run_ids: list[str]) -> None:
+    """The charts (accuracy, loss, the methods' step charts) and the stages each run trains now."""
+    store = resources.get_store()
+    recs = [r for r in (store.get_run(i) for i in run_ids) if r is not None]
     if recs:
         render_charts(recs)
         render_freezing_view(recs)  # which backbone stages each run trains now
@@ -284,7 +295,6 @@ def main() -> None:
     live = any(r.active or manager.is_active(r.id) for r in runs if r.id in selected) or manager.projecting()
     ss = st.session_state
     ss[keys.MONITOR_FS_VERSION] = feature_version(selected)  # read before drawing: newer data → one more rerun
-    ss[keys.MONITOR_FS_DRAWN_AT] = time.monotonic()
 
     @st.fragment(run_every=REFRESH_S if live else None)
     def live_view() -> None:
@@ -292,13 +302,18 @@ def main() -> None:
         if live:
             now_active = [i for i in selected if (rec := store.get_run(i)) is not None and rec.active]
             busy = bool(now_active) or manager.projecting()
-            due = time.monotonic() - ss.get(keys.MONITOR_FS_DRAWN_AT, 0.0) >= FEATURE_REFRESH_S
-            if not busy or (due and feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION)):
-                # everything finished (one full rerun turns the timer off), or a new snapshot or
-                # epoch: the feature section below is redrawn by a full rerun, not every two seconds
+            if not busy or feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION):
+                # everything finished (one full rerun turns the timers off), or a new snapshot or
+                # epoch: what shows it (accuracy, feature space, per-class results) is redrawn now,
+                # by one rerun of the page, not on every refresh
                 st.rerun()
 
+    @st.fragment(run_every=STEP_CHARTS_REFRESH_S if live else None)
+    def step_view() -> None:
+        render_step_view(selected)
+
     live_view()
+    step_view()
     recs = [r for r in (store.get_run(i) for i in selected) if r is not None]
     if recs:
         render_weights_section(recs)  # runs whose method weighted its training images (KMM, KLIEP)

@@ -71,7 +71,6 @@ MONITOR_FS_COLOR = "monitor.fs.color"             # feature space: colour by dom
 MONITOR_FS_RUN = "monitor.fs.run"                 # feature space: run whose epoch details are shown
 MONITOR_FS_EPOCH = "monitor.fs.epoch"             # feature space: epoch of the confusion matrix and gallery
 MONITOR_FS_VERSION = "monitor.fs.version"         # (run, projected snapshots, epochs) the feature section drew
-MONITOR_FS_DRAWN_AT = "monitor.fs.drawn_at"       # time.monotonic() of that drawing
 
 # ------------------------------------------------------------------- runs
 RUNS_TABLE_PREFIX = "runs.table."      # + generation: the table's selection
