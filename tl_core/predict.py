@@ -142,7 +142,8 @@ def cli(a: Any) -> int:
 
 
 def add_flags(p: Any) -> None:
-    p.add_argument("--run", required=True, metavar="RUN_ID", help="a finished run (its chosen checkpoint, else its last)")
+    p.add_argument("--run", required=True, metavar="RUN_ID",
+                   help="a finished run (its chosen checkpoint, else its last)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     p.add_argument("--out", "--csv", dest="out", help="CSV file to write (default: stdout)")
     p.add_argument("--data-root", help="refuse paths outside this folder (the dashboard's data folder)")
