@@ -16,7 +16,7 @@ import streamlit as st
 from tl_core.config import (LR_SCHEDULES, OPTIMIZERS, PROJECTIONS, SNAPSHOT_PRIORITIES, RunConfig, demo_config,
                             method_choices, method_key, split_method_key)
 from tl_core.jobs import ConfigError
-from tl_ui import access, entry, keys, lr_finder_view, resources, runinfo, validation, widgets
+from tl_ui import access, entry, gain_view, keys, lr_finder_view, resources, runinfo, validation, widgets
 from tl_ui.freezing_view import stage_diagram
 from tl_ui.selection_view import render_setup as render_selection
 
@@ -586,12 +586,13 @@ def render_start(cfg: RunConfig, problems: list[str], unplaced: list[str]) -> No
     if not access.may_act():
         reason = access.why_read_only()
         st.info(reason, icon=":material/lock:")
+    also_baseline = gain_view.baseline_checkbox(cfg, keys.SETUP_BASELINE)
     if st.button("Start run", key=keys.SETUP_START, type="primary", icon=":material/play_arrow:",
                  disabled=bool(problems) or not access.may_act(),
                  help=reason or f"Train '{widgets.plain(name or cfg.label())}' in the background.") \
             and access.may_act():
         try:
-            run_id = resources.get_manager().submit(cfg, owner=resources.owner_id())
+            ids = gain_view.submit_with_baseline(resources.get_manager(), cfg, resources.owner_id(), also_baseline)
         except ConfigError as exc:
             st.session_state[keys.SETUP_ERROR] = ("error", "Could not start: " + " ".join(exc.problems))
             st.rerun()
@@ -599,7 +600,7 @@ def render_start(cfg: RunConfig, problems: list[str], unplaced: list[str]) -> No
             log.exception("starting a run failed")
             st.session_state[keys.SETUP_ERROR] = ("error", f"Could not start ({type(exc).__name__}: {exc}).")
             st.rerun()
-        resources.remember_started([run_id])
+        resources.remember_started(ids)
         widgets.switch_to(keys.PAGE_MONITOR)
     with st.expander("This run's configuration (JSON, also what the command line takes)"):
         st.code(cfg.to_json(), language="json", wrap_lines=True)

@@ -45,3 +45,30 @@ def render_card_line(rec: Any, m: gain.Matcher) -> None:
         st.warning(widgets.plain(g.text().capitalize() + f" (run {g.baseline_run})."), icon=":material/trending_down:")
     else:
         st.caption(widgets.plain(g.text()))
+
+
+def baseline_checkbox(cfg: Any, key: str) -> bool:
+    """Setup's 'Also run its baseline' (only for a run that has one); True when ticked."""
+    try:
+        kind = gain.baseline_kind(cfg)
+    except Exception:  # a backbone that does not resolve: preflight says why elsewhere
+        return False
+    if kind is None:
+        return False
+    return st.checkbox(f"Also run its baseline ({kind})", key=key,
+                       help="Queues the same run as " + ("source only (method 'Source only', same settings)"
+                                                          if kind == gain.SOURCE_ONLY else
+                                                          "training from scratch (the architecture without "
+                                                          "pretrained weights, nothing frozen, no extras)")
+                       + " before this one, unless a finished or queued one is stored; Runs and Monitor then show "
+                         "the transfer gain in points, and flag negative transfer.")
+
+
+def submit_with_baseline(manager: Any, cfg: Any, owner: str | None, also: bool) -> list[str]:
+    """Submit ``cfg``, after its baseline when ``also`` and none is stored; the ids in queue order."""
+    ids = []
+    base = gain.baseline_to_queue(manager.store, cfg) if also else None
+    if base is not None:
+        ids.append(manager.submit(base, owner=owner))
+    ids.append(manager.submit(cfg, owner=owner))
+    return ids

@@ -42,6 +42,7 @@ SETUP_REQUEST_PRESET = "setup.request_preset"
 #: ("finetune", "finetune@target", "dann"); see tl_core.config.method_key.
 SETUP_METHOD = "setup.method"
 SETUP_START = "setup.start"
+SETUP_BASELINE = "setup.baseline"       # 'Also run its baseline' (tl_ui/gain_view.py)
 #: Signed in with the server's password (tl_ui.access); the sign-in form's widgets.
 SIGNED_IN = "app.signed_in"
 SIGN_IN_FORM = "app.sign_in"
