@@ -33,7 +33,7 @@ ALL = SPEED_SECTIONS + ["accuracy", "selection"]
 FULL_ONLY: list[str] = ["own_data"]  # too heavy for the quick run (about 7 min on 2 cores): --only own_data, or --full
 # Safety nets only: the sections keep to their own time budgets in the quick version.
 QUICK_TIMEOUT_S = {"overhead": 600, "frozen": 600, "projection": 300, "snapshots": 600, "render": 300,
-                   "browser": 600, "cuda": 1200, "accuracy": 600, "own_data": 1500,
+                   "browser": 900, "cuda": 1200, "accuracy": 600, "own_data": 1500,
                   "selection": 900}
 
 # Accuracy plan: (pairs, backbones, seeds, epochs per backbone)

@@ -16,19 +16,11 @@ from tl_core.store import RunRecord
 from tl_ui import access, charts, entry, gain_view, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
+from tl_ui.monitor_refresh import REFRESH_S, STEP_CHARTS_REFRESH_S
 from tl_ui.selection_view import render_run as render_selection
 from tl_ui.weights_view import render_weights_section
 from tl_ui.widgets import plain
 
-#: What is redrawn when, while runs train (see docs/ARCHITECTURE.md, "Monitor refresh"): the browser
-#: often shares the training machine's cores, so each part is redrawn only as often as its data changes.
-#: The run cards (progress, ETA, status): every REFRESH_S. The per-step charts (and the accuracy chart
-#: beside them): every STEP_CHARTS_REFRESH_S. Everything that changes per epoch or per projected
-#: snapshot (accuracy, feature space, domain distance, per-class results): on the first card refresh
-#: that finds a new epoch or snapshot in the store, by one rerun of the page. A chart whose data did
-#: not change is sent with the same spec, which Streamlit's browser side does not redraw.
-REFRESH_S = 2.0
-STEP_CHARTS_REFRESH_S = 6.0
 CHART_CONFIG = {"displaylogo": False}
 #: Runs that ended before their last epoch: Resume is offered for them (failed and diverged ones only
 #: when a checkpoint exists, e.g. a training process killed for memory after its first epochs).

@@ -1,0 +1,81 @@
+"""What the Monitor redraws when (tl_ui/monitor_refresh.py): the fast refresh redraws the run cards
+only; the charts have their own, slower refresh; the feature space is drawn by a rerun of the page.
+And the benchmark's check that a new epoch or snapshot appears within one refresh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import streamlit as st
+
+from bench.dashboard import GOAL_FRESH_S, _freshness
+from test_pages import add_run_with_snapshots, manager, open_app  # noqa: F401 (manager: a fixture)
+from tl_ui import keys
+from tl_ui.monitor_refresh import REFRESH_S, STEP_CHARTS_REFRESH_S
+
+
+@pytest.fixture
+def drawn_by(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, str | None, object]]:
+    """(fragment body's name or None, plotly chart key, the fragment's run_every) of every chart drawn."""
+    out: list[tuple[str | None, str | None, object]] = []
+    current: list[tuple[str, object]] = []
+    real_fragment, real_chart = st.fragment, st.plotly_chart
+
+    def fragment(func=None, *, run_every=None, **kw):
+        if func is None:
+            return lambda f: fragment(f, run_every=run_every, **kw)
+
+        def body(*a, **k):
+            current.append((func.__name__, run_every))
+            try:
+                return func(*a, **k)
+            finally:
+                current.pop()
+        body.__name__ = body.__qualname__ = func.__name__
+        return real_fragment(body, run_every=run_every, **kw)
+
+    def chart(fig, *a, key=None, **k):
+        name, every = current[-1] if current else (None, None)
+        out.append((name, key, every))
+        return real_chart(fig, *a, key=key, **k)
+
+    monkeypatch.setattr(st, "fragment", fragment)
+    monkeypatch.setattr(st, "plotly_chart", chart)
+    return out
+
+
+def test_the_fast_refresh_draws_cards_only_and_the_charts_refresh_on_their_own(manager, drawn_by):
+    run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=3)
+    manager.store.set_status(run_id, "running")  # a run that trains: the refresh timers are on
+    manager.active.add(run_id)
+    manager.store.log_steps(run_id, [{"step": s, "epoch": 1, "loss_task": 1.0 / s, "lr": 0.01}
+                                     for s in range(1, 50)])
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    monitor = [(f, k, e) for f, k, e in drawn_by if k and str(k).startswith("monitor.")]
+    by_key = {k: (f, e) for f, k, e in monitor}
+    assert not [k for f, k, _ in monitor if f == "live_view"], "the 2-s refresh must not redraw a chart"
+    assert by_key["monitor.chart.loss"] == ("step_view", STEP_CHARTS_REFRESH_S)
+    assert by_key["monitor.chart.accuracy"] == ("step_view", STEP_CHARTS_REFRESH_S)
+    features = [k for k in by_key if k.startswith("monitor.features.")]
+    assert features and all(by_key[k][0] is None for k in features)  # drawn by a rerun of the page only
+    assert STEP_CHARTS_REFRESH_S > REFRESH_S
+    # the cards' fragment refreshes fast while the run trains
+    assert at.get("progress"), "the run card's progress bar is drawn"
+
+
+def test_freshness_is_the_delay_to_the_first_view_showing_that_epoch_or_a_later_one() -> None:
+    shown = [(100.0, "epoch", 1.0), (103.0, "epoch", 2.0), (109.0, "epoch", 4.0), (104.0, "snapshot", 2.0)]
+    events = [(101.5, "epoch", 2.0), (105.0, "epoch", 3.0), (108.5, "epoch", 4.0), (102.0, "snapshot", 2.0),
+              (106.0, "snapshot", 3.0)]
+    got = _freshness(shown, events, a=100.0, b=120.0, allowance_s=GOAL_FRESH_S)
+    assert got == [pytest.approx(1.5), pytest.approx(4.0), pytest.approx(0.5), pytest.approx(2.0), None]
+
+
+def test_freshness_leaves_out_events_outside_the_window_or_too_late_to_show() -> None:
+    shown = [(100.0, "epoch", 5.0)]
+    events = [(90.0, "epoch", 1.0), (117.0, "epoch", 6.0), (150.0, "epoch", 7.0)]
+    assert _freshness(shown, events, a=95.0, b=120.0, allowance_s=4.0) == []
+    assert np.isclose(GOAL_FRESH_S, REFRESH_S + 2.0)

@@ -1,0 +1,20 @@
+"""How often each part of the Monitor is redrawn while runs train (one owner for these numbers:
+the page, the benchmark and the docs read them here).
+
+A laptop that trains often also runs the browser that watches: every redraw costs the server's
+encoding and the browser's drawing, on the cores that train. So each part is redrawn only as often
+as its data changes (see docs/ARCHITECTURE.md, "Monitor refresh"):
+
+- the run cards (status, progress, ETA, Stop): every ``REFRESH_S``;
+- the charts (accuracy, loss, the method's step charts, learning rate) and the stages that train
+  now: every ``STEP_CHARTS_REFRESH_S``;
+- what changes per epoch or per projected snapshot (the feature space, domain distance, per-class
+  results, and the accuracy chart again): by one rerun of the page on the first card refresh that
+  finds a new epoch or snapshot in the store, so it appears within one refresh.
+
+A chart whose data did not change is sent with the same spec, and Streamlit's browser side does not
+redraw it (checked in Chromium: no ``plotly_afterplot`` event).
+"""
+
+REFRESH_S = 2.0
+STEP_CHARTS_REFRESH_S = 6.0
