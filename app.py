@@ -17,6 +17,7 @@ with entry.app_run():
         st.Page(keys.PAGE_MONITOR, title="Monitor", icon=":material/monitoring:"),
         st.Page(keys.PAGE_PRESENT, title="Present", icon=":material/co_present:"),
         st.Page(keys.PAGE_RUNS, title="Runs", icon=":material/table_rows:"),
+        st.Page(keys.PAGE_SWEEP, title="Sweep", icon=":material/grid_view:"),
         st.Page(keys.PAGE_PREDICT, title="Predict", icon=":material/image_search:"),
     ], expanded=True)
     widgets.page_style()

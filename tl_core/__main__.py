@@ -5,6 +5,8 @@
     python -m tl_core lr-find --preset mnist-mnist-m --method dann --backbone lenet --steps 200
     python -m tl_core export RUN_ID --format bundle|torchscript|onnx [--out PATH]
     python -m tl_core predict --run RUN_ID PATH [PATH...] [--out preds.csv]
+    python -m tl_core sweep --set optim.lr=0.01,0.03 --set method.name=finetune,dann --seeds 0 1 [--sampler grid]
+    python -m tl_core sweep-worker --storage URL --study NAME
     python -m tl_core report RUN_ID [RUN_ID...] --out report.html [--png DIR]
 
 Exit status of ``run``: 0 when the run completed or was stopped (Ctrl-C), 1 when it failed
@@ -53,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
 
     report.add_flags(sub.add_parser("report", help="one self-contained HTML report of a run, or of several "
                                     "compared (opens with no network); --png DIR also writes its figures as PNG"))
+    from tl_core import sweep_cli
+
+    sweep_cli.add_flags(sub.add_parser("sweep", help="grid, random or TPE search over any settings and seeds "
+                                       "(Optuna); prints the table grouped by setting, then one JSON line"), config_flags)
+    sweep_cli.add_worker_flags(sub.add_parser("sweep-worker", help="work on an existing sweep (resume it, or "
+                                              "share it between processes and machines with --storage URL)"))
     return ap
 
 
@@ -432,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_list()
         if a.cmd == "lr-find":
             return cmd_lr_find(a)
+        if a.cmd in ("sweep", "sweep-worker"):
+            from tl_core import sweep_cli
+
+            return sweep_cli.cli(a, build_config, InputError)
         if a.cmd in ("export", "predict"):
             from tl_core import export, predict
 

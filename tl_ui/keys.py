@@ -13,6 +13,7 @@ PAGE_SETUP = "pages/setup.py"
 PAGE_MONITOR = "pages/monitor.py"
 PAGE_RUNS = "pages/runs.py"
 PAGE_PREDICT = "pages/predict.py"
+PAGE_SWEEP = "pages/sweep.py"
 PAGE_PRESENT = "pages/present.py"
 
 # --------------------------------------------------------------- app-wide
@@ -103,3 +104,22 @@ PRESENT_PICK = "present.pick"          # the Present page's run multiselect
 #: What the Present page last saw: the Monitor pick and Runs table selection (a change there is followed)
 #: and its own pick (Streamlit drops a widget's state while another page shows).
 PRESENT_SEEN = "present.seen"
+
+# ------------------------------------------------------------------ sweep
+SWEEP_PRESET = "sweep.preset"            # the base config's domain pair
+SWEEP_BACKBONE = "sweep.backbone"        # the base config's backbone (when not swept)
+SWEEP_EPOCHS = "sweep.epochs"
+SWEEP_MAX_TRAIN = "sweep.max_train"      # training images per domain (0: all)
+SWEEP_FIELDS = "sweep.fields"            # which fields are swept (multiselect of RunConfig paths)
+SWEEP_VALUES_PREFIX = "sweep.values."    # + field path: its values or range
+SWEEP_MORE = "sweep.more"                # any other field, PATH=VALUES per line
+SWEEP_SEEDS = "sweep.seeds"
+SWEEP_SAMPLER = "sweep.sampler"
+SWEEP_TRIALS = "sweep.trials"            # budget in settings (random, tpe)
+SWEEP_MINUTES = "sweep.minutes"          # budget in minutes (0: none)
+SWEEP_OBJECTIVE = "sweep.objective"      # the label-free criterion
+SWEEP_START = "sweep.start"
+SWEEP_ERRORS = "sweep.errors"            # messages of the last Start, shown under the form
+SWEEP_PICK = "sweep.pick"                # which sweep the results show
+SWEEP_STOP = "sweep.stop"
+SWEEP_RESUME = "sweep.resume"

@@ -1,0 +1,198 @@
+"""Sweeps (tl_core/sweep.py, the `sweep` / `sweep-worker` commands) with real one-epoch tiny trials.
+
+Each trial trains LeNet for one epoch on 64 source images (32 test images): about a second on an idle core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests._tiny import tiny_config
+from tl_core import sweep
+from tl_core.jobs import JobManager
+from tl_core.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base() -> dict:
+    cfg = tiny_config("finetune")
+    cfg.data.max_train, cfg.data.max_test = 64, 32
+    cfg.snapshot.enabled = False
+    return cfg.to_dict()
+
+
+def spec(*sets: str, seeds=(0, 1), **kw) -> sweep.SweepSpec:
+    return sweep.SweepSpec(params=[sweep.parse_set(s) for s in sets], base=base(), seeds=list(seeds), **kw)
+
+
+def cli(home: Path, *args: str) -> tuple[int, str, str]:
+    from tl_core.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        mp.setenv("TL_HOME", str(home))
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def sweep_runs(store: RunStore) -> list[tuple[str, int]]:
+    """(setting, seed) of every run in the store, from the run's own config."""
+    out = []
+    for rec in store.list_runs():
+        c = rec.config
+        out.append((f"lr={c['optim']['lr']} method={c['method']['name']}", c["seed"]))
+    return out
+
+
+# ------------------------------------------------------------------ the spec
+def test_set_syntax_is_typed_by_runconfig_and_every_mistake_is_named():
+    assert sweep.parse_set("optim.lr=0.01,0.03").values == [0.01, 0.03]
+    assert sweep.parse_set("optim.batch_size=16,32").values == [16, 32]
+    assert sweep.parse_set("method.name=finetune,dann").values == ["finetune", "dann"]
+    assert sweep.parse_set("data.max_train=100,200").values == [100, 200]  # int | None
+    rng = sweep.parse_set("optim.lr=1e-4:1e-1:log")
+    assert (rng.low, rng.high, rng.log, rng.is_range) == (1e-4, 1e-1, True, True)
+    assert isinstance(sweep.parse_set("model.freeze=0:3").low, int)
+    for bad, words in [("optim.lrr=0.1", "optim has no field 'lrr'"), ("optim=1,2", "is a section"),
+                       ("optim.lr=fast", "'fast' is not a float"), ("optim.lr=0.1:0.01", "LOW must be below"),
+                       ("optim.lr", "PATH=V1,V2"), ("optim.lr=0:1:log", "log range needs LOW above 0"),
+                       ("method.params.nope=1", "no registered method")]:
+        with pytest.raises(sweep.SweepError, match=words):
+            sweep.parse_set(bad)
+    # every grid combination is checked by RunConfig.validate(), each message naming its setting
+    errs = spec("optim.lr=0.01,-1", "method.name=finetune,nosuch").problems()
+    assert any(e.startswith("optim.lr=-1 ") and "optim.lr:" in e for e in errs)
+    assert any("method.name=nosuch" in e and "method.name:" in e for e in errs)
+    assert "sampler: grid needs a list of values" in " ".join(spec("optim.lr=1e-3:1e-1").problems())
+    assert "need a budget" in " ".join(spec("optim.lr=1e-3:1e-1", sampler="tpe").problems())
+    # the objective is a label-free criterion; target accuracy is refused
+    errs = spec("optim.lr=0.01", objective="target_test_acc").problems()
+    assert len(errs) == 1 and "not a label-free criterion" in errs[0]
+    assert spec("optim.lr=0.01,0.03", "method.name=finetune,dann").problems() == []
+    cfg = sweep.apply(base(), {"optim.lr": 0.03, "method.name": "dann", "method.params.disc_hidden": 32}, 5)
+    assert (cfg.optim.lr, cfg.method.name, cfg.method.params, cfg.seed) == (0.03, "dann", {"disc_hidden": 32}, 5)
+
+
+# ------------------------------------------------------------------ grid, stop, resume
+def test_a_2x2_grid_with_2_seeds_stopped_after_3_trials_resumes_and_runs_only_the_rest(tl_home):
+    sp = spec("optim.lr=0.01,0.03", "method.name=finetune,dann")
+    storage = sweep.default_storage()
+    study = sweep.create_study(sp, storage, "grid")
+    store = RunStore()
+    manager = JobManager(store, isolate=False, project=False)
+    stop = threading.Event()
+    finished = []
+
+    def hook(trial):  # the stop hook: like Ctrl-C (or the page's Stop) after the third trial
+        finished.append(trial.number)
+        if len(finished) == 3:
+            stop.set()
+
+    try:
+        assert sweep.run_worker(study, sp, sweep.ManagerExecutor(manager, "test"), stop, on_trial=hook) == 3
+    finally:
+        manager.shutdown()
+    first = sweep_runs(store)
+    assert len(first) == 6 and len(set(first)) == 6
+    # resumed from the command line: only the fourth setting runs; the table and the JSON line cover all 8 runs
+    code, out, err = cli(tl_home, "sweep-worker", "--study", "grid")
+    assert code == 0, err
+    runs = sweep_runs(store)
+    assert len(runs) == 8 and len(set(runs)) == 8, runs  # no setting and seed ran twice
+    new = set(runs) - set(first)
+    assert len({s for s, _ in new}) == 1 and {seed for _, seed in new} == {0, 1}  # the fourth setting, both seeds
+    assert not {s for s, _ in new} & {s for s, _ in first}
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["runs"] == 8 and summary["trials_complete"] == 4 and len(summary["groups"]) == 4
+    assert all(len(g["run_ids"]) == 2 for g in summary["groups"])
+    # each group's mean ± std is over its two seeds' runs, read back from the store
+    for g in summary["groups"]:
+        scores = [float(store.epoch_metrics(r)["source_val_acc"].iloc[-1]) for r in g["run_ids"]]
+        accs = [float(store.epoch_metrics(r)["target_test_acc"].iloc[-1]) for r in g["run_ids"]]
+        assert g["score_mean"] == pytest.approx(sum(scores) / 2)
+        assert g["score_std"] == pytest.approx(abs(scores[0] - scores[1]) / math.sqrt(2))
+        assert g["target_test_acc_mean"] == pytest.approx(sum(accs) / 2)
+        assert {store.get_run(r).config["seed"] for r in g["run_ids"]} == {0, 1}
+    best = max(summary["groups"], key=lambda g: g["score_mean"])
+    assert summary["chosen"]["setting"] == best["setting"]
+    assert summary["oracle"]["setting"] == max(summary["groups"], key=lambda g: g["target_test_acc_mean"])["setting"]
+    assert summary["oracle"]["note"] == "oracle: uses target labels"
+    assert "oracle: uses target labels" in out and "± " in out
+    lines = out.splitlines()
+    assert sum(1 for line in lines if line.startswith("optim.lr=")) == 4
+
+
+def test_a_trial_whose_process_died_runs_again_keeping_the_seeds_it_finished(tl_home):
+    sp = spec("optim.lr=0.01,0.03")
+    storage = sweep.default_storage()
+    study = sweep.create_study(sp, storage, "killed")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process of this host that no longer runs
+    trial = study.ask()
+    setting = sweep._suggest(trial, sp)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}:1")
+    trial.set_user_attr("runs", {"0": {"run_id": "earlier", "status": "completed", "score": 0.5,
+                                       "target_test_acc": 0.2, "duration_s": 1.0, "error": None}})
+    # a live trial of this very process is left alone
+    live = study.ask()
+    sweep._suggest(live, sp)
+    live.set_user_attr("worker", sweep._token())
+    assert sweep.recover_stale(study) == 1
+    assert sweep.recover_stale(study) == 0  # failed once, enqueued once
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states == {0: "FAIL", 1: "RUNNING", 2: "WAITING"}
+    store = RunStore()
+    manager = JobManager(store, isolate=False, project=False)
+    study.tell(live, state=sweep_state("FAIL"))  # stopped: its setting is enqueued again, with no seed finished
+    sweep._retry(study, study.get_trials()[1], "stopped")
+    try:
+        sweep.run_worker(study, sp, sweep.ManagerExecutor(manager, "test"))
+    finally:
+        manager.shutdown()
+    # the retried setting ran seed 1 only (seed 0 was finished before the process died); the other both seeds
+    by_setting: dict[float, list[int]] = {}
+    for rec in store.list_runs():
+        by_setting.setdefault(rec.config["optim"]["lr"], []).append(rec.config["seed"])
+    assert sorted(by_setting[setting["optim.lr"]]) == [1]
+    res = sweep.results(study, sp)
+    grp = next(g for g in res.groups if g.setting == setting)
+    assert grp.state == "complete" and set(grp.runs) == {"0", "1"} and grp.runs["0"]["run_id"] == "earlier"
+
+
+def sweep_state(name: str):
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+# ------------------------------------------------------------------ two worker processes
+def test_two_worker_processes_share_one_sqlite_study_without_running_a_trial_twice(tl_home):
+    sp = spec("optim.lr=0.01,0.02", "optim.momentum=0.8,0.9", seeds=(0,))
+    sweep.create_study(sp, sweep.default_storage(), "shared")
+    env = {**os.environ, "TL_HOME": str(tl_home), "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "tl_core", "sweep-worker", "--study", "shared"], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    store = RunStore()
+    runs = [(r.config["optim"]["lr"], r.config["optim"]["momentum"]) for r in store.list_runs()]
+    assert sorted(runs) == [(0.01, 0.8), (0.01, 0.9), (0.02, 0.8), (0.02, 0.9)]  # each setting once
+    study, _ = sweep.load_study(sweep.default_storage(), "shared")
+    done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(done) == 4
+    workers = {t.user_attrs["worker"].rsplit(":", 2)[1] for t in done}
+    assert workers == {str(p.pid) for p in procs}, "both processes took trials"
+    for _, err in outs:
+        assert err.count("trial ") >= 1
