@@ -127,7 +127,7 @@ def test_aggregate_and_status_from_the_store(tl_home):
                     "std": pytest.approx(5.0), "n": 2}]
     st = pt.status(store, record)
     assert (st.total, st.done, st.active, st.failed) == (3, 2, True, 0)
-    assert st.fraction == pytest.approx(2 / 3)
+    assert st.fraction == pytest.approx(2 / 3)  # three runs of the same size, two done
 
 
 def test_home_card_starts_the_demo_and_records_it(tl_home, monkeypatch):

@@ -2,7 +2,9 @@
 
 A pair demo queues source only and DANN on one preset; the comparison demo queues several
 methods on MNIST → MNIST-M with the same demo settings (``config.demo_config``: LeNet, 10
-epochs, seed 0), so the Monitor compares them side by side. Torch-free (Home imports it).
+epochs, seed 0), so the Monitor compares them side by side. The "What is pretraining worth?" demo is a
+chain (a pretraining run whose saved backbone the other runs use), so its plan lives in
+``tl_core/pretraining.py``. Torch-free (Home imports it).
 """
 
 from __future__ import annotations

@@ -160,14 +160,34 @@ class Status:
     elapsed_s: float
 
 
+#: What starting a run costs (a training process, data, evaluations), in steps of work, for the ETA's weights.
+RUN_OVERHEAD_STEPS = 30
+
+
+def _work(rec: Any) -> float:
+    """A run's share of the demo's work: its steps (planned ones while queued) plus the start-up cost."""
+    if rec.total_steps:
+        return rec.total_steps + RUN_OVERHEAD_STEPS
+    import math
+
+    from tl_core.data import DIGIT_CLASSES
+
+    d, o = rec.config.get("data", {}), rec.config.get("optim", {})
+    k = d.get("labels_per_class")
+    n = k * len(DIGIT_CLASSES) if k else 5000  # the pretraining run starts first, so its own count is soon known
+    return o.get("epochs", 1) * math.ceil(n / max(1, o.get("batch_size", 1))) + RUN_OVERHEAD_STEPS
+
+
 def status(store: Any, record: dict[str, Any]) -> Status:
-    """Progress of the demo: runs done and an ETA for the whole demo from the time its finished runs took."""
+    """Progress of the demo: runs done, and an ETA for the whole demo from the time taken so far and the work
+    left (each run weighted by its steps plus a start-up cost, so the long pretraining run counts for more)."""
     recs = [store.get_run(e["id"]) for e in record["runs"]]
     total = len(recs)
     done = sum(1 for r in recs if r is None or not r.active)
     failed = sum(1 for r in recs if r is not None and not r.active and r.status != "completed")
-    running = sum(r.progress for r in recs if r is not None and r.status == "running")
-    fraction = (done + running) / total if total else 1.0
+    weights = [_work(r) if r is not None else 0.0 for r in recs]
+    worked = sum(w * (1.0 if not r.active else r.progress) for r, w in zip(recs, weights) if r is not None)
+    fraction = worked / sum(weights) if sum(weights) else 1.0
     starts = [r.started for r in recs if r is not None and getattr(r, "started", None)]
     elapsed = time.time() - min(starts) if starts else 0.0
     active = done < total
