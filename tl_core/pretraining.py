@@ -226,6 +226,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def figure(summary: list[dict[str, Any]], height: int = 460) -> Any:
     """MNIST test accuracy against labels per class (log x): one line per strategy, a mean ± std band."""
+    import math
+
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -246,6 +248,7 @@ def figure(summary: list[dict[str, Any]], height: int = 460) -> Any:
     fig.update_layout(
         title={"text": "MNIST test accuracy with few labels (mean ± std over seeds)", "font": {"size": 19}},
         xaxis={"title": "labelled MNIST images per class (log scale)", "type": "log",
+               "range": [math.log10(LABELS_PER_CLASS[0] / 1.3), math.log10(LABELS_PER_CLASS[-1] * 1.3)],
                "tickvals": list(LABELS_PER_CLASS), "ticktext": [str(k) for k in LABELS_PER_CLASS]},
         yaxis={"title": "MNIST test accuracy (%)", "ticksuffix": ""},
         legend={"orientation": "h", "y": -0.22, "x": 0, "font": {"size": 14}},
