@@ -16,6 +16,7 @@ from tl_core.store import RunRecord
 from tl_ui import access, charts, entry, gain_view, keys, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
+from tl_ui.report_view import report_controls
 from tl_ui.monitor_refresh import REFRESH_S, STEP_CHARTS_REFRESH_S
 from tl_ui.selection_view import render_run as render_selection
 from tl_ui.weights_view import render_weights_section
@@ -310,6 +311,8 @@ def main() -> None:
     if recs:
         render_weights_section(recs)  # runs whose method weighted its training images (KMM, KLIEP)
         render_feature_section(recs)
+        st.subheader("Report")
+        report_controls(recs, "monitor")  # one HTML file of the runs shown (tl_ui/report_view.py)
 
 
 entry.require_app()

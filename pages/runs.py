@@ -13,6 +13,7 @@ from tl_core.checkpoint import CHECKPOINT_NAME, WHEN_WRITTEN, checkpoint_path
 from tl_core.store import RunRecord, RunStore
 from tl_ui import (access, charts, entry, gain_view, keys, predict_view, resources, runinfo, selection_view, theme,
                    widgets)
+from tl_ui.report_view import report_controls
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -194,6 +195,7 @@ def main() -> None:
     render_compare(recs, store)
     if st.button("Open in Monitor", key="runs.open_monitor", icon=":material/monitoring:"):
         widgets.open_in_monitor([r.id for r in recs])
+    report_controls(recs, "runs")  # one HTML report of the selected runs (tl_ui/report_view.py)
     render_actions(recs, store)
 
 

@@ -183,11 +183,15 @@ def test_a_run_without_target_labels_says_so_and_the_summary_extras_show(tmp_pat
                                "target_entropy": 0.25})
     page = report.build(store, [run_id], n_gradcam=0).html
     assert report.NO_TARGET_LABELS in page and "Best target" not in page and "90.0 %" in page
-    summary = {**store.get_run(run_id).summary, "gain": {"points": -7.5, "baseline": "source only"},
+    from tl_core.gain import Gain
+
+    gain = Gain("source only", points=-7.5, run_acc=0.5, baseline_acc=0.575, baseline_run="base-1").to_dict()
+    summary = {**store.get_run(run_id).summary, "gain": gain,
                "chosen": {"criterion": "source_val_acc", "epoch": 1, "score": 0.9, "target_test_acc": None}}
     store.set_summary(run_id, summary)
     page = report.build(store, [run_id], n_gradcam=0).html
-    assert "-7.5 points" in page and "negative transfer" in page and "criterion source_val_acc" in page
+    assert "<b class=neg>negative transfer: −7.5 points against source only</b>" in page
+    assert "baseline 57.5 %" in page and "criterion source_val_acc" in page
 
 
 def test_cli_writes_a_comparison_and_ends_with_a_json_line(run, tmp_path):

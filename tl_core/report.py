@@ -263,18 +263,23 @@ def _numbers(rec: Any, epochs: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
-def _gain_text(gain: Any) -> str:
-    """summary["gain"] in words, whatever its form: points, or a dict the gain module wrote."""
+def _gain_text(gain: Any, short: bool = False) -> str:
+    """summary["gain"] (written by :mod:`tl_core.gain`, which owns its wording) as HTML; a negative one flagged."""
     if isinstance(gain, (int, float)):
         pts = float(gain)
         return f"{pts:+.1f} points" + (" <b class=neg>negative transfer</b>" if pts < 0 else "")
-    if isinstance(gain, dict):
-        pts = next((gain[k] for k in ("points", "gain_points", "gain") if isinstance(gain.get(k), (int, float))), None)
-        head = (f"{float(pts):+.1f} points" + (" <b class=neg>negative transfer</b>" if pts < 0 else "")
-                if pts is not None else "")
-        rest = "; ".join(f"{esc(k)}: {esc(v)}" for k, v in gain.items() if not isinstance(v, (dict, list)))
-        return (head + (f" <span class=muted>({rest})</span>" if rest else "")) or esc(json.dumps(gain))
-    return esc(gain)
+    if not isinstance(gain, dict):
+        return esc(gain)
+    text = gain.get("text") or (f"{float(gain['points']):+.1f} points" if isinstance(gain.get("points"), (int, float))
+                                else gain.get("reason") or "")
+    negative = bool(gain.get("negative")) or (isinstance(gain.get("points"), (int, float)) and gain["points"] < 0)
+    out = f"<b class=neg>{esc(text)}</b>" if negative else esc(text)
+    if not short and isinstance(gain.get("run_acc"), (int, float)) and isinstance(gain.get("baseline_acc"), (int, float)):
+        out += (f" <span class=muted>(target accuracy compared: this run {_pct(gain['run_acc'])}, baseline "
+                f"{_pct(gain['baseline_acc'])}"
+                + (f", run {esc(gain['baseline_run'])}" if gain.get("baseline_run") else "")
+                + f")</span> <span class=tag>{MEASURED}</span>")
+    return out
 
 
 # ------------------------------------------------------------------ images
@@ -479,10 +484,11 @@ def _run_section(store: Any, rec: Any, figs: _Figures, *, n_gradcam: int, data_r
 
 # ------------------------------------------------------------------ the whole report
 def _overview(store: Any, recs: list[Any], figs: _Figures, styles: dict[str, tuple[str, str]]) -> str:
-    head = ("<tr><th>run</th><th>method</th><th>data</th><th>status</th>"
-            f"<th>target accuracy, last epoch<br><span class=tag>{MEASURED}</span></th>"
-            f"<th>best target accuracy<br><span class='tag oracle'>{ORACLE}</span></th>"
-            "<th>source validation accuracy<br><span class=tag>label-free</span></th><th>transfer gain</th></tr>")
+    head = ("<tr><th>run</th><th>method</th><th>data</th>"
+            f"<th>target acc., last epoch<br><span class=tag>{MEASURED}</span></th>"
+            f"<th>best target acc.<br><span class='tag oracle'>{ORACLE}</span></th>"
+            f"<th>target acc. at the epoch chosen without labels<br><span class=tag>{MEASURED}</span></th>"
+            "<th>source val. acc.<br><span class=tag>label-free</span></th><th>transfer gain</th></tr>")
     body, series = [], []
     for r in recs:
         e = store.epoch_metrics(r.id)
@@ -490,12 +496,16 @@ def _overview(store: Any, recs: list[Any], figs: _Figures, styles: dict[str, tup
         s = r.summary or {}
         final = next((v for k, v in nums.items() if k.startswith("Target test accuracy, last")), esc(NO_TARGET_LABELS))
         best = next((v for k, v in nums.items() if k.startswith("Best target")), "–")
+        chosen = s.get("chosen") if isinstance(s.get("chosen"), dict) else {}
+        picked = (f"{_pct(chosen['target_test_acc'])} <span class=muted>(epoch {_num(chosen.get('epoch'))}, "
+                  f"{esc(chosen.get('criterion', '?'))})</span>" if chosen.get("target_test_acc") is not None else "–")
         d = r.config.get("data", {})
-        body.append(f'<tr><th><a href="#run-{esc(r.id)}">{esc(r.name or r.id)}</a></th>'
-                    f"<td>{esc(method_label(r.config))}</td><td>{esc(d.get('source', '?'))} → "
-                    f"{esc(d.get('target', '?'))}</td><td>{esc(r.status)}</td><td>{final}</td><td>{best}</td>"
+        body.append(f'<tr><th><a href="#run-{esc(r.id)}">{esc(r.name or r.id)}</a>'
+                    f"{'' if r.status == 'completed' else f' <span class=muted>({esc(r.status)})</span>'}</th>"
+                    f"<td class=t>{esc(method_label(r.config))}</td><td class=t>{esc(d.get('source', '?'))} → "
+                    f"{esc(d.get('target', '?'))}</td><td>{final}</td><td>{best}</td><td>{picked}</td>"
                     f"<td>{_pct(s.get('final_source_val_acc'))}</td>"
-                    f"<td>{_gain_text(s['gain']) if s.get('gain') is not None else '–'}</td></tr>")
+                    f"<td class=t>{_gain_text(s['gain'], short=True) if s.get('gain') is not None else '–'}</td></tr>")
         series.append(charts.Series(esc(r.name or r.id), store.step_metrics(r.id), e, *styles[r.id]))
     out = [f'<section><h2>Runs compared</h2><table class="num">{head}{"".join(body)}</table><div class=grid2>',
            figs.add("compare-accuracy", charts.compare_accuracy_figure(series)),
@@ -539,7 +549,7 @@ color:#1f2328;line-height:1.4}
 h1{font-size:28px;margin:8px 0}h2{font-size:24px;border-bottom:2px solid #d0d7de;padding-bottom:4px;margin-top:36px}
 h3{font-size:19px;margin:22px 0 6px}
 table{border-collapse:collapse;margin:6px 0 12px}th,td{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:left;
-vertical-align:top}table.kv th{width:330px;color:#57606a;font-weight:600}table.num td{text-align:right}
+vertical-align:top}table.kv th{width:330px;color:#57606a;font-weight:600}table.num td{text-align:right}table.num td.t{text-align:left}table.num tr>th:first-child{min-width:170px}table.num td.t{min-width:110px}
 tr.avg th,tr.avg td{background:#f6f8fa;font-weight:600}
 .tag{display:inline-block;font-size:12px;font-weight:600;padding:0 6px;border-radius:8px;background:#ddf4ff;color:#0969da}
 .tag.oracle{background:#fff1e5;color:#bc4c00}.neg{color:#cf222e}.muted{color:#6e7781}.caption{color:#57606a;font-size:13px}

@@ -219,6 +219,9 @@ def render_epoch_details(recs: list[RunRecord]) -> None:
                                                 f"Target accuracy per class (%), epoch {epoch}",
                                                 f"per-class-{rec.id}"),
                         key="monitor.per_class", config=CHART_CONFIG)
+    from tl_ui.report_view import render_classification_report
+
+    render_classification_report(extra["confusion"], classes, epoch)
     st.markdown(f"**Misclassified target test images, epoch {epoch}** (true → predicted)")
     _gallery(rec, extra.get("misclassified") or [], classes)
 

@@ -88,6 +88,8 @@ RUNS_X_AXIS = "runs.x_axis"
 RUNS_EXPORT_FORMAT = "runs.export.format"   # which format the model export makes
 RUNS_EXPORT_BUTTON = "runs.export.button"
 RUNS_EXPORT_FILE = "runs.export.file"       # (run id, format, bytes, file name) of the last export, or an error
+REPORT_BUTTON = "report.button"              # + ".monitor" / ".runs": Build report (tl_ui/report_view.py)
+REPORT_FILE = "report.file"                  # + ".monitor" / ".runs": (run ids, HTML bytes, file name) or an error
 
 # ---------------------------------------------------------------- predict
 PREDICT_RUN = "predict.run"             # the finished run whose model predicts
