@@ -303,10 +303,10 @@ _SHOWN_JS = """() => {
     for (const gd of document.querySelectorAll('.js-plotly-plot')) {
       const title = ((gd.layout || {}).title || {}).text || '';
       let kind = null, value = null;
-      if (title.startsWith('Accuracy (%) per epoch')) {
+      if (title.includes('Accuracy (%) per epoch')) {
         kind = 'epoch';
         for (const t of (gd._fullData || [])) { const x = t.x || []; if (x.length) value = Math.max(value ?? 0, +x[x.length - 1]); }
-      } else if (title.startsWith('Source and target features')) {
+      } else if (title.includes('Source and target features')) {
         kind = 'snapshot';
         const frames = (gd._transitionData || {})._frames || [];
         value = frames.length ? epochOf(frames[frames.length - 1].name) : null;
