@@ -267,3 +267,42 @@ def test_no_browser_gives_a_clear_message(monkeypatch, tmp_path, built):
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chrome"))
     with pytest.raises(report.ReportError, match="needs Chrome or Chromium and none was found"):
         report.write_pngs(dict(list(built.figures.items())[:1]), tmp_path / "png")
+
+
+# ------------------------------------------------------------------ dashboard
+from tests.test_pages import manager  # noqa: E402,F401 - the pages' fixture: a store and a recording job manager
+def test_monitor_shows_the_classification_report_beside_the_per_class_results(manager):
+    from tests.test_pages import add_run_with_snapshots, open_app
+    from tl_ui import keys
+
+    run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=3)
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Classification report, epoch 2" in m.value for m in at.markdown)
+    table = at.table[0].value
+    conf = manager.store.epoch_metrics(run_id)["extra"].iloc[-1]["confusion"]
+    rep = classification_report(conf)
+    assert list(table.index)[-3:] == ["accuracy", "macro average", "weighted average"] and len(table) == 13
+    assert table.loc["macro average", "F1"] == f"{100 * rep['macro']['f1']:.1f} %"
+    assert table.loc["3", "Precision"] == f"{100 * rep['classes'][3]['precision']:.1f} %"
+    assert at.button(key=f"{keys.REPORT_BUTTON}.monitor").label == "Build report"
+
+
+def test_runs_page_builds_the_selected_runs_report_in_a_child_process_and_offers_it(manager):
+    from tests.test_pages import _select_rows, add_run_with_snapshots, open_app
+    from tl_ui import keys
+
+    a = add_run_with_snapshots(manager.store, "alpha <b>", n_snaps=2)
+    b = add_run_with_snapshots(manager.store, "beta", n_snaps=2)
+    at = open_app(keys.PAGE_RUNS)
+    _select_rows(at, [0, 1])
+    at.button(key=f"{keys.REPORT_BUTTON}.runs").click().run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    ids, data, name = at.session_state[f"{keys.REPORT_FILE}.runs"]
+    assert set(ids) == {a, b} and name == "report-2-runs.html"
+    page = data.decode()
+    assert "Runs compared" in page and "alpha &lt;b&gt;" in page and "No Grad-CAM" in page  # no checkpoint here
+    assert any(d.label.startswith("Download report (") for d in at.get("download_button"))
