@@ -154,3 +154,14 @@ def test_home_card_starts_the_demo_and_records_it(tl_home, monkeypatch):
         assert sorted(manager.cancelled) == sorted(e["id"] for e in record["runs"])
     finally:
         resources.get_manager.clear()
+
+
+def test_setup_refuses_a_batch_larger_than_the_few_labels(tl_home):
+    from tl_ui import validation
+
+    cfg = RunConfig()
+    cfg.data.source, cfg.data.labels_per_class, cfg.optim.batch_size = "mnist", 2, 64
+    assert any(m.startswith("optim.batch_size: 64 is larger than the training set (20 images of mnist)")
+               for m in validation.problems(cfg))
+    cfg.optim.batch_size = 16
+    assert not any(m.startswith("optim.batch_size") for m in validation.problems(cfg))

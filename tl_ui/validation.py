@@ -31,6 +31,10 @@ def problems(cfg: RunConfig) -> list[str]:
         size = min(size, d.max_train)
     elif size is None and d.max_train:
         size = d.max_train
+    if size is not None and isinstance(d.labels_per_class, int) and d.labels_per_class > 0:
+        from tl_core.data import DIGIT_CLASSES  # built-in sets (the only ones with a known size) hold the digits
+
+        size = min(size, d.labels_per_class * len(DIGIT_CLASSES))
     if size is not None and isinstance(o.batch_size, int) and o.batch_size > size:
         out.append(f"optim.batch_size: {o.batch_size} is larger than the training set ({size:,} images of "
                    f"{labelled}); choose at most {size:,} (64 is a good start).")
