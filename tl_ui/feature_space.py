@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from tl_core.embedding import METRIC_HELP
-from tl_core.figures import MAX_FRAMES as MAX_FRAMES, SNAPSHOT_CURVES as _CURVES
-from tl_core.figures import every_nth_frame as every_nth_frame, snapshot_label as snapshot_label
+from tl_core.figures import MAX_FRAMES as MAX_FRAMES  # noqa: F401 - read by the pages' tests
+from tl_core.figures import SNAPSHOT_CURVES as _CURVES
 from tl_core.figures import sample_index as _sample_index  # noqa: F401 - read by present_view
 from tl_core.store import RunRecord
 from tl_ui import charts, keys, resources, runinfo, theme
