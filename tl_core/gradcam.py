@@ -9,8 +9,8 @@ last stage whose output still has height and width), as the paper uses the last 
 map is upsampled bilinearly to the input size and scaled to [0, 1] per image.
 
 Works on :class:`tl_core.export.Network` (``net.backbone`` a staged :class:`~tl_core.backbones.Backbone`,
-``net.head``, the normalisation inside ``net``): the run's checkpoint, loaded with ``weights_only=True`` by
-:func:`tl_core.export.load_run`.
+``net.head``, the normalisation inside ``net``): the run's chosen checkpoint (else its last), loaded with
+``weights_only=True`` by :func:`tl_core.export.load_run`.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ data, backbone, frozen stages, method and its parameters, device, and the machin
 the report), the curves (the dashboard's own figure builders, :mod:`tl_core.charts`), the feature space
 before and after with its replay (a Plotly animation over the snapshots), domain distances over time, the
 target confusion matrix, a classification report (:mod:`tl_core.classification`), per-class accuracy,
-misclassified target images and Grad-CAM heat maps on a few target images (:mod:`tl_core.gradcam`, from the
-run's checkpoint loaded with ``weights_only=True``), thumbnails inlined as ``data:`` URIs; label-free numbers
+misclassified target images and Grad-CAM heat maps on a few target images (:mod:`tl_core.gradcam`, on the
+network :func:`tl_core.export.load_run` loads with ``weights_only=True``: the checkpoint the run's label-free
+criterion chose, else the last, as export and predict use), thumbnails inlined as ``data:`` URIs; label-free numbers
 and target-label numbers each labelled, the oracle as "oracle: uses target labels", and the transfer gain
 and label-free checkpoint choice when the run summary has them (``summary["gain"]``, ``summary["chosen"]``,
 ``summary["oracle"]``). With more than one run, an overview table and overlaid curves come first.
@@ -319,7 +320,8 @@ def _misclassified_html(imgs: Any, extra: dict[str, Any], classes: list[str], ep
 
 def gradcam_images(store: Any, run_id: str, n: int = GRADCAM_IMAGES, imgs: Any = None,
                    data_root: str | None = None) -> dict[str, Any]:
-    """Grad-CAM of the first ``n`` target test images with the run's last checkpoint (see tl_core.gradcam).
+    """Grad-CAM of the first ``n`` target test images with the network export uses (the chosen checkpoint, else
+    the last; see tl_core.gradcam).
 
     Returns ``{"images": uint8 (n, S, S, 3) as the model saw them, "maps": (n, S, S) in [0, 1], "pred": (n,),
     "prob": (n,), "labels": (n,) true classes or -1, "classes": names, "layer": stage name}``.
@@ -347,6 +349,7 @@ def gradcam_images(store: Any, run_id: str, n: int = GRADCAM_IMAGES, imgs: Any =
     labelled = getattr(imgs, "labelled", True)
     return {"images": pixels.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy(), "maps": maps,
             "pred": pred, "prob": probs[np.arange(len(pred)), pred], "classes": nw.classes, "layer": layer,
+            "epoch": nw.meta.get("epoch"),
             "labels": np.asarray(imgs.labels[:n]) if labelled else np.full(n, -1)}
 
 
@@ -370,7 +373,9 @@ def _gradcam_html(g: dict[str, Any]) -> str:
                      f"<figcaption>{cap}</figcaption></figure>")
     return (f"<p>Where the network looks for the class it predicts on the first {len(cells)} target test images: "
             f"Grad-CAM (Selvaraju et al., ICCV 2017) on the output of the backbone's last convolutional stage "
-            f"(<code>{esc(g['layer'])}</code>), from the run's last checkpoint. Left: the image as the model sees "
+            f"(<code>{esc(g['layer'])}</code>), with the weights of epoch {_num(g.get('epoch'))}: the checkpoint "
+            f"export and predict use (the epoch chosen without target labels, else the last). Left: the image as "
+            f"the model sees "
             f"it ({g['images'].shape[1]}×{g['images'].shape[2]} px); right: red where the evidence for the "
             f"predicted class is strongest, blue where there is none.</p><div class=gallery>{''.join(cells)}</div>")
 
@@ -636,7 +641,8 @@ def browser_path() -> str | None:
 
 def write_pngs(figures: dict[str, Any], folder: str | os.PathLike, size: tuple[int, int] = PNG_SIZE,
                timeout_s: float = 120.0) -> list[Path]:
-    """Every figure as ``folder/<name>.png`` (size × 2 scale for slides) with kaleido.
+    """Every figure as ``folder/<name>.png``, ``size[0]`` pixels wide (the figure's own height, at most ``size[1]``),
+    with kaleido.
 
     Raises:
         ReportError: kaleido missing, no browser, or the browser did not answer within ``timeout_s``.
@@ -662,7 +668,9 @@ def write_pngs(figures: dict[str, Any], folder: str | os.PathLike, size: tuple[i
         p = out / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png")
         spec = json.loads(pio.to_json(fig, validate=False))
         spec.setdefault("layout", {}).update(width=size[0], height=min(size[1], spec["layout"].get("height") or size[1]))
-        spec.pop("frames", None)  # a still of the shown frame
+        spec.pop("frames", None)  # a still of the shown frame: no play button or slider on a slide
+        spec["layout"].pop("updatemenus", None)
+        spec["layout"].pop("sliders", None)
         jobs.append({"fig": spec, "path": str(p), "opts": {"format": "png", "width": size[0],
                                                          "height": spec["layout"]["height"], "scale": 1}})
         paths.append(p)
