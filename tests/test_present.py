@@ -67,13 +67,13 @@ def test_present_starts_from_the_monitor_selection_keeps_its_own_pick_and_follow
 
 
 def test_accuracy_figure_one_line_per_run_in_run_colours_with_its_final_value():
-    first, second = _record("a", 1.0, "source only"), _record("b", 2.0, "DANN")
+    first, second = _record("a", 1.0, "source only · MNIST → MNIST-M"), _record("b", 2.0, "DANN · MNIST → MNIST-M")
     epochs = {"a": pd.DataFrame({"epoch": [1, 2, 3], "target_test_acc": [0.3, 0.4, 0.45]}),
               "b": pd.DataFrame({"epoch": [1, 2, 3], "target_test_acc": [0.35, 0.6, 0.7]})}
     fig = present_view.accuracy_figure([second, first], epochs, 560).to_dict()  # colours follow creation order
     colours = theme.run_styles([first, second])
     by_name = {t["name"]: t for t in fig["data"]}
-    assert set(by_name) == {"source only: 45.0 %", "DANN: 70.0 %"}
+    assert set(by_name) == {"source only: 45.0 %", "DANN: 70.0 %"}  # the pair they share is the headline
     assert by_name["source only: 45.0 %"]["line"]["color"] == colours["a"][0] == theme.RUN_COLORS[0]
     assert by_name["DANN: 70.0 %"]["line"]["color"] == colours["b"][0] == theme.RUN_COLORS[1]
     assert fig["layout"]["title"]["text"] == "Target accuracy (%)" and fig["layout"]["height"] == 560

@@ -38,7 +38,7 @@ CHART_HEIGHT = 420
 #: The Present page (a projector at 1280x720, read from the back of a room): larger still.
 PRESENT_FONT_SIZE = 20
 PRESENT_TITLE_SIZE = 24
-PRESENT_POINT_SIZE = 5
+PRESENT_POINT_SIZE = 6
 
 #: status -> (label shown to people, st.badge colour, material icon)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {

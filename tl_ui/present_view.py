@@ -111,9 +111,21 @@ def _final(values: pd.Series) -> float | None:
     return float(v.iloc[-1]) if not v.empty else None
 
 
+def short_labels(recs: list[RunRecord]) -> dict[str, str]:
+    """run id -> its name without the ' · MNIST → MNIST-M' every chosen run's name ends with (the headline
+    says it once): 'Source only', 'DANN'."""
+    titles = {r.id: runinfo.run_title(r) for r in recs}
+    tails = {t.rsplit(" · ", 1)[1] if " · " in t else None for t in titles.values()}
+    if len(titles) < 2 or len(tails) != 1 or None in tails:
+        return titles
+    return {i: t.rsplit(" · ", 1)[0] for i, t in titles.items()}
+
+
 def target_curves(recs: list[RunRecord], epochs: dict[str, pd.DataFrame]) -> tuple[str, list[dict[str, Any]]]:
-    """('accuracy' | 'entropy' | 'mixed', one entry per run: label, colour, x, y, unit, final)."""
+    """('accuracy' | 'entropy' | 'mixed', and per run: label, colour, unlabelled, x (epochs), y (accuracy in %,
+    or the target prediction entropy for a run whose target has no labels))."""
     styles = theme.run_styles(recs)
+    labels = short_labels(recs)
     out = []
     for rec in recs:
         e = epochs.get(rec.id, pd.DataFrame())
@@ -121,7 +133,7 @@ def target_curves(recs: list[RunRecord], epochs: dict[str, pd.DataFrame]) -> tup
         col = "target_entropy" if unlabelled else "target_test_acc"
         d = e[["epoch", col]].dropna() if not e.empty and col in e and "epoch" in e else pd.DataFrame()
         scale = 1.0 if unlabelled else 100.0
-        out.append({"label": runinfo.run_title(rec), "color": styles[rec.id][0], "unlabelled": unlabelled,
+        out.append({"label": labels[rec.id], "color": styles[rec.id][0], "unlabelled": unlabelled,
                     "x": d["epoch"].to_numpy() if not d.empty else np.array([]),
                     "y": d[col].to_numpy(dtype=float) * scale if not d.empty else np.array([])})
     kinds = {c["unlabelled"] for c in out}
@@ -171,11 +183,13 @@ def accuracy_figure(recs: list[RunRecord], epochs: dict[str, pd.DataFrame], heig
 
 
 def _feature_rows(recs: list[RunRecord]) -> list[dict[str, Any]]:
-    """Per run: its title, colour, and the first and latest projected snapshot (None when there is none)."""
+    """Per run: its short title, colour, the first and latest projected snapshot with each one's axis ranges, or
+    a note why there is none."""
     styles = theme.run_styles(recs)
+    labels = short_labels(recs)
     rows = []
     for rec in recs:
-        row: dict[str, Any] = {"label": runinfo.run_title(rec), "color": styles[rec.id][0], "frames": [],
+        row: dict[str, Any] = {"label": labels[rec.id], "color": styles[rec.id][0], "frames": [],
                                "sample": None, "classes": None, "note": None}
         if not rec.config.get("snapshot", {}).get("enabled", True):
             row["note"] = "feature snapshots are off for this run"
@@ -185,8 +199,11 @@ def _feature_rows(recs: list[RunRecord]) -> list[dict[str, Any]]:
                 row["note"] = "waiting for the first projected snapshot…" if rec.active or rec.status == "queued" \
                     else "no projected feature snapshot"
             else:
-                row.update(frames=[frames[0], frames[-1]] if len(frames) > 1 else frames[:1], sample=sample,
-                           classes=_classes(rec), xy=charts.coords_range([c for _, c in frames]))
+                shown = [frames[0], frames[-1]] if len(frames) > 1 else frames[:1]
+                # each panel its own axes: the trained features often cluster far tighter than the first ones,
+                # and what a room must see is whether the colours mix, not how far the cloud shrank
+                row.update(frames=shown, sample=sample, classes=_classes(rec),
+                           ranges=[charts.coords_range([c]) for _, c in shown])
         rows.append(row)
     return rows
 
@@ -222,7 +239,7 @@ def features_figure(rows: list[dict[str, Any]], height: int) -> Any:
             suffix = "" if k == 1 else str(k)
             axis = {"showticklabels": False, "showgrid": False, "zeroline": False, "showline": True, "mirror": True,
                     "linecolor": "#d0d7de", "fixedrange": True}
-            xr, yr = row.get("xy", (None, None))
+            xr, yr = row["ranges"][j] if j < len(row.get("ranges", [])) else (None, None)
             layout[f"xaxis{suffix}"] = {**axis, "domain": [x_lo, x_hi], "anchor": f"y{suffix}",
                                         **({"range": xr} if xr else {})}
             layout[f"yaxis{suffix}"] = {**axis, "domain": [max(0.0, y_lo), min(1.0, y_hi)], "anchor": f"x{suffix}",
@@ -295,7 +312,7 @@ def render(run_ids: list[str]) -> None:
         return
     st.caption(plain(status_line(recs)))
     epochs = {r.id: store.epoch_metrics(r.id) for r in recs}
-    left, right = st.columns([1, 1.15], gap="small")
+    left, right = st.columns([1, 1.35], gap="small")
     with left:
         st.plotly_chart(accuracy_figure(recs, epochs, CHART_HEIGHT_PX), key="present.accuracy",
                         config=CHART_CONFIG)
