@@ -44,12 +44,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.pretraining", description=__doc__.splitlines()[0])
     ap.add_argument("--home", help="TL_HOME for the demo's runs (default: a new temporary folder)")
     ap.add_argument("--in-process", action="store_true", help="train in the manager's thread (no child processes)")
+    ap.add_argument("--report", action="store_true", help="train nothing: the table of the demo already in --home")
     a = ap.parse_args(argv)
     home = Path(a.home or tempfile.mkdtemp(prefix="tl-pretraining-"))
     os.environ["TL_HOME"] = str(home)
     from tl_core import pretraining as pt
     from tl_core.jobs import JobManager
     from tl_core.store import RunStore
+
+    if a.report:
+        store, record = RunStore(home), pt.load(home)
+        if record is None:
+            print(f"no pretraining demo recorded in {home}", file=sys.stderr)
+            return 2
+        st = pt.status(store, record)
+        summary = pt.aggregate(pt.results(store, record))
+        print(f"{st.done}/{st.total} runs finished, {st.failed} did not complete; elapsed {st.elapsed_s:.0f} s")
+        print(table(summary))
+        print(pt.verdict(summary))
+        print(json.dumps({"done": st.done, "total": st.total, "summary": summary}))
+        return 0
 
     manager = JobManager(RunStore(home), project=False, isolate=not a.in_process)
     t0 = time.monotonic()

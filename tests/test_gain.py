@@ -75,6 +75,9 @@ def test_reported_accuracy_prefers_the_label_free_choice():
     assert gain.reported_accuracy({"final_target_test_acc": 0.5}) == 0.5
     assert gain.reported_accuracy({"final_target_test_acc": 0.5, "chosen": {"target_test_acc": 0.6}}) == 0.6
     assert gain.reported_accuracy({"target_labelled": False}) is None
+    # MNIST → MNIST: its source validation images are the target test images, so the choice is not used
+    same = {"data": {"source": "mnist", "target": "mnist"}}
+    assert gain.reported_accuracy({"final_target_test_acc": 0.5, "chosen": {"target_test_acc": 0.6}}, same) == 0.5
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ that have no weights. The newest match wins.
 
 **The accuracy compared** (:func:`reported_accuracy`): the target test accuracy of the checkpoint the
 run chose without target labels (``summary["chosen"]``) when the run chose one, else of its last epoch;
-the same rule for both runs. A target without labels gives no gain (said so, never a made-up number).
+the last epoch's when source and target are one data set (their validation and test images are the same
+then); the same rule for both runs. A target without labels gives no gain (said so, never a made-up number).
 Torch-free: the pages import it.
 """
 
@@ -113,10 +114,18 @@ def config_key(config: RunConfig | dict[str, Any]) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def reported_accuracy(summary: dict[str, Any]) -> float | None:
-    """The target accuracy a run reports: its label-free choice's (``summary['chosen']``), else its last epoch's."""
+def same_data(config: dict[str, Any] | None) -> bool:
+    """True when source and target are one data set: its source validation split is then the target test split,
+    so a checkpoint chosen by source accuracy would be chosen on the test labels."""
+    d = (config or {}).get("data") or {}
+    return bool(d) and d.get("source") == d.get("target") and d.get("source_path") == d.get("target_path")
+
+
+def reported_accuracy(summary: dict[str, Any], config: dict[str, Any] | None = None) -> float | None:
+    """The target accuracy a run reports: its label-free choice's (``summary['chosen']``), else its last epoch's;
+    always the last epoch's when source and target are one data set (:func:`same_data`)."""
     chosen = summary.get("chosen")
-    if isinstance(chosen, dict) and chosen.get("target_test_acc") is not None:
+    if isinstance(chosen, dict) and chosen.get("target_test_acc") is not None and not same_data(config):
         return float(chosen["target_test_acc"])
     acc = summary.get("final_target_test_acc", summary.get("target_test_acc"))
     return None if acc is None else float(acc)
@@ -163,7 +172,7 @@ def compare(rec: Any, baseline: Any | None, against: str | None) -> Gain:
     if baseline is None:
         return Gain(against, reason=f"transfer gain: no baseline yet (no finished {against} run with the same "
                                     "settings; Setup's 'Also run its baseline' queues one)")
-    mine, theirs = reported_accuracy(s), reported_accuracy(baseline.summary or {})
+    mine, theirs = reported_accuracy(s, rec.config), reported_accuracy(baseline.summary or {}, baseline.config)
     if mine is None or theirs is None:
         return Gain(against, baseline_run=baseline.id, reason="transfer gain: not available until both runs "
                                                                 "have a target accuracy")

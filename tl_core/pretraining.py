@@ -203,7 +203,8 @@ def results(store: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
         if e["strategy"] == "pretrain":
             continue
         rec = store.get_run(e["id"])
-        acc = reported_accuracy(rec.summary or {}) if rec is not None and rec.status == "completed" else None
+        # MNIST is source and target: the last epoch's accuracy (gain.same_data), never a checkpoint chosen on it
+        acc = reported_accuracy(rec.summary or {}, rec.config) if rec is not None and rec.status == "completed" else None
         if acc is not None:
             rows.append({"strategy": e["strategy"], "labels_per_class": e["labels_per_class"], "seed": e["seed"],
                          "accuracy": acc})
