@@ -49,8 +49,7 @@ def demo_button(demo: demos.Demo, label: str, key: str, about: str | None = None
             st.rerun()
         resources.remember_started(ids)
         if st.session_state.get(keys.HOME_PRESENT):  # the projector view of just these runs
-            st.session_state[keys.PRESENT_REQUEST] = list(ids)
-            widgets.switch_to(keys.PAGE_PRESENT)
+            widgets.open_in_present(ids)
         else:
             widgets.switch_to(keys.PAGE_MONITOR)
 

@@ -193,8 +193,12 @@ def main() -> None:
         return
     recs = [r for r in runs if r.id in selected]
     render_compare(recs, store)
-    if st.button("Open in Monitor", key="runs.open_monitor", icon=":material/monitoring:"):
+    row = st.container(horizontal=True)
+    if row.button("Open in Monitor", key="runs.open_monitor", icon=":material/monitoring:"):
         widgets.open_in_monitor([r.id for r in recs])
+    if row.button("Present", key=keys.RUNS_PRESENT, icon=":material/co_present:",
+                  help="These runs on one projector screen (1280×720): target accuracy and features before/now."):
+        widgets.open_in_present([r.id for r in recs])
     report_controls(recs, "runs")  # one HTML report of the selected runs (tl_ui/report_view.py)
     render_actions(recs, store)
 

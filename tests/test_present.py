@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_pages import add_run, add_run_with_snapshots, manager, open_app  # noqa: F401 (fixture)
+from test_pages import _select_rows, add_run, add_run_with_snapshots, manager, open_app  # noqa: F401 (fixture)
 
 from tl_core.config import demo_config
 from tl_core.store import RunRecord
@@ -64,6 +64,19 @@ def test_present_starts_from_the_monitor_selection_keeps_its_own_pick_and_follow
     at.switch_page(keys.PAGE_PRESENT).run()
     assert at.session_state[keys.PRESENT_PICK] == [b, c]
     assert not at.exception, [e.value for e in at.exception]
+
+
+def test_runs_page_present_button_opens_present_on_the_selected_runs(manager):  # noqa: F811
+    a = add_run_with_snapshots(manager.store, "source only")
+    add_run(manager.store, "completed", name="not chosen")
+    c = add_run_with_snapshots(manager.store, "dann", n_snaps=2)
+    at = open_app(keys.PAGE_RUNS)
+    _select_rows(at, [0, 2])  # newest first: dann, then source only
+    at.button(key=keys.RUNS_PRESENT).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert sorted(at.session_state[keys.PRESENT_PICK]) == sorted([a, c])
+    _, feats = _charts(at)
+    assert any("dann" in n["text"] for n in feats["layout"]["annotations"])
 
 
 def test_accuracy_figure_one_line_per_run_in_run_colours_with_its_final_value():

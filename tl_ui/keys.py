@@ -85,6 +85,7 @@ RUNS_CONFIRM_DELETE = "runs.confirm_delete"
 RUNS_DELETE_BUTTON = "runs.delete_button"
 RUNS_MESSAGE = "runs.message"
 RUNS_X_AXIS = "runs.x_axis"
+RUNS_PRESENT = "runs.present"           # opens the Present page on the selected runs
 RUNS_EXPORT_FORMAT = "runs.export.format"   # which format the model export makes
 RUNS_EXPORT_BUTTON = "runs.export.button"
 RUNS_EXPORT_FILE = "runs.export.file"       # (run id, format, bytes, file name) of the last export, or an error

@@ -101,6 +101,12 @@ def open_in_monitor(run_ids: list[str]) -> None:
     switch_to(keys.PAGE_MONITOR)
 
 
+def open_in_present(run_ids: list[str]) -> None:
+    """Go to the Present page showing these runs (tl_ui/present_view.py)."""
+    st.session_state[keys.PRESENT_REQUEST] = list(run_ids)
+    switch_to(keys.PAGE_PRESENT)
+
+
 def render_sidebar() -> None:
     """The shared sidebar below the page list: who you are, and the runs training now."""
     from tl_ui import access
