@@ -104,11 +104,11 @@ def render_form() -> None:
             if f.options is not None:
                 st.multiselect(f.label, list(f.options), key=keys.SWEEP_VALUES_PREFIX + path)
             else:
-                st.text_input(f"{f.label}: values or LOW:HIGH[:log]", key=keys.SWEEP_VALUES_PREFIX + path,
+                st.text_input(f"{f.label}: values, or a range LOW:HIGH (LOW:HIGH:log)", key=keys.SWEEP_VALUES_PREFIX + path,
                               placeholder=f.example)
     st.text_area("More fields (one PATH=VALUES a line, e.g. method.params.lambda_max=0.5,1)", key=keys.SWEEP_MORE,
                  height=68)
-    c1, c2, c3, c4, c5 = st.columns([1.2, 1.6, 1, 1, 2.2])
+    c1, c2, c3, c4 = st.columns([1, 1.6, 1, 1])
     c1.text_input("Seeds", "0, 1", key=keys.SWEEP_SEEDS, help="Every setting runs once per seed.")
     c2.radio("Sampler", list(sweep.SAMPLERS), key=keys.SWEEP_SAMPLER, horizontal=True,
              format_func=lambda s: {"grid": "grid", "random": "random", "tpe": "TPE"}[s],
@@ -118,12 +118,13 @@ def render_form() -> None:
     c4.number_input("Minutes", 0, 24 * 60, 0, key=keys.SWEEP_MINUTES,
                     help="Time budget: no new trial starts after it (0: none).")
     crit = sweep.criteria()
-    c5.selectbox("Objective (no target labels)", list(crit), key=keys.SWEEP_OBJECTIVE,
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    c1.selectbox("Objective (no target labels)", list(crit), key=keys.SWEEP_OBJECTIVE,
                  index=list(crit).index(sweep.default_criterion()) if sweep.default_criterion() in crit else 0,
                  format_func=lambda c: f"{sweep.criterion_label(c)} ({'higher' if crit[c] else 'lower'} is better)",
                  help="Trials are compared by this label-free score (mean over the seeds). Target accuracy is "
                       "shown as the oracle's choice only: it needs target labels.")
-    if st.button("Start sweep", key=keys.SWEEP_START, type="primary", disabled=not access.may_act(),
+    if c2.button("Start sweep", key=keys.SWEEP_START, type="primary", disabled=not access.may_act(), width="stretch",
                  help=None if access.may_act() else access.why_read_only()):
         start()
     for msg in ss.get(keys.SWEEP_ERRORS) or []:
@@ -143,22 +144,24 @@ def render_progress(name: str, study, spec, store: str) -> bool:
         eta = "" if prog["eta_s"] is None else f" · about {runinfo.fmt_duration(prog['eta_s'])} left"
         state = "running" if active else ("stopped" if prog["stopped"] else "not running (resume it)")
         text = f"{prog['done']} of {total if total else '?'} runs · {state}{eta}"
-    c1, c2 = st.columns([6, 1])
-    c1.progress(frac, text=text)
-    with c2:
-        if active and not prog["finished"]:
-            if st.button("Stop", key=keys.SWEEP_STOP, disabled=not access.may_act(), width="stretch",
+    if prog["finished"]:
+        st.progress(1.0, text=text)
+    else:
+        c1, c2 = st.columns([6, 1], vertical_alignment="bottom")
+        c1.progress(frac, text=text)
+        if active:
+            if c2.button("Stop", key=keys.SWEEP_STOP, disabled=not access.may_act(), width="stretch",
                          help="Cancels its queued runs and stops the running one; Resume goes on later."):
                 sweep.stop(store, name)
                 st.rerun()
-        elif not prog["finished"]:
-            if st.button("Resume", key=keys.SWEEP_RESUME, disabled=not access.may_act(), width="stretch",
-                         help="Runs the settings not finished yet; finished ones are kept."):
-                study.set_user_attr("stopped", False)
-                sweep.drive(resources.get_manager(), store, name, resources.owner_id())
-                st.rerun()
-    if drv is not None and drv.error:
-        st.error(widgets.plain(f"The sweep stopped on an error: {drv.error}"))
+        elif c2.button("Resume", key=keys.SWEEP_RESUME, disabled=not access.may_act(), width="stretch",
+                       help="Runs the settings not finished yet; finished ones are kept."):
+            study.set_user_attr("stopped", False)
+            sweep.drive(resources.get_manager(), store, name, resources.owner_id())
+            st.rerun()
+    error = sweep.driver_error(store, name)
+    if error and not active:
+        st.error(widgets.plain(f"The sweep stopped on an error: {error}"))
     return active and not prog["finished"]
 
 
@@ -167,21 +170,19 @@ def render_results(study, spec) -> None:
     crit = sweep.criterion_label(spec.objective)
     c1, c2 = st.columns(2)
     with c1.container(border=True):
-        st.markdown(f"**Label-free choice** · {widgets.plain(crit)}")
         if res.chosen is None:
-            st.caption("No setting has finished yet.")
+            st.markdown("**Label-free choice**: no setting has finished yet.")
         else:
-            st.markdown(widgets.plain(res.chosen.label))
-            st.caption(f"{spec.objective} {res.chosen.score_mean:.4f} ± {res.chosen.score_std:.4f} · target acc "
-                       f"{sweep.fmt_pct(res.chosen.target_mean)}")
+            st.markdown(f"**Label-free choice**: {widgets.plain(res.chosen.label)}")
+            st.caption(f"best {widgets.plain(crit).lower()} ({spec.objective} {res.chosen.score_mean:.4f} ± "
+                       f"{res.chosen.score_std:.4f}) · its target acc {sweep.fmt_pct(res.chosen.target_mean)}")
     with c2.container(border=True):
-        st.markdown(f"**Best target accuracy** · {sweep.ORACLE_LABEL}")
         if res.oracle is None:
-            st.caption("No setting has finished yet.")
+            st.markdown(f"**Best target accuracy** ({sweep.ORACLE_LABEL}): no setting has finished yet.")
         else:
-            st.markdown(widgets.plain(res.oracle.label))
-            st.caption(f"target acc {sweep.fmt_pct(res.oracle.target_mean)} ± {100 * (res.oracle.target_std or 0):.1f}"
-                       " · not available without target labels: for comparison only")
+            st.markdown(f"**Best target accuracy**: {widgets.plain(res.oracle.label)}")
+            st.caption(f"{sweep.ORACLE_LABEL} · target acc {sweep.fmt_pct(res.oracle.target_mean)} ± "
+                       f"{100 * (res.oracle.target_std or 0):.1f} · for comparison only")
     rows = sweep_view.table_rows(res)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",

@@ -145,36 +145,32 @@ def test_a_trial_whose_process_died_runs_again_keeping_the_seeds_it_finished(tl_
     trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}:1")
     trial.set_user_attr("runs", {"0": {"run_id": "earlier", "status": "completed", "score": 0.5,
                                        "target_test_acc": 0.2, "duration_s": 1.0, "error": None}})
-    # a live trial of this very process is left alone
-    live = study.ask()
+    # a running trial of a live process (this one) is left alone
+    other = sweep.create_study(sp, storage, "alive")
+    live = other.ask()
     sweep._suggest(live, sp)
     live.set_user_attr("worker", sweep._token())
+    assert sweep.recover_stale(other) == 0
     assert sweep.recover_stale(study) == 1
     assert sweep.recover_stale(study) == 0  # failed once, enqueued once
-    states = {t.number: t.state.name for t in study.get_trials()}
-    assert states == {0: "FAIL", 1: "RUNNING", 2: "WAITING"}
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "WAITING"]
     store = RunStore()
     manager = JobManager(store, isolate=False, project=False)
-    study.tell(live, state=sweep_state("FAIL"))  # stopped: its setting is enqueued again, with no seed finished
-    sweep._retry(study, study.get_trials()[1], "stopped")
-    try:
+    try:  # the retry takes trial number 1, which was grid point 1's: that point must still run
         sweep.run_worker(study, sp, sweep.ManagerExecutor(manager, "test"))
     finally:
         manager.shutdown()
-    # the retried setting ran seed 1 only (seed 0 was finished before the process died); the other both seeds
     by_setting: dict[float, list[int]] = {}
     for rec in store.list_runs():
         by_setting.setdefault(rec.config["optim"]["lr"], []).append(rec.config["seed"])
-    assert sorted(by_setting[setting["optim.lr"]]) == [1]
+    other_lr = ({0.01, 0.03} - {setting["optim.lr"]}).pop()
+    # the retried setting ran seed 1 only (seed 0 had finished before its process died); the other both seeds
+    assert {k: sorted(v) for k, v in by_setting.items()} == {setting["optim.lr"]: [1], other_lr: [0, 1]}
     res = sweep.results(study, sp)
+    assert res.n_complete == 2 and res.n_failed == 0 and [g.state for g in res.groups] == ["complete"] * 2
     grp = next(g for g in res.groups if g.setting == setting)
-    assert grp.state == "complete" and set(grp.runs) == {"0", "1"} and grp.runs["0"]["run_id"] == "earlier"
-
-
-def sweep_state(name: str):
-    from optuna.trial import TrialState
-
-    return TrialState[name]
+    assert set(grp.runs) == {"0", "1"} and grp.runs["0"]["run_id"] == "earlier"
+    assert sweep.progress(study, sp)["finished"]
 
 
 # ------------------------------------------------------------------ two worker processes

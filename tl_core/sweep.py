@@ -587,6 +587,27 @@ def _settle(study: Any, spec: SweepSpec) -> tuple[int, int]:
     return done, sum(1 for t in trials if t.state == TrialState.WAITING)
 
 
+def _taken(study: Any, trial: Any, setting: dict[str, Any]) -> bool:
+    """Whether another trial already has this setting: finished (and not enqueued again), waiting in the
+    queue, or running with a lower number (of two workers that drew one setting at once, the first keeps it).
+
+    A grid trial numbered below the grid's size has a point of its own (Optuna's GridSampler gives point
+    *n* to trial *n*), so only trials after a retry or past the grid can meet one here.
+    """
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried(trials)
+    for t in trials:
+        if t.number == trial.number or t.user_attrs.get("not_run") or _setting_of(t) != setting:
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.WAITING) or (
+                t.state == TrialState.FAIL and t.number not in retried) or (
+                t.state == TrialState.RUNNING and t.number < trial.number):
+            return True
+    return False
+
+
 def _suggest(trial: Any, spec: SweepSpec) -> dict[str, Any]:
     out = {}
     for p in spec.params:
@@ -621,17 +642,15 @@ def run_worker(study: Any, spec: SweepSpec, executor: Any, stop: threading.Event
         if budget is not None and done >= budget and not waiting:
             break
         trial = study.ask()
-        fixed = "fixed_params" in study._storage.get_trial_system_attrs(trial._trial_id)
-        if spec.sampler == "grid" and not fixed and trial.number >= spec.n_grid():
-            # every grid point is taken (by another worker, or enqueued again): do not run one twice
-            trial.set_user_attr("not_run", "every grid point is taken")
-            study.tell(trial, state=TrialState.FAIL)
-            if _settle(study, spec)[1] == 0:
-                break
-            continue
         trial.set_user_attr("worker", me)
         study._storage.record_heartbeat(trial._trial_id)
         setting = _suggest(trial, spec)
+        if _taken(study, trial, setting):
+            # Optuna's grid sampler re-offers a point once every point is taken (another worker runs it, or it
+            # was enqueued again): a setting is never run twice
+            trial.set_user_attr("not_run", "this setting is taken by another trial")
+            study.tell(trial, state=TrialState.FAIL)
+            continue
         runs: dict[str, dict[str, Any]] = dict(trial.user_attrs.get("runs", {}))
         interrupted = False
         for seed in spec.seeds:
@@ -871,9 +890,17 @@ def drive(manager: Any, storage: str, name: str, owner: str | None = None) -> Sw
 
 
 def driver(storage: str, name: str) -> SweepDriver | None:
+    """The live driver of sweep ``name`` in this process, if any."""
     with _DRIVERS_LOCK:
         d = _DRIVERS.get((storage, name))
         return d if d is not None and d.alive() else None
+
+
+def driver_error(storage: str, name: str) -> str | None:
+    """Why the last driver of sweep ``name`` in this process stopped, when an error stopped it."""
+    with _DRIVERS_LOCK:
+        d = _DRIVERS.get((storage, name))
+        return d.error if d is not None else None
 
 
 def stop(storage: str, name: str) -> None:
