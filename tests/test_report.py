@@ -197,8 +197,10 @@ def test_a_run_without_target_labels_says_so_and_the_summary_extras_show(tmp_pat
 def test_cli_writes_a_comparison_and_ends_with_a_json_line(run, tmp_path):
     from tests.test_export import cli
 
+    from tests.test_pages import add_run_with_snapshots
+
     home, run_id = run
-    other = _tiny_run(home, "second run")
+    other = add_run_with_snapshots(RunStore(home), "second run", n_snaps=2)  # stored metrics, no checkpoint
     out = tmp_path / "sub" / "report.html"
     proc = cli(home, "report", run_id, other, "--out", str(out), "--gradcam", "2")
     assert proc.returncode == 0, proc.stderr

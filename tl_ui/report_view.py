@@ -94,7 +94,7 @@ def report_controls(recs: Sequence[Any], where: str) -> None:
                  (" Active runs are reported as far as they got (Grad-CAM needs a finished run)." if active else ""))
     state_key = f"{keys.REPORT_FILE}.{where}"
     row = st.container(horizontal=True, vertical_alignment="center")
-    if row.button("Build report", key=f"{keys.REPORT_BUTTON}.{where}", icon=":material/summarize:", help=help_text):
+    if row.button("Build report" if len(ids) == 1 else f"Build report ({len(ids)} runs)", key=f"{keys.REPORT_BUTTON}.{where}", icon=":material/summarize:", help=help_text):
         bar = st.progress(0.0, text=f"Building the report of {widgets.plain(what)} (a separate process)…")
         try:
             data, name = report_file(ids, lambda frac, text: bar.progress(
