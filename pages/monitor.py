@@ -13,7 +13,7 @@ import streamlit as st
 
 from tl_core.checkpoint import WHEN_WRITTEN, last_saved
 from tl_core.store import RunRecord
-from tl_ui import access, charts, entry, gain_view, keys, resources, runinfo, theme, widgets
+from tl_ui import access, charts, entry, gain_view, keys, live_cache, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
 from tl_ui.report_view import report_controls
@@ -146,7 +146,7 @@ def render_run_card(rec: RunRecord) -> None:
             if final is not None:
                 bits.append(f"target accuracy {runinfo.fmt_pct(final)} (best {runinfo.fmt_pct(best)})")
             elif rec.config.get("data", {}).get("target") == "folder" and rec.epoch:  # maybe an unlabelled target
-                epochs = resources.get_store().epoch_metrics(rec.id)
+                epochs = live_cache.epoch_metrics(rec.id)
                 if runinfo.target_unlabelled(rec, epochs):
                     bits.append(runinfo.label_free_text(rec, epochs))
             st.caption(" · ".join(bits) if bits else ("Waiting in the queue…" if rec.status == "queued" else ""))
@@ -189,7 +189,7 @@ def render_outcome(rec: RunRecord, mine: bool) -> None:
         st.info(plain(f"{rec.error} {rec.hint or ''}".strip()), icon=":material/stop_circle:")
     for warning in (rec.summary or {}).get("warnings", []):
         st.warning(plain(warning), icon=":material/warning:")
-    render_selection(rec, resources.get_store().epoch_metrics(rec.id) if rec.active and rec.epoch else None)
+    render_selection(rec, live_cache.epoch_metrics(rec.id) if rec.active and rec.epoch else None)
     if rec.status == "completed":  # transfer gain against its baseline; negative transfer as a warning
         gain_view.render_card_line(rec, gain_view.matcher(resources.get_store().list_runs()))
 
@@ -199,7 +199,7 @@ def _series(recs: list[RunRecord]) -> list[charts.Series]:
     store = resources.get_store()
     styles = theme.run_styles(recs)
     return [charts.Series(label=runinfo.run_title(rec), steps=store.step_metrics(rec.id),
-                          epochs=store.epoch_metrics(rec.id), color=styles[rec.id][0], dash=styles[rec.id][1])
+                          epochs=live_cache.epoch_metrics(rec.id), color=styles[rec.id][0], dash=styles[rec.id][1])
             for rec in recs]
 
 
@@ -258,16 +258,11 @@ def render_step_view(run_ids: list[str]) -> None:
         render_freezing_view(recs)  # which backbone stages each run trains now
 
 
-def feature_version(run_ids: list[str]) -> tuple[tuple[str, int, int], ...]:
-    """What the feature section shows changes only when this does: per run, the projected
-    snapshots and the evaluated epochs (about once an epoch, not every step)."""
-    store = resources.get_store()
-    out = []
-    for run_id in run_ids:
-        snaps = store.list_snapshots(run_id)
-        projected = int(snaps["projected"].sum()) if not snaps.empty else 0
-        out.append((run_id, projected, len(store.epoch_metrics(run_id))))
-    return tuple(out)
+def feature_version(run_ids: list[str]) -> tuple[tuple[str, int, float, int], ...]:
+    """What the feature section shows changes only when this does: per run, the evaluated epochs (and
+    the latest one's time) and the projected snapshots (about once an epoch, not every step). Counted,
+    not read: the cards' refresh asks every two seconds (tl_ui/live_cache.py)."""
+    return live_cache.version(run_ids)
 
 
 def main() -> None:

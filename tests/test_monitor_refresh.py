@@ -79,3 +79,33 @@ def test_freshness_leaves_out_events_outside_the_window_or_too_late_to_show() ->
     events = [(90.0, "epoch", 1.0), (117.0, "epoch", 6.0), (150.0, "epoch", 7.0)]
     assert _freshness(shown, events, a=95.0, b=120.0, allowance_s=4.0) == []
     assert np.isclose(GOAL_FRESH_S, REFRESH_S + 2.0)
+
+
+def test_data_version_counts_epochs_and_projected_snapshots_and_sees_a_rewritten_epoch(manager) -> None:
+    store = manager.store
+    run_id = add_run_with_snapshots(store, "dann", n_snaps=3)  # epochs 1 and 2, three projected snapshots
+    n, t, projected = store.data_version(run_id)
+    assert (n, projected) == (2, 3) and t > 0
+    store.save_snapshot(run_id, 3, step=30, epoch=3, features=np.zeros((40, 8)))  # saved, not yet projected
+    assert store.data_version(run_id)[2] == 3
+    store.save_coords(run_id, 3, np.zeros((40, 2)))
+    assert store.data_version(run_id)[2] == 4
+    time_before = store.data_version(run_id)[1]
+    store.log_epoch(run_id, 2, 20, {"target_test_acc": 0.7}, {})  # a resumed run writes epoch 2 again
+    n2, t2, _ = store.data_version(run_id)
+    assert n2 == 2 and t2 > time_before
+    assert store.data_version("no-such-run") == (0, 0.0, 0)
+
+
+def test_epoch_rows_are_read_again_only_when_they_change(manager) -> None:
+    from tl_ui import live_cache
+
+    store = manager.store
+    run_id = add_run_with_snapshots(store, "dann", n_snaps=3)
+    first = live_cache.epoch_metrics(run_id)
+    assert live_cache.epoch_metrics(run_id) is first  # unchanged: the same frame, no read
+    store.log_epoch(run_id, 3, 30, {"source_val_acc": 0.95, "target_test_acc": 0.6}, {})
+    after = live_cache.epoch_metrics(run_id)
+    assert after is not first and list(after["epoch"]) == [1, 2, 3]
+    assert after.equals(store.epoch_metrics(run_id))
+    assert live_cache.version([run_id]) == ((run_id, *store.data_version(run_id)),)

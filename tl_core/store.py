@@ -412,6 +412,17 @@ class RunStore:
         return pd.DataFrame([{"step": r["step"], "epoch": r["epoch"], "t": r["t"], **json.loads(r["metrics"])}
                              for r in rows], columns=None if rows else ["step", "epoch", "t"])
 
+    def data_version(self, run_id: str) -> tuple[int, float, int]:
+        """(evaluated epochs, time of the latest epoch row, projected snapshots) of a run, by two small
+        queries: what the Monitor compares every refresh to know whether a new epoch or snapshot arrived,
+        without reading the rows (an epoch row's extras hold a confusion matrix and misclassified images)."""
+        conn = self._conn()
+        n, t = conn.execute("SELECT COUNT(*), COALESCE(MAX(t), 0) FROM epoch_metrics WHERE run_id=?",
+                            (run_id,)).fetchone()
+        projected = conn.execute("SELECT COUNT(*) FROM snapshots WHERE run_id=? AND projected=1",
+                                 (run_id,)).fetchone()[0]
+        return int(n), float(t), int(projected)
+
     def epoch_metrics(self, run_id: str) -> pd.DataFrame:
         rows = self._conn().execute(
             "SELECT epoch, step, t, metrics, extra FROM epoch_metrics WHERE run_id=? ORDER BY epoch",
