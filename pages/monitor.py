@@ -16,8 +16,8 @@ from tl_core.store import RunRecord
 from tl_ui import access, charts, entry, gain_view, keys, live_cache, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
-from tl_ui.report_view import report_controls
 from tl_ui.monitor_refresh import REFRESH_S, STEP_CHARTS_REFRESH_S
+from tl_ui.report_view import report_controls
 from tl_ui.selection_view import render_run as render_selection
 from tl_ui.weights_view import render_weights_section
 from tl_ui.widgets import plain
