@@ -532,8 +532,7 @@ def _machine() -> list[tuple[str, str]]:
     import plotly
 
     rows = [("Report built", esc(_when(time.time()))),
-            ("Machine", esc(f"{platform.node()} · {platform.platform()} · {platform.machine()} · "
-                            f"{os.cpu_count()} CPUs")),
+            ("Machine", esc(f"{platform.platform()} · {platform.machine()} · {os.cpu_count()} CPUs")),
             ("Python", esc(platform.python_version()))]
     try:
         from tl_core import __version__ as tl_version
@@ -544,6 +543,8 @@ def _machine() -> list[tuple[str, str]]:
         import torch
 
         versions.insert(1, f"torch {torch.__version__}")
+        if torch.cuda.is_available():
+            rows.insert(2, ("GPU", esc(torch.cuda.get_device_name(0))))
     rows.append(("Versions", esc(" · ".join(versions))))
     return rows
 
