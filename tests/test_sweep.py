@@ -192,3 +192,25 @@ def test_two_worker_processes_share_one_sqlite_study_without_running_a_trial_twi
     assert workers == {str(p.pid) for p in procs}, "both processes took trials"
     for _, err in outs:
         assert err.count("trial ") >= 1
+
+
+def test_tpe_over_a_log_range_and_a_choice_runs_its_trial_budget_within_the_range(tl_home):
+    code, out, err = cli(tl_home, "sweep", "--config", str(_base_file(tl_home)), "--sampler", "tpe", "--trials", "2",
+                         "--set", "optim.lr=0.005:0.05:log", "--set", "optim.optimizer=sgd,adam", "--seeds", "3",
+                         "--study", "tpe", "--quiet")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["sampler"] == "tpe" and summary["trials_complete"] == 2 and summary["runs"] == 2
+    store = RunStore()
+    for rec in store.list_runs():
+        assert 0.005 <= rec.config["optim"]["lr"] <= 0.05 and rec.config["optim"]["optimizer"] in ("sgd", "adam")
+        assert rec.config["seed"] == 3 and rec.status == "completed"
+    # a spec that cannot run is refused before anything trains, each problem named
+    code, _, err = cli(tl_home, "sweep", "--set", "optim.lr=1e-3:1e-1", "--study", "bad")
+    assert code == 2 and "grid needs a list of values" in err and len(store.list_runs()) == 2
+
+
+def _base_file(home: Path) -> Path:
+    path = home / "base.json"
+    path.write_text(json.dumps(base()))
+    return path
