@@ -214,3 +214,32 @@ def _base_file(home: Path) -> Path:
     path = home / "base.json"
     path.write_text(json.dumps(base()))
     return path
+
+
+def test_stop_stops_the_running_run_queues_no_more_and_enqueues_the_setting_again(tl_home):
+    import time
+
+    sp = spec("optim.lr=0.01,0.03", seeds=(0, 1))
+    sp.base["optim"]["epochs"] = 50  # long enough to be stopped while it trains
+    storage = sweep.default_storage()
+    sweep.create_study(sp, storage, "stopme", origin="dashboard")
+    store = RunStore()
+    manager = JobManager(store, isolate=False, project=False)
+    try:
+        d = sweep.drive(manager, storage, "stopme")
+        deadline = time.monotonic() + 300
+        while not any(r.status == "running" for r in store.list_runs()):
+            assert time.monotonic() < deadline and d.alive()
+            time.sleep(0.2)
+        sweep.stop(storage, "stopme")
+        d.thread.join(timeout=120)
+        assert not d.alive() and sweep.driver(storage, "stopme") is None
+        assert [r.status for r in store.list_runs()] == ["stopped"]  # the next seed was never queued
+        study, _ = sweep.load_study(storage, "stopme")
+        assert [t.state.name for t in study.get_trials()] == ["FAIL", "WAITING"]  # enqueued again
+        prog = sweep.progress(study, sp)
+        assert prog["stopped"] and not prog["finished"] and prog["done"] == 0 and prog["total"] == 4
+        # a stopped sweep is not resumed by a restart; the user's Resume is what goes on
+        assert sweep.resume_interrupted(manager, storage) == []
+    finally:
+        manager.shutdown()
