@@ -66,6 +66,17 @@ def test_present_starts_from_the_monitor_selection_keeps_its_own_pick_and_follow
     assert not at.exception, [e.value for e in at.exception]
 
 
+def test_more_runs_than_fit_one_screen_are_cut_to_four_and_the_page_says_so(manager):  # noqa: F811
+    ids = [add_run_with_snapshots(manager.store, f"run {i}", n_snaps=2) for i in range(6)]
+    at = open_app(keys.PAGE_RUNS)
+    _select_rows(at, list(range(6)))
+    at.button(key=keys.RUNS_PRESENT).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = at.session_state[keys.PRESENT_PICK]
+    assert len(shown) == present_view.MAX_RUNS == 4 and set(shown) <= set(ids)
+    assert any("showing the first 4 of 6 runs" in c.value for c in at.caption)
+
+
 def test_runs_page_present_button_opens_present_on_the_selected_runs(manager):  # noqa: F811
     a = add_run_with_snapshots(manager.store, "source only")
     add_run(manager.store, "completed", name="not chosen")

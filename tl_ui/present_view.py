@@ -56,9 +56,10 @@ def default_runs(runs: list[RunRecord]) -> list[str]:
     return (ended or [r.id for r in runs])[:2]
 
 
-def choose_runs(runs: list[RunRecord]) -> list[str]:
+def choose_runs(runs: list[RunRecord]) -> tuple[list[str], int]:
     """Settle which runs to show, then draw the compact picker (a popover). Precedence: a request (Home's
-    demo), a selection on Monitor or Runs made since this page last looked, this page's pick, the default."""
+    demo), a selection on Monitor or Runs made since this page last looked, this page's pick, the default.
+    Returns the runs to show (at most MAX_RUNS) and how many were asked for."""
     ss = st.session_state
     by_id = {r.id: r for r in runs}
     seen = {"monitor": tuple(ss.get(keys.MONITOR_PICK) or ()), "runs": tuple(_runs_table_selection())}
@@ -76,7 +77,8 @@ def choose_runs(runs: list[RunRecord]) -> list[str]:
         pick = list(before["pick"])
     else:
         pick = default_runs(runs)
-    ss[keys.PRESENT_PICK] = [i for i in pick if i in by_id][:MAX_RUNS]
+    wanted = [i for i in pick if i in by_id]
+    ss[keys.PRESENT_PICK] = wanted[:MAX_RUNS]
     ss[keys.PRESENT_SEEN] = {**seen, "pick": list(ss[keys.PRESENT_PICK])}
     titles = [runinfo.run_title(r) for r in runs]
 
@@ -89,7 +91,7 @@ def choose_runs(runs: list[RunRecord]) -> list[str]:
         st.multiselect("Runs to present", [r.id for r in runs], key=keys.PRESENT_PICK, format_func=label,
                        max_selections=MAX_RUNS, placeholder="Choose up to 4 runs",
                        help="Starts from the runs selected on the Monitor or the Runs page.")
-    return list(ss[keys.PRESENT_PICK])
+    return list(ss[keys.PRESENT_PICK]), max(len(wanted), len(ss[keys.PRESENT_PICK]))
 
 
 # --------------------------------------------------------------- figures
@@ -303,14 +305,17 @@ def status_line(recs: list[RunRecord]) -> str:
 CHART_HEIGHT_PX = 560
 
 
-def render(run_ids: list[str]) -> None:
-    """Both charts for ``run_ids`` (read afresh from the store: called by the live fragment)."""
+def render(run_ids: list[str], wanted: int = 0) -> None:
+    """Both charts for ``run_ids`` (read afresh from the store: called by the live fragment); ``wanted``: how
+    many runs were asked for (more than fit: the status line says which are shown)."""
     store = resources.get_store()
     recs = sorted((r for r in (store.get_run(i) for i in run_ids) if r is not None), key=lambda r: (r.created, r.id))
     if not recs:
         st.info("The chosen runs were deleted. Choose others with the Runs button above.")
         return
-    st.caption(plain(status_line(recs)))
+    more = (f" · showing the first {len(recs)} of {wanted} runs (more do not fit one screen): choose with "
+            f"Runs ({len(recs)})" if wanted > len(recs) else "")
+    st.caption(plain(status_line(recs) + more))
     epochs = {r.id: store.epoch_metrics(r.id) for r in recs}
     left, right = st.columns([1, 1.35], gap="small")
     with left:
@@ -334,7 +339,7 @@ def main() -> None:
     st.html(_CSS)
     head, pick = st.columns([5, 1], vertical_alignment="center")
     with pick:
-        selected = choose_runs(runs)
+        selected, wanted = choose_runs(runs)
     recs = sorted((r for r in runs if r.id in selected), key=lambda r: (r.created, r.id))
     with head:
         st.markdown(f"## {plain(headline(recs)) if recs else 'Present'}")
@@ -346,7 +351,7 @@ def main() -> None:
 
     @st.fragment(run_every=REFRESH_S if live else None)
     def live_view() -> None:
-        render(selected)
+        render(selected, wanted)
         if live and not any((rec := store.get_run(i)) is not None and rec.active for i in selected) \
                 and not manager.projecting():
             st.rerun()  # everything finished: one full rerun turns the timer off
