@@ -125,9 +125,10 @@ def test_a_2x2_grid_with_2_seeds_stopped_after_3_trials_resumes_and_runs_only_th
         assert g["score_std"] == pytest.approx(abs(scores[0] - scores[1]) / math.sqrt(2))
         assert g["target_test_acc_mean"] == pytest.approx(sum(accs) / 2)
         assert {store.get_run(r).config["seed"] for r in g["run_ids"]} == {0, 1}
-    best = max(summary["groups"], key=lambda g: g["score_mean"])
-    assert summary["chosen"]["setting"] == best["setting"]
-    assert summary["oracle"]["setting"] == max(summary["groups"], key=lambda g: g["target_test_acc_mean"])["setting"]
+    # (tiny test sets tie often: the choice is a setting with the best mean, whichever of the tied ones)
+    assert summary["chosen"]["score_mean"] == max(g["score_mean"] for g in summary["groups"])
+    assert summary["chosen"]["setting"] in [g["setting"] for g in summary["groups"]]
+    assert summary["oracle"]["target_test_acc_mean"] == max(g["target_test_acc_mean"] for g in summary["groups"])
     assert summary["oracle"]["note"] == "oracle: uses target labels"
     assert "oracle: uses target labels" in out and "± " in out
     lines = out.splitlines()
@@ -243,3 +244,29 @@ def test_stop_stops_the_running_run_queues_no_more_and_enqueues_the_setting_agai
         assert sweep.resume_interrupted(manager, storage) == []
     finally:
         manager.shutdown()
+
+
+def test_the_sweep_page_names_each_mistake_under_its_form_and_starts_nothing(tl_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tl_ui import keys
+
+    monkeypatch.setenv("TL_TRAIN_IN_PROCESS", "1")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page(keys.PAGE_SWEEP).run()
+    assert not at.exception and "No sweep yet" in at.info[0].value
+    at.multiselect(key=keys.SWEEP_FIELDS).set_value(["optim.lr", "method.name"]).run()
+    at.text_input(key=keys.SWEEP_VALUES_PREFIX + "optim.lr").set_value("1e-3:1e-1").run()
+    at.multiselect(key=keys.SWEEP_VALUES_PREFIX + "method.name").set_value(["finetune"]).run()
+    at.text_area(key=keys.SWEEP_MORE).set_value("optim.lrr=0.1").run()
+    at.text_input(key=keys.SWEEP_SEEDS).set_value("0, x").run()
+    at.button(key=keys.SWEEP_START).click().run()
+    errors = [e.value.replace("\\", "") for e in at.error]  # shown as plain text (Markdown escaped)
+    assert any("optim has no field 'lrr'" in e for e in errors), errors
+    assert any(e.startswith("Seeds:") for e in errors), errors
+    at.text_area(key=keys.SWEEP_MORE).set_value("").run()
+    at.text_input(key=keys.SWEEP_SEEDS).set_value("0").run()
+    at.button(key=keys.SWEEP_START).click().run()
+    assert any("grid needs a list of values" in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
+    assert sweep.list_studies(sweep.default_storage()) == [] and RunStore().list_runs() == []
+    assert not at.exception
