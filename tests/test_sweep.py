@@ -83,6 +83,10 @@ def test_set_syntax_is_typed_by_runconfig_and_every_mistake_is_named():
     assert spec("optim.lr=0.01,0.03", "method.name=finetune,dann").problems() == []
     cfg = sweep.apply(base(), {"optim.lr": 0.03, "method.name": "dann", "method.params.disc_hidden": 32}, 5)
     assert (cfg.optim.lr, cfg.method.name, cfg.method.params, cfg.seed) == (0.03, "dann", {"disc_hidden": 32}, 5)
+    from tl_core.backbones import default_image_size
+
+    big = sweep.apply(base(), {"model.backbone": "resnet18"})
+    assert big.data.image_size == default_image_size("resnet18") != base()["data"]["image_size"]
 
 
 # ------------------------------------------------------------------ grid, stop, resume

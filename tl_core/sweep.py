@@ -198,7 +198,7 @@ def parse_set(text: str) -> Param:
 
 def apply(base: RunConfig | dict[str, Any], setting: dict[str, Any], seed: int | None = None) -> RunConfig:
     """A copy of ``base`` with each dotted path of ``setting`` set (``method.name`` first: a new method starts
-    from its own defaults), and ``seed``."""
+    from its own defaults; a swept backbone gets its own image size unless that is swept too), and ``seed``."""
     cfg = RunConfig.from_dict(base.to_dict() if isinstance(base, RunConfig) else json.loads(json.dumps(base)))
     items = sorted(setting.items(), key=lambda kv: kv[0] != "method.name")
     for path, value in items:
@@ -213,6 +213,13 @@ def apply(base: RunConfig | dict[str, Any], setting: dict[str, Any], seed: int |
         for name in parts[:-1]:
             obj = getattr(obj, name)
         setattr(obj, parts[-1], value)
+    if "model.backbone" in setting and "data.image_size" not in setting:
+        from tl_core.backbones import default_image_size  # the size its weights were trained at (one owner)
+
+        try:
+            cfg.data.image_size = default_image_size(cfg.model.backbone)
+        except KeyError:
+            pass  # an unknown backbone: validate() says so
     if seed is not None:
         cfg.seed = int(seed)
     return cfg
