@@ -114,10 +114,13 @@ def per_run_table(rows: list[dict[str, Any]]) -> str:
 
 
 def rows_from_json(paths: list[str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    """The rows of these files in order; a run repeated in a later file (same pair, method, seed, backbone,
+    epochs and max_train) replaces the earlier one."""
+    runs: dict[tuple[Any, ...], dict[str, Any]] = {}
     for path in paths:
-        rows += json.loads(Path(path).read_text())["rows"]
-    return rows
+        for r in json.loads(Path(path).read_text())["rows"]:
+            runs[(r["pair"], r["method"], r["seed"], r["backbone"], r["epochs"], r["max_train"])] = r
+    return sorted(runs.values(), key=lambda r: (r["pair"], r["method"], r["seed"]))
 
 
 def render_block(args: str) -> str:

@@ -87,7 +87,8 @@ def test_no_score_changes_when_the_target_labels_are_permuted():
     p = prepare(cfg, torch.device("cpu"))
     before, _ = evaluate(p)
     x, y = p.tgt_test
-    shuffled = dataclasses.replace(p, tgt_test=(x, y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]))
+    permuted = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]
+    shuffled = dataclasses.replace(p, tgt_test=(x, permuted))
     after, _ = evaluate(shuffled)
     assert set(selection.CRITERIA) <= set(before)
     for name in selection.CRITERIA:
@@ -253,3 +254,14 @@ def test_setup_names_the_default_criterion_and_its_choice_reaches_the_run(manage
     assert not at.exception, [e.value for e in at.exception]
     ((_, cfg, _),) = manager.submitted
     assert (cfg.selection.criterion, cfg.selection.patience) == ("dev_risk", 2)
+
+
+def test_the_results_table_of_the_criteria_is_current(repo_root):
+    from bench import selection as bench_selection
+    from bench.accuracy import update_md
+
+    text = (repo_root / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    assert any(bench_selection.BEGIN.match(line) for line in text.split("\n")), "no bench.selection table"
+    assert update_md(text, "docs/RESULTS.md", begin=bench_selection.BEGIN, end=bench_selection.END,
+                     render_block=bench_selection.render_block) == text, (
+        "docs/RESULTS.md: rebuild with .venv/bin/python -m bench.selection --update-md docs/RESULTS.md")
