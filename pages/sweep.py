@@ -204,7 +204,10 @@ def main() -> None:
                "(Optuna). Runs go through the same queue as every run; the command line: `python -m tl_core "
                "sweep` (docs/SWEEPS.md).")
     store = sweep_view.storage()
-    sweep_view.resume_after_restart()
+    try:
+        sweep_view.resume_after_restart()
+    except Exception as exc:  # a damaged sweeps.db: say so, the rest of the page still shows what it can
+        st.warning(widgets.plain(f"Interrupted sweeps could not be resumed: {exc}"))
     names = list(reversed(sweep.list_studies(store)))
     with st.expander("New sweep", expanded=not names or keys.SWEEP_ERRORS in ss):
         render_form()
