@@ -16,11 +16,11 @@ from tl_core.selection import label_free_scores
 
 
 def predict(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 512, entropy: bool = False,
-            ) -> tuple[np.ndarray, ...]:
+            probs: bool = False) -> tuple[np.ndarray, ...]:
     """Predicted labels and features for compact inputs of one domain, in eval mode (with ``entropy``, the
-    entropy of each softmax as a third array)."""
-    preds, feats, ents, _ = predict_full(p, x, domain, batch)
-    return (preds, feats, ents) if entropy else (preds, feats)
+    entropy of each softmax as the next array; with ``probs``, the softmax itself as the last)."""
+    preds, feats, ents, softmax = predict_full(p, x, domain, batch)
+    return (preds, feats) + ((ents,) if entropy else ()) + ((softmax,) if probs else ())
 
 
 @torch.no_grad()
@@ -62,8 +62,8 @@ def evaluate(p: Prepared, outputs: dict[str, np.ndarray] | None = None) -> tuple
     (``src_pred``, ``src_feats``, ``tgt_pred``, ``tgt_feats``): a snapshot taken right after an
     evaluation reads its sample's rows from them instead of a second forward pass.
     """
-    src_pred, src_feats, _, src_probs = predict_full(p, p.src_val[0], "source")
-    tgt_pred, tgt_feats, _, tgt_probs = predict_full(p, p.tgt_test[0], "target")
+    src_pred, src_feats, src_probs = predict(p, p.src_val[0], "source", probs=True)
+    tgt_pred, tgt_feats, tgt_probs = predict(p, p.tgt_test[0], "target", probs=True)
     if outputs is not None:
         outputs.update(src_pred=src_pred, src_feats=src_feats, tgt_pred=tgt_pred, tgt_feats=tgt_feats)
     src_y = p.src_val[1].cpu().numpy()
