@@ -37,6 +37,7 @@ def table(runs: list[RunRecord], store: RunStore) -> pd.DataFrame:
             "Data": runinfo.data_pair(c),
             "Duration": runinfo.fmt_duration(rec.duration_s),
             "Created": runinfo.fmt_when(rec.created),
+            **selection_view.detail_columns(rec),
             "Backbone": c.get("model", {}).get("backbone", "?"),
             "Frozen stages": c.get("model", {}).get("freeze", 0),
             "Target entropy": rec.summary.get("final_target_entropy"),

@@ -579,8 +579,8 @@ def test_runs_page_lists_the_runs_of_the_store(manager):
     assert df.loc[df["Name"] == "alpha", "Best target acc"].item() == pytest.approx(62.5)
     assert {"Status", "Method", "Backbone", "Frozen stages", "Data", "Final target acc", "Duration"} <= set(df)
     # what a reader compares comes first, so it fits a 1280-px window; the details follow
-    assert list(df)[:8] == ["Name", "Final target acc", "Best target acc", "Status", "Method", "Data",
-                            "Duration", "Created"]
+    assert list(df)[:10] == ["Name", "Final target acc", "Best target acc", "Chosen target acc", "Gain", "Status",
+                             "Method", "Data", "Duration", "Created"]
 
 
 def test_runs_page_compares_renames_and_deletes(manager):

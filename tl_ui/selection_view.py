@@ -86,13 +86,16 @@ def render_run(rec: Any, epochs: Any = None) -> None:
 
 
 def table_columns(rec: Any) -> dict[str, Any]:
-    """The Runs table's columns: the chosen epoch's target accuracy and by what it was chosen."""
+    """The Runs table's first column of the choice: the chosen epoch's target accuracy (beside Final and Best)."""
+    acc = ((rec.summary or {}).get("chosen") or {}).get("target_test_acc")
+    return {"Chosen target acc": None if acc is None else 100 * acc}
+
+
+def detail_columns(rec: Any) -> dict[str, Any]:
+    """The Runs table's detail column of the choice (after the columns that fit a 1280-px window): by what
+    criterion, at which epoch."""
     c = (rec.summary or {}).get("chosen") or {}
-    acc = c.get("target_test_acc")
-    by = ""
-    if c.get("epoch") is not None:
-        by = f"{c['criterion']} · epoch {c['epoch']}"
-    return {"Chosen target acc": None if acc is None else 100 * acc, "Chosen by": by or None}
+    return {"Chosen by": f"{c['criterion']} · epoch {c['epoch']}" if c.get("epoch") is not None else None}
 
 
 def column_config() -> dict[str, Any]:
