@@ -43,13 +43,14 @@ class Strategy:
     key: str
     title: str
     color: str
+    dash: str = "solid"  # L2-SP dashed: it often lies on top of plain fine-tuning
 
 
 STRATEGIES = (
     Strategy("scratch", "From scratch", "#7f7f7f"),
     Strategy("frozen", "Frozen pretrained backbone + new head", "#1f77b4"),
     Strategy("finetune", "Fine-tune all layers", "#2ca02c"),
-    Strategy("l2sp", "Fine-tune with L2-SP", "#d62728"),
+    Strategy("l2sp", "Fine-tune with L2-SP", "#d62728", "dash"),
 )
 _BY_KEY = {s.key: s for s in STRATEGIES}
 #: Runs the demo queues: the pretraining run, then every strategy × labels per class × seed.
@@ -239,10 +240,12 @@ def figure(summary: list[dict[str, Any]], height: int = 460) -> Any:
         x = [r["labels_per_class"] for r in pts]
         lo = [r["mean"] - r["std"] for r in pts]
         hi = [r["mean"] + r["std"] for r in pts]
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=_rgba(s.color, 0.15),
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], mode="lines", fill="toself",
+                                 fillcolor=_rgba(s.color, 0.15),
                                  line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=s.key))
         fig.add_trace(go.Scatter(x=x, y=[r["mean"] for r in pts], name=s.title, legendgroup=s.key,
-                                 mode="lines+markers", line={"color": s.color, "width": 3}, marker={"size": 9},
+                                 mode="lines+markers", line={"color": s.color, "width": 3, "dash": s.dash},
+                                 marker={"size": 9},
                                  customdata=[[r["std"], r["n"]] for r in pts],
                                  hovertemplate="%{x} labels per class: %{y:.1f} % ± %{customdata[0]:.1f} "
                                                "(%{customdata[1]} seeds)<extra>" + s.title + "</extra>"))
