@@ -456,3 +456,16 @@ def test_decoding_and_scanning_report_progress_with_skipped_counts(tmp_path: Pat
         assert streamed.skipped == 1 and len(streamed) == len(s) and "over the memory budget" in streamed.reason
     finally:
         fo.DECODE_PROGRESS.reset(token)
+
+
+def test_an_evaluation_batch_holds_at_most_512_images_of_64_px_worth_of_pixels():
+    # 512 held-out images at 224 px in one forward pass took 1.3 GB more than training (BENCHMARKS.md, section 6).
+    import torch
+
+    from tl_core.evaluation import eval_batch
+
+    assert eval_batch(torch.zeros(0, 3, 28, 28, dtype=torch.uint8)) == 512
+    assert eval_batch(torch.zeros(0, 3, 64, 64, dtype=torch.uint8)) == 512
+    assert eval_batch(torch.zeros(0, 3, 224, 224, dtype=torch.uint8)) == 41
+    assert eval_batch(torch.zeros(0, 3, 1024, 1024, dtype=torch.uint8)) == 2
+    assert eval_batch(torch.zeros(0, 3, 4096, 4096, dtype=torch.uint8)) == 1  # never 0

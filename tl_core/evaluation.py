@@ -15,7 +15,18 @@ from tl_core.prepare import Prepared
 from tl_core.selection import label_free_scores
 
 
-def predict(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 512, entropy: bool = False,
+#: An evaluation batch holds at most this many pixels per channel: 512 images at 64×64, 41 at 224×224. Without the
+#: cap a 224-px MobileNetV3 run evaluated 512 images at a time, 1.3 GB more than training needed (BENCHMARKS.md,
+#: "Own data larger than memory").
+EVAL_PIXELS = 512 * 64 * 64
+
+
+def eval_batch(x: torch.Tensor) -> int:
+    """How many images of ``x`` (n, C, H, W) one evaluation forward pass takes (see :data:`EVAL_PIXELS`)."""
+    return max(1, min(512, EVAL_PIXELS // max(1, int(x.shape[-1]) * int(x.shape[-2]))))
+
+
+def predict(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int | None = None, entropy: bool = False,
             probs: bool = False) -> tuple[np.ndarray, ...]:
     """Predicted labels and features for compact inputs of one domain, in eval mode (with ``entropy``, the
     entropy of each softmax as the next array; with ``probs``, the softmax itself as the last)."""
@@ -24,9 +35,11 @@ def predict(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 5
 
 
 @torch.no_grad()
-def predict_full(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int = 512,
+def predict_full(p: Prepared, x: torch.Tensor, domain: str = "source", batch: int | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted labels, features, the entropy (nats) of each softmax and the softmax itself, in eval mode."""
+    """Predicted labels, features, the entropy (nats) of each softmax and the softmax itself, in eval mode
+    (``batch`` images at a time; default :func:`eval_batch`)."""
+    batch = batch or eval_batch(x)
     model = p.model
     was = model.backbone.training, model.head.training
     model.train(False)
