@@ -484,7 +484,7 @@ def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager
     chart_keys = {c.proto.id for c in at.get("plotly_chart")}
     assert len(at.get("plotly_chart")) >= 4 + 2 * 3 + 3 + 2, chart_keys  # training, 2 × (animation, before, now), curves, per class
     assert "true → predicted" in text
-    at.select_slider(key=keys.MONITOR_FS_EPOCH).set_value(1).run()
+    at.select_slider(key=keys.monitor_fs_epoch_widget(2)).set_value(1).run()
     assert not at.exception
     assert "epoch 1" in texts(at)
     at.segmented_control(key=keys.MONITOR_FS_COLOR).set_value("class").run()
@@ -505,7 +505,7 @@ def test_monitor_per_class_results_follow_the_latest_epoch_until_one_is_picked(m
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Misclassified target test images, epoch 3" in texts(at)  # followed the new epoch
-    at.select_slider(key=keys.MONITOR_FS_EPOCH).set_value(1).run()
+    at.select_slider(key=keys.monitor_fs_epoch_widget(3)).set_value(1).run()
     assert "Misclassified target test images, epoch 1" in texts(at)
     manager.store.log_epoch(run_id, 4, 40, {"source_val_acc": 0.9, "target_test_acc": 0.6},
                             {"per_class": [0.6] * 10, "confusion": conf, "classes": [str(c) for c in range(10)],

@@ -198,12 +198,16 @@ def render_epoch_details(recs: list[RunRecord]) -> None:
     if len(options) > 1:
         # "latest" is a choice of its own (and the default): it follows new epochs as they are
         # logged, where a remembered epoch number would stay at the epoch first shown.
+        # The browser resets a slider whose options change to its first option (seen in Chromium: "epoch 1"
+        # at epoch 40), so the slider is a new widget for each newest epoch (keys.monitor_fs_epoch_widget)
+        # that starts at the choice kept under keys.MONITOR_FS_EPOCH.
         choices: list[Any] = [*options, LATEST]
-        if st.session_state.get(keys.MONITOR_FS_EPOCH) not in choices:
-            st.session_state[keys.MONITOR_FS_EPOCH] = LATEST
-        picked = st.select_slider("Epoch", choices, key=keys.MONITOR_FS_EPOCH,
+        kept = st.session_state.get(keys.MONITOR_FS_EPOCH, LATEST)
+        picked = st.select_slider("Epoch", choices, value=kept if kept in choices else LATEST,
+                                  key=keys.monitor_fs_epoch_widget(options[-1]),
                                   format_func=lambda e: f"latest (epoch {options[-1]})" if e == LATEST
                                   else f"epoch {e}")
+        st.session_state[keys.MONITOR_FS_EPOCH] = picked
         epoch = options[-1] if picked == LATEST else int(picked)
     else:
         epoch = options[0]

@@ -72,6 +72,12 @@ MONITOR_MESSAGE = "monitor.message"              # a message from the last actio
 MONITOR_FS_COLOR = "monitor.fs.color"             # feature space: colour by domain or by class
 MONITOR_FS_RUN = "monitor.fs.run"                 # feature space: run whose epoch details are shown
 MONITOR_FS_EPOCH = "monitor.fs.epoch"             # feature space: epoch of the confusion matrix and gallery
+
+
+def monitor_fs_epoch_widget(newest_epoch: int) -> str:
+    """The per-class epoch slider's key while ``newest_epoch`` is the newest (a new widget per epoch; see
+    tl_ui/feature_space.py); the user's choice itself is kept under MONITOR_FS_EPOCH."""
+    return f"{MONITOR_FS_EPOCH}.upto{int(newest_epoch)}"
 MONITOR_FS_VERSION = "monitor.fs.version"         # (run, projected snapshots, epochs) the feature section drew
 
 # ------------------------------------------------------------------- runs
