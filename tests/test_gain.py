@@ -157,7 +157,7 @@ def test_runs_table_and_monitor_flag_negative_transfer(tl_home, monkeypatch):
         dann = _stored(manager.store, small("dann"), 0.525)
         at = open_app(keys.PAGE_RUNS)
         table = at.dataframe[0].value
-        assert table.loc[table["Name"].str.startswith("DANN"), "Gain"].tolist() == ["−7.5 ⚠ negative vs source only"]
+        assert table.loc[table["Name"].str.startswith("DANN"), "Gain"].tolist() == ["−7.5 ⚠"]
         at.session_state[keys.MONITOR_REQUEST] = [dann]
         at.switch_page(keys.PAGE_MONITOR).run()
         assert not at.exception, [e.value for e in at.exception]

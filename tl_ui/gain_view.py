@@ -16,22 +16,23 @@ def matcher(records: list[Any]) -> gain.Matcher:
 
 
 def cell(g: gain.Gain) -> str | None:
-    """The Runs table's 'Gain' cell: '+3.1 vs scratch', '−7.5 negative transfer', 'n/a: no labels', or empty."""
+    """The Runs table's 'Gain' cell, short enough for the table to fit 1280 px: '+3.1', '−7.5 ⚠' (negative
+    transfer), 'n/a' (no target labels), or empty; the column's help and the Monitor card say against what."""
     if g.points is not None:
-        short = "scratch" if g.against == gain.FROM_SCRATCH else "source only"
-        return (f"−{abs(g.points):.1f} ⚠ negative" if g.negative else f"+{g.points:.1f}") + f" vs {short}"
+        return f"−{abs(g.points):.1f} ⚠" if g.negative else f"+{g.points:.1f}"
     if g.reason == gain.NO_LABELS:
-        return "n/a: no labels"
+        return "n/a"
     return None
 
 
 COLUMN_HELP = ("Transfer gain in points of target accuracy against the run's baseline: source only (same settings) "
                "for an adaptation method, training from scratch for a fine-tune of pretrained weights. "
-               "'negative' marks negative transfer. Empty: the run is a baseline, or no finished baseline yet.")
+               "⚠ marks negative transfer; n/a: the target has no labels. Empty: the run is a baseline, or no "
+               "finished baseline yet. The Monitor's run card names the baseline run.")
 
 
 def column_config() -> dict[str, Any]:
-    return {"Gain": st.column_config.TextColumn("Gain", width=150, help=COLUMN_HELP)}
+    return {"Gain": st.column_config.TextColumn("Gain", width=66, help=COLUMN_HELP)}
 
 
 def render_card_line(rec: Any, m: gain.Matcher) -> None:

@@ -101,7 +101,7 @@ def detail_columns(rec: Any) -> dict[str, Any]:
 def column_config() -> dict[str, Any]:
     return {
         "Chosen target acc": st.column_config.NumberColumn(
-            "Chosen %", format="%.1f", width=72,
+            "Chosen %", format="%.1f", width=68,
             help="Target test accuracy of the epoch the run's label-free criterion chose (the checkpoint export "
                  "and prediction use); 'Chosen by' names the criterion and the epoch."),
         "Chosen by": st.column_config.TextColumn(width=130, help="The run's label-free criterion and the epoch "
