@@ -485,9 +485,10 @@ def render_augment(slots: dict[str, Any]) -> None:
     """Augmentation settings (optim.augment*) and a grid of augmented source images: what the model sees."""
     from tl_core.data.augment import FLIP_CHOICES
 
-    if not st.checkbox("Augment training images (each image its own random change)", key=k("optim.augment"),
-                       help="Random resized crop, horizontal flip, colour jitter and TrivialAugment, drawn anew for "
-                            "every image of every batch. Turns the frozen-stage cache off.", **PERSIST):
+    if not st.checkbox("Augment training images", key=k("optim.augment"),
+                       help="Each image its own random change: random resized crop, horizontal flip, colour jitter "
+                            "and TrivialAugment, drawn anew for every image of every batch. Turns the frozen-stage "
+                            "cache off.", **PERSIST):
         return
     c1, c2 = st.columns(2)
     c1.number_input("Random crop: smallest share of the area kept", step=0.05, format="%g",
