@@ -6,21 +6,12 @@ import time
 
 import pytest
 
-from test_browser import Server, browser, chromium_path, key_css, wait_app  # noqa: F401  (fixtures)
+from test_browser import browser, chromium_path, key_css, server, wait_app  # noqa: F401  (fixtures)
 from tl_core import pretraining as pt
 from tl_core.store import RunStore
 from tl_ui import keys
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    srv = Server(tmp_path_factory.mktemp("tl_home"), tmp_path_factory.mktemp("server"))
-    srv.start()
-    yield srv
-    srv.stop()
-    assert "Traceback" not in srv.log_text(), srv.log_text()[-3000:]
 
 
 def test_home_card_starts_the_demo_and_stop_stops_it(server, browser):
