@@ -47,8 +47,6 @@ def wait_until(page, cond, what: str, timeout_s: float = 600) -> None:
 
 
 @pytest.mark.timeout(1500)
-@pytest.mark.xfail(strict=False, reason="known defect (issue 15): a trial running when the server stops can finish "
-                   "anyway and is then run again on resume (seen 1 fresh clone in 3, 2026-12-02: lr 0.03 twice)")
 def test_a_small_grid_runs_survives_a_restart_and_shows_its_results(browser, server: Server) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
     page.set_default_timeout(60_000)

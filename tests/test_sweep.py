@@ -178,6 +178,36 @@ def test_a_trial_whose_process_died_runs_again_keeping_the_seeds_it_finished(tl_
     assert sweep.progress(study, sp)["finished"]
 
 
+def test_a_run_that_finished_after_its_sweep_process_died_is_not_run_again(tl_home):
+    # the server stopped while a trial waited for its seed-0 run; the run's last step was under way and it
+    # completed anyway. On resume that run is the seed's result: only seed 1 of the setting trains.
+    sp = spec("optim.lr=0.01,0.03")
+    study = sweep.create_study(sp, sweep.default_storage(), "late")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    trial = study.ask()
+    setting = sweep._suggest(trial, sp)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}:1")
+    store = RunStore()
+    manager = JobManager(store, isolate=False, project=False)
+    try:
+        late = manager.submit(sweep.apply(sp.base, setting, 0))
+        assert manager.wait(late, timeout=120)
+        assert store.get_run(late).status == "completed"
+        trial.set_user_attr("runs", {"0": {"run_id": late, "status": "running", "score": None,
+                                           "target_test_acc": None, "duration_s": None, "error": None}})
+        assert sweep.recover_stale(study) == 1
+        sweep.run_worker(study, sp, sweep.ManagerExecutor(manager, "test"))
+    finally:
+        manager.shutdown()
+    seeds = sorted(rec.config["seed"] for rec in store.list_runs() if rec.config["optim"]["lr"] == setting["optim.lr"])
+    assert seeds == [0, 1]  # seed 0 once (the late run), seed 1 once
+    grp = next(g for g in sweep.results(study, sp).groups if g.setting == setting)
+    assert grp.state == "complete" and grp.runs["0"]["run_id"] == late and grp.runs["0"]["status"] == "completed"
+    assert grp.runs["0"]["score"] is not None
+    assert sweep.progress(study, sp)["finished"]
+
+
 # ------------------------------------------------------------------ two worker processes
 def test_two_worker_processes_share_one_sqlite_study_without_running_a_trial_twice(tl_home):
     sp = spec("optim.lr=0.01,0.02", "optim.momentum=0.8,0.9", seeds=(0,))

@@ -21,6 +21,8 @@ Resuming and sharing, what is guaranteed:
   with a compare-and-set on their state).
 * A trial that was running when its process died is failed and enqueued again with the same setting,
   keeping the seeds it had finished (``runs`` user attribute), so only its unfinished seeds run again.
+  Each seed's run id is recorded when it is submitted: a run that finished after its sweep process went
+  away (a server stopped during the run's last step) counts as finished on resume, not run again.
   A dead process on this host is seen at once (``store.process_token``); one on another machine when its
   heartbeat (every :data:`HEARTBEAT_S` s) is older than :data:`GRACE_S` s.
 
@@ -348,7 +350,12 @@ def _storage(url: str) -> Any:
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
                                           grace_period=GRACE_S, heartbeat_stale_trial_callback=_retry_stale)
-    except Exception as e:  # a bad URL, a missing driver, a server that does not answer
+    except ImportError as e:  # the URL's database driver is not installed (none is in requirements.txt)
+        raise SweepError(f"cannot open the sweep storage {_safe_url(url)}: its database driver is not installed "
+                         f"({e.__cause__ or e}); install it in this environment and name it in the URL, e.g. "
+                         "pip install psycopg2-binary for postgresql+psycopg2://..., pip install pymysql for "
+                         "mysql+pymysql://... (docs/SWEEPS.md)") from e
+    except Exception as e:  # a bad URL, a server that does not answer, no right to create tables
         raise SweepError(f"cannot open the sweep storage {_safe_url(url)}: {e}") from e
 
 
@@ -661,7 +668,15 @@ def run_worker(study: Any, spec: SweepSpec, executor: Any, stop: threading.Event
         runs: dict[str, dict[str, Any]] = dict(trial.user_attrs.get("runs", {}))
         interrupted = False
         for seed in spec.seeds:
-            if str(seed) in runs and runs[str(seed)].get("status") == "completed":
+            prev = runs.get(str(seed)) or {}
+            if prev.get("status") != "completed" and prev.get("run_id"):
+                # submitted by a process that stopped while waiting for it: the run may have finished anyway
+                # (its last step was under way when the server went away): then it is this seed's result
+                res = read_result(executor.manager.store, prev["run_id"], spec.objective)
+                if res.status == "completed":
+                    prev = runs[str(seed)] = asdict(res)
+                    trial.set_user_attr("runs", runs)
+            if prev.get("status") == "completed":
                 continue  # finished before the process that ran this setting stopped
             cfg = apply(spec.base, setting, seed)
             cfg.snapshot.enabled = False  # a sweep compares scores; feature pictures would cost most of a run
@@ -674,6 +689,9 @@ def run_worker(study: Any, spec: SweepSpec, executor: Any, stop: threading.Event
                 runs[str(seed)] = asdict(RunResult("", "failed", error=str(e)))
                 trial.set_user_attr("runs", runs)
                 continue
+            # recorded at once: if this process goes away before the run ends, a resume finds the run by its id
+            runs[str(seed)] = asdict(RunResult(run_id, "running"))
+            trial.set_user_attr("runs", runs)
             executor.wait(run_id, stop, lambda: study._storage.record_heartbeat(trial._trial_id))
             res = read_result(executor.manager.store, run_id, spec.objective)
             if res.status in ("stopped", "interrupted") and stop.is_set():
