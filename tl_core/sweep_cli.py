@@ -50,7 +50,7 @@ def add_worker_flags(p: argparse.ArgumentParser) -> None:
 
 def _storage_flags(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--storage", metavar="URL", help="where the study lives: an SQLAlchemy URL, e.g. "
-                   "postgresql://user:pw@host/db, so that several machines share one sweep (default "
+                   "postgresql+psycopg2://user:pw@host/db, so that several machines share one sweep (default "
                    "sqlite:///$TL_HOME/sweeps.db)")
     p.add_argument("--study", required=required, metavar="NAME",
                    help="the sweep's name" + ("" if required else " (default sweep-DATE-TIME; an existing "
