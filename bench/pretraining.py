@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             break
         time.sleep(1.0)
     wall = time.monotonic() - t0
+    manager.shutdown()  # its training process serves run after run: it ends (and its CPU time counts) here
     cpu = _cpu_s() - cpu0
-    manager.shutdown()
     load = os.getloadavg()[0]
     rows = pt.results(manager.store, record)
     summary = pt.aggregate(rows)

@@ -3,6 +3,8 @@ weights offline, the packaged EfficientNet-Lite0 ImageNet weights, saved backbon
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from torch import nn
 
 from tl_core import backbones as bb
 from tl_core.backbones import _weights
+
+ROOT = Path(__file__).resolve().parents[1]
 from tl_core.backbones.efficientnet_lite import TIMM_ARCH, lite_weights_path, map_lite_state_dict
 
 NAMES = [info.name for info in bb.list_backbones()]
@@ -337,3 +341,17 @@ def test_missing_saved_backbone_says_where_it_looked(tl_home: Path) -> None:
     with pytest.raises(bb.BackboneError, match="not a valid saved backbone"):
         bb.create_backbone("run:../../etc")
     assert bb.list_saved_backbones() == []
+
+
+def test_the_torchvision_weights_each_backbone_names_are_torchvisions_default_and_listing_imports_no_torchvision():
+    # the names are written in tl_core/backbones/torchvision_nets.py so that a training process of a run that
+    # never uses torchvision does not import it (and torch._dynamo with it): they must stay torchvision's own
+    from torchvision.models import get_model_weights
+
+    from tl_core.backbones import get_info
+
+    for arch in ("mobilenet_v3_small", "resnet18", "resnet50", "efficientnet_b0", "convnext_tiny"):
+        assert f"torchvision {get_model_weights(arch).DEFAULT} (" in get_info(arch).weights, arch
+    code = "import sys, tl_core.backbones, tl_core.trainer; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-500:]

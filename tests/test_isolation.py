@@ -140,3 +140,46 @@ def test_resume_continues_in_a_new_child_from_the_checkpoint(manager):
     assert _status(manager.store, run_id, ("completed",)).status == "completed"
     epochs = manager.store.epoch_metrics(run_id)
     assert list(epochs["epoch"]) == [1, 2, 3] and kept >= 1
+
+
+def test_the_next_queued_run_trains_in_the_same_process_and_none_is_kept_once_the_queue_is_empty(manager):
+    # a queue of short runs pays torch's import once: the process of a run that ends takes the next one
+    first = manager.submit(_long("finetune"))
+    second = manager.submit(tiny_config("finetune"))
+    _wait(lambda: manager.store.get_run(first).progress > 0, what="training steps")
+    pid = manager.child_pid(first)
+    assert pid != os.getpid()
+    assert manager.cancel(first)  # a stop ends the run, not the process
+    assert _wait(lambda: manager.child_pid(second), what="the second run's process") == pid
+    assert _status(manager.store, second, ("completed",)).status == "completed"
+    assert manager.store.get_run(first).status == "stopped" and manager.store.get_run(first).error == "Stopped by the user."
+    assert len(manager.store.epoch_metrics(second)) == 1  # the second run was not stopped by the first's stop
+    _wait(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="the process to end with the queue empty")
+    assert manager._spare is None
+
+
+def test_a_waiting_process_trains_the_runs_it_is_given_and_ends_when_its_pipe_closes(tl_home):
+    store = RunStore(tl_home)
+    cfg = tiny_config("finetune")
+    cfg.snapshot.enabled = False  # nothing but "done" on the protocol
+    ids = [store.create_run(cfg) for _ in range(2)]
+    child = subprocess.Popen([sys.executable, "-m", "tl_core.runner", "--home", str(tl_home), "--wait"],
+                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    for run_id in ids:
+        store.set_status(run_id, "running")
+        child.stdin.write(json.dumps({"run_id": run_id, "resume": None}) + "\n")
+        child.stdin.flush()
+        assert json.loads(child.stdout.readline()) == {"done": run_id}
+        assert store.get_run(run_id).status == "completed"
+    child.stdin.close()
+    assert child.wait(timeout=60) == 0
+    assert child.stdout.read() == ""
+
+
+def test_a_spare_whose_parent_closes_its_pipe_ends_without_a_run(tl_home):
+    spare = subprocess.Popen([sys.executable, "-m", "tl_core.runner", "--home", str(tl_home), "--wait"],
+                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    spare.stdin.close()
+    assert spare.wait(timeout=60) == 0
+    assert spare.stdout.read() == ""  # nothing on the protocol
+    assert RunStore(tl_home).list_runs() == []

@@ -96,6 +96,27 @@ def test_no_score_changes_when_the_target_labels_are_permuted():
     assert after["target_test_acc"] != before["target_test_acc"]  # the labels did change what is reported
 
 
+def test_a_run_whose_source_is_its_target_evaluates_one_pass_with_the_same_scores(monkeypatch):
+    from tl_core import evaluation
+    from tl_core.prepare import prepare
+
+    cfg = tiny_config("finetune")
+    cfg.data.target = cfg.data.source  # e.g. the pretraining demo: few MNIST labels, tested on MNIST
+    p = prepare(cfg, torch.device("cpu"))
+    assert p.src_val[0] is not p.tgt_test[0] and evaluation._same_pass(p)
+    passes = []
+    real = evaluation.predict
+    monkeypatch.setattr(evaluation, "predict", lambda *a, **k: passes.append(a[2]) or real(*a, **k))
+    once, extra = evaluation.evaluate(p)
+    assert passes == ["source"]
+    monkeypatch.setattr(evaluation, "_same_pass", lambda p: False)
+    twice, extra2 = evaluation.evaluate(p)
+    assert passes == ["source", "source", "target"]
+    assert once == twice and extra == extra2
+    other = prepare(tiny_config("finetune"), torch.device("cpu"))  # another target: two passes
+    assert not evaluation._same_pass(other)
+
+
 # ------------------------------------------------------------------ the choice
 ROWS = [{"epoch": 1, "source_val_acc": 0.80, "dev_risk": 0.9, "target_test_acc": 0.30},
         {"epoch": 2, "source_val_acc": 0.95, "dev_risk": 0.5, "target_test_acc": 0.25},

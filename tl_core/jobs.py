@@ -12,6 +12,10 @@ that crashes the interpreter or is killed for memory fails alone, with a message
 the server goes on. The child writes everything through the same run store; on its stdout
 it names each snapshot it saved, which the manager hands to its projector, and a line
 ``stop`` on its stdin (or the manager going away) stops it after the current step.
+A child serves runs one after another (``runner --wait``): when its run ends and another run
+waits in the queue, the same process takes it, so a queue of short runs (a sweep, the pretraining
+demo) pays torch's import (seconds) once; a run still has a process of its own apart from the
+server, and a child that dies takes only its current run with it (the next run starts a new one).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tl_core.config import RunConfig
 from tl_core.execute import execute_run, record_failure
@@ -78,6 +83,8 @@ class JobManager:
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
         self._projector = SnapshotProjector(self.store) if project else None
+        self._spare: Any = None  # a training process kept for the next queued run (isolate only)
+        self._closing = False
         self._threads = [threading.Thread(target=self._work, name=f"tl-worker-{i}", daemon=True)
                          for i in range(max(1, workers))]
         for t in self._threads:
@@ -190,14 +197,22 @@ class JobManager:
         return True
 
     def shutdown(self) -> None:
+        self._closing = True
         for job in list(self._jobs.values()):
             job.stop.set()
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
             t.join(timeout=30)
+        self._drop_spare()
         if self._projector is not None:
             self._projector.close()
+
+    def _drop_spare(self) -> None:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
 
     # ------------------------------------------------------------- workers
     def _enqueue(self, job: _Job) -> None:
@@ -222,6 +237,8 @@ class JobManager:
                         self._jobs.pop(job.run_id)
                 if mine:
                     self.store.release(job.run_id)
+                if self._queue.empty():
+                    self._drop_spare()  # nothing waits: no process kept for nothing
                 _release_gpu_memory()
 
     def _run_one(self, job: _Job) -> None:
@@ -245,7 +262,14 @@ class JobManager:
         from tl_core.protocol import TrainingProcess
 
         try:
-            child = TrainingProcess(self.store.home, job.run_id, job.resume)
+            with self._lock:  # the process of the run before, kept because this one was waiting
+                child, self._spare = self._spare, None
+            if child is None or not child.assign(job.run_id, job.resume):
+                if child is not None:
+                    child.discard()
+                child = TrainingProcess(self.store.home)
+                if not child.assign(job.run_id, job.resume):
+                    raise OSError(f"the training process ended as it started (exit code {child.proc.poll()})")
         except OSError as exc:
             record_failure(self.store, job.run_id, exc)
             return
@@ -253,6 +277,12 @@ class JobManager:
         projector = self._projector
         rc = child.run(job.stop, lambda idx: projector.submit(job.run_id, idx) if projector is not None else None)
         job.pid = None
+        keep = child.reusable and not self._closing and not self._queue.empty()
+        with self._lock:
+            if keep and self._spare is None:
+                self._spare, child = child, None
+        if child is not None and child.reusable:
+            child.discard()  # nothing waits for it (or another is kept): it ends now
         rec = self.store.get_run(job.run_id)
         if rec is not None and rec.status in ("queued", "running"):  # it died before saying how it ended
             killed = rc == -9

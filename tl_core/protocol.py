@@ -55,21 +55,57 @@ def read_one(stream: TextIO) -> dict[str, Any] | None:
 
 # ------------------------------------------------------- training process: child end
 class ChildEnd:
-    """The training process's end: protocol on the real stdout, stop requests from stdin."""
+    """The training process's end: protocol on the real stdout, stop requests (and, for a process that
+    serves several runs, its runs) from stdin."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch: bool = True) -> None:
         self.out = os.fdopen(os.dup(1), "w", buffering=1)
         os.dup2(2, 1)  # stray prints (libraries, warnings) must not mix with the protocol
         self.stop, self.orphaned = threading.Event(), threading.Event()
+        self.run_id: str | None = None
+        self._jobs: list[dict[str, Any] | None] = []
+        self._job_ready = threading.Condition()
+        if watch:
+            self.watch()
+
+    def watch(self) -> None:
+        """Start reading stdin: stop requests, and the runs of a waiting process (:meth:`next_job`)."""
         threading.Thread(target=self._watch, args=(sys.stdin,), daemon=True).start()
 
     def _watch(self, stream: TextIO) -> None:
         for line in stream:
-            if line.strip() == STOP:
-                self.stop.set()
+            text = line.strip()
+            if text == STOP or (text.startswith(STOP + " ") and text[len(STOP) + 1:] == self.run_id):
+                self.stop.set()  # a stop meant for a run that has already ended is ignored
+            elif text.startswith("{"):
+                try:
+                    job = json.loads(text)
+                except ValueError:
+                    continue
+                # the next run's own stop, set here: a stop line for it can follow at once on this stream
+                self.stop, self.run_id = threading.Event(), str(job.get("run_id"))
+                with self._job_ready:
+                    self._jobs.append(job)
+                    self._job_ready.notify()
         if not self.stop.is_set():  # stdin closed without "stop": the parent is gone
             self.orphaned.set()
             self.stop.set()
+        with self._job_ready:
+            self._jobs.append(None)
+            self._job_ready.notify()
+
+    def next_job(self) -> dict[str, Any] | None:
+        """Wait for the next run (``{"run_id", "resume"}``, now ``run_id`` with a ``stop`` of its own); None
+        when the parent closed the pipe."""
+        with self._job_ready:
+            while not self._jobs:
+                self._job_ready.wait()
+            job = self._jobs.pop(0)
+        return None if job is None or self.orphaned.is_set() else job
+
+    def run_done(self, run_id: str) -> bool:
+        """Tell the parent the run has ended (everything is in the store); False when it is gone."""
+        return send(self.out, {"done": run_id})
 
     def snapshot_saved(self, _run_id: str, idx: int) -> None:
         if not send(self.out, {"snapshot": idx}):  # the parent is gone; the snapshot stays in the store
@@ -79,15 +115,45 @@ class ChildEnd:
 
 # ------------------------------------------------------ training process: parent end
 class TrainingProcess:
-    """The parent's end: starts ``python -m tl_core.runner``, relays a stop, hands on snapshots."""
+    """The parent's end: starts ``python -m tl_core.runner``, relays a stop, hands on snapshots.
 
-    def __init__(self, home: str | os.PathLike, run_id: str, resume: Path | None) -> None:
-        cmd = [sys.executable, "-m", "tl_core.runner", "--home", str(home), "--run-id", run_id]
+    Without ``run_id`` the process *waits* for its runs on stdin (``--wait``): :meth:`assign` gives it one,
+    :meth:`run` returns when the child says ``{"done": run_id}``, and the same process can take the next
+    run (``reusable``): a queue of short runs (a sweep, the pretraining demo) pays torch's import, a few
+    seconds, once instead of once per run.
+    """
+
+    def __init__(self, home: str | os.PathLike, run_id: str | None = None, resume: Path | None = None) -> None:
+        cmd = [sys.executable, "-m", "tl_core.runner", "--home", str(home)]
+        cmd += ["--run-id", run_id] if run_id is not None else ["--wait"]
         if resume is not None:
             cmd += ["--resume", str(resume)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                                      cwd=str(Path(__file__).resolve().parent.parent))
         self.pid = self.proc.pid
+        self.run_id = run_id
+        self.reusable = False  # True once a waiting process has said its run is done and lives on
+
+    def assign(self, run_id: str, resume: Path | None) -> bool:
+        """Give a waiting process its next run; False when it has ended meanwhile (start a new one)."""
+        if self.proc.poll() is not None:
+            return False
+        self.run_id, self.reusable = run_id, False
+        return send(self.proc.stdin, {"run_id": run_id, "resume": str(resume) if resume is not None else None})
+
+    def discard(self) -> None:
+        """End a waiting process (closing its stdin ends it; killed if it does not end at once)."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def run(self, stop: threading.Event, on_snapshot: Callable[[int], None]) -> int:
         """Until the child ends: a set ``stop`` is written to it, each snapshot goes to ``on_snapshot``.
@@ -99,21 +165,26 @@ class TrainingProcess:
                 pass
             if stop.is_set() and not finished.is_set():
                 try:
-                    self.proc.stdin.write(STOP + "\n")
+                    self.proc.stdin.write(f"{STOP} {self.run_id}\n" if self.run_id else STOP + "\n")
                     self.proc.stdin.flush()
                 except (OSError, ValueError):  # it has just ended
                     pass
 
         relay = threading.Thread(target=relay_stop, daemon=True)
         relay.start()
-        for msg in receive(self.proc.stdout):  # until the child closes its end: finished or died
+        rc = None
+        for msg in receive(self.proc.stdout):  # until the run is done, or the child closes its end (died)
             if "snapshot" in msg:
                 on_snapshot(int(msg["snapshot"]))
-        rc = self.proc.wait()
+            elif msg.get("done") is not None and msg.get("done") == self.run_id:
+                rc, self.reusable = 0, True
+                break
+        if rc is None:
+            rc = self.proc.wait()
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
         finished.set()
         relay.join()
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
         return rc

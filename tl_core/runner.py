@@ -1,6 +1,7 @@
 """The child process that trains one run for an isolated :class:`tl_core.jobs.JobManager`.
 
     python -m tl_core.runner --home DIR --run-id ID [--resume CHECKPOINT]
+    python -m tl_core.runner --home DIR --wait      # runs {"run_id", "resume"} lines from stdin, one by one
 
 The run must exist in the store under ``DIR`` and be marked running. Everything it learns
 goes to the store, as in-process training would write it. The pipe protocol with the parent
@@ -11,6 +12,7 @@ stops it after the current step, as ``stop`` does.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,22 +22,44 @@ from typing import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tl_core.runner")
     p.add_argument("--home", required=True)
-    p.add_argument("--run-id", required=True)
+    p.add_argument("--run-id")
     p.add_argument("--resume", default=None)
+    p.add_argument("--wait", action="store_true",
+                   help="import torch and the trainer, then train the runs given on stdin (one JSON line "
+                        "each), one after another, saying {\"done\": run_id} after each")
     a = p.parse_args(argv)
+    if not a.wait and not a.run_id:
+        p.error("--run-id is required (or --wait)")
 
     from tl_core.protocol import ChildEnd
 
-    end = ChildEnd()
+    end = ChildEnd(watch=True)
+    signal.signal(signal.SIGTERM, lambda *_: end.stop.set())
     from tl_core.execute import execute_run
     from tl_core.store import RunStore
 
-    store = RunStore(a.home)
-    signal.signal(signal.SIGTERM, lambda *_: end.stop.set())
-    execute_run(store, a.run_id, store.config(a.run_id), end.stop, Path(a.resume) if a.resume else None,
-                end.snapshot_saved, end.orphaned)
+    if not a.wait:
+        store = RunStore(a.home)
+        execute_run(store, a.run_id, store.config(a.run_id), end.stop, Path(a.resume) if a.resume else None,
+                    end.snapshot_saved, end.orphaned)
+        return 0
+    import torch._dynamo  # noqa: F401  what torch.optim imports on a run's first optimizer (about 2 s)
+
+    import tl_core.trainer  # noqa: F401
+
+    while (job := end.next_job()) is not None:  # one run after another, until the parent closes the pipe
+        store = RunStore(a.home)
+        execute_run(store, end.run_id, store.config(end.run_id), end.stop,
+                    Path(job["resume"]) if job.get("resume") else None, end.snapshot_saved, end.orphaned)
+        if end.orphaned.is_set() or not end.run_done(end.run_id):
+            return 0
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # everything is in the store: skip the interpreter's teardown (torch's takes about a second, which the
+    # next queued run would wait for)
+    os._exit(code)

@@ -63,7 +63,7 @@ def render() -> None:
                            f"{len(pt.SEEDS)} seeds) and shows the figure here." if may else access.why_read_only()):
                 _start()
                 st.rerun()
-            st.caption(f"{pt.N_RUNS} short runs: about 6 to 10 minutes on a 2-core laptop CPU.")
+            st.caption(f"{pt.N_RUNS} short runs: about 1 to 2 minutes on a 2-core laptop CPU.")
         if record is not None:
             _live(running)
 

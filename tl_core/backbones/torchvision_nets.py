@@ -49,8 +49,11 @@ def _build(info: BackboneInfo, pretrained: bool, allow_download: bool, split: Sp
     return Backbone(info, stages, pool, imagenet_head=head)
 
 
-def _register(arch: str, title: str, stage_names: list[str], feature_dim: int, split: Splitter) -> None:
-    weights = _weights._weights_enum(arch)
+def _register(arch: str, title: str, stage_names: list[str], feature_dim: int, split: Splitter,
+              weights: str) -> None:
+    # ``weights`` names torchvision's DEFAULT weights enum (tests/test_backbones.py checks it against
+    # torchvision): written here, so listing the backbones does not import torchvision, whose import pulls
+    # in torch._dynamo (about 2.5 s of every training process's start for runs that never use it)
 
     @register_backbone(arch, title=title, stage_names=stage_names, feature_dim=feature_dim, input_size=224,
                        mean=IMAGENET_MEAN, std=IMAGENET_STD, scale=255.0,
@@ -86,10 +89,12 @@ def _split_convnext(m: nn.Module) -> tuple[list[nn.Module], nn.Module, nn.Module
 _STAGES5 = ["stem", "layer1", "layer2", "layer3", "layer4"]
 # Registration order is listing order: small and quick first.
 _register("mobilenet_v3_small", "MobileNetV3-Small",
-          ["stem", "stage1", "stage2", "stage3", "stage4", "head conv"], 576, _split_mobilenet_v3)
-_register("resnet18", "ResNet-18", _STAGES5, 512, _split_resnet)
-_register("resnet50", "ResNet-50", _STAGES5, 2048, _split_resnet)
+          ["stem", "stage1", "stage2", "stage3", "stage4", "head conv"], 576, _split_mobilenet_v3,
+          "MobileNet_V3_Small_Weights.IMAGENET1K_V1")
+_register("resnet18", "ResNet-18", _STAGES5, 512, _split_resnet, "ResNet18_Weights.IMAGENET1K_V1")
+_register("resnet50", "ResNet-50", _STAGES5, 2048, _split_resnet, "ResNet50_Weights.IMAGENET1K_V2")
 _register("efficientnet_b0", "EfficientNet-B0",
-          ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["head conv"], 1280, _split_efficientnet)
+          ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["head conv"], 1280, _split_efficientnet,
+          "EfficientNet_B0_Weights.IMAGENET1K_V1")
 _register("convnext_tiny", "ConvNeXt-Tiny", ["stem+stage1", "stage2", "stage3", "stage4+norm"], 768,
-          _split_convnext)
+          _split_convnext, "ConvNeXt_Tiny_Weights.IMAGENET1K_V1")
