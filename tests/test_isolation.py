@@ -154,6 +154,10 @@ def test_the_next_queued_run_trains_in_the_same_process_and_none_is_kept_once_th
     assert _status(manager.store, second, ("completed",)).status == "completed"
     assert manager.store.get_run(first).status == "stopped" and manager.store.get_run(first).error == "Stopped by the user."
     assert len(manager.store.epoch_metrics(second)) == 1  # the second run was not stopped by the first's stop
+    snaps = manager.store.list_snapshots(second)  # its snapshots reached the projector through the same pipe
+    assert len(snaps) >= 2
+    _wait(lambda: all(manager.store.load_coords(second, int(i)) is not None for i in snaps["idx"]), timeout=120,
+          what="the second run's projected snapshots")
     _wait(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="the process to end with the queue empty")
     assert manager._spare is None
 

@@ -64,6 +64,8 @@ def _same_pass(p: Prepared) -> bool:
     """Whether the target test pass would repeat the source validation pass: the same images through the
     same encoder (a run whose source and target are one data set, e.g. few labels of MNIST on MNIST)."""
     a, b = p.src_val[0], p.tgt_test[0]
+    if a is not b and not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return False  # streamed images (tl_core/data/stream.py) are not compared: they are decoded on the fly
     if a is not b and (a.shape != b.shape or a.dtype != b.dtype or a.device != b.device):
         return False
     if p.method.encoder("source", p.model) != p.method.encoder("target", p.model):
