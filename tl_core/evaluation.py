@@ -63,14 +63,14 @@ def predict_full(p: Prepared, x: torch.Tensor, domain: str = "source", batch: in
 def _same_pass(p: Prepared) -> bool:
     """Whether the target test pass would repeat the source validation pass: the same images through the
     same encoder (a run whose source and target are one data set, e.g. few labels of MNIST on MNIST)."""
-    a, b = p.src_val[0], p.tgt_test[0]
-    if a is not b and not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-        return False  # streamed images (tl_core/data/stream.py) are not compared: they are decoded on the fly
-    if a is not b and (a.shape != b.shape or a.dtype != b.dtype or a.device != b.device):
-        return False
     if p.method.encoder("source", p.model) != p.method.encoder("target", p.model):
         return False
-    return a is b or bool(torch.equal(a, b))
+    a, b = p.src_val[0], p.tgt_test[0]
+    if a is b:
+        return True
+    # streamed images (tl_core/data/stream.py) are decoded on the fly: not compared
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b)))
 
 
 def evaluate(p: Prepared, outputs: dict[str, np.ndarray] | None = None) -> tuple[dict[str, float], dict[str, Any]]:

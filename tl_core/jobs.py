@@ -25,11 +25,11 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tl_core.config import RunConfig
 from tl_core.execute import execute_run, record_failure
 from tl_core.projector import SnapshotProjector
+from tl_core.protocol import TrainingProcess
 from tl_core.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class JobManager:
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
         self._projector = SnapshotProjector(self.store) if project else None
-        self._spare: Any = None  # a training process kept for the next queued run (isolate only)
+        self._spare: TrainingProcess | None = None  # a training process kept for the next queued run
         self._closing = False
         self._threads = [threading.Thread(target=self._work, name=f"tl-worker-{i}", daemon=True)
                          for i in range(max(1, workers))]
@@ -259,8 +259,6 @@ class JobManager:
 
     def _run_in_child(self, job: _Job) -> None:
         """Train in ``python -m tl_core.runner``; relay stop to it and its snapshots to the projector."""
-        from tl_core.protocol import TrainingProcess
-
         try:
             with self._lock:  # the process of the run before, kept because this one was waiting
                 child, self._spare = self._spare, None

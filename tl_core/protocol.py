@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -58,18 +59,12 @@ class ChildEnd:
     """The training process's end: protocol on the real stdout, stop requests (and, for a process that
     serves several runs, its runs) from stdin."""
 
-    def __init__(self, watch: bool = True) -> None:
+    def __init__(self) -> None:
         self.out = os.fdopen(os.dup(1), "w", buffering=1)
         os.dup2(2, 1)  # stray prints (libraries, warnings) must not mix with the protocol
         self.stop, self.orphaned = threading.Event(), threading.Event()
         self.run_id: str | None = None
-        self._jobs: list[dict[str, Any] | None] = []
-        self._job_ready = threading.Condition()
-        if watch:
-            self.watch()
-
-    def watch(self) -> None:
-        """Start reading stdin: stop requests, and the runs of a waiting process (:meth:`next_job`)."""
+        self._jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
         threading.Thread(target=self._watch, args=(sys.stdin,), daemon=True).start()
 
     def _watch(self, stream: TextIO) -> None:
@@ -84,23 +79,16 @@ class ChildEnd:
                     continue
                 # the next run's own stop, set here: a stop line for it can follow at once on this stream
                 self.stop, self.run_id = threading.Event(), str(job.get("run_id"))
-                with self._job_ready:
-                    self._jobs.append(job)
-                    self._job_ready.notify()
+                self._jobs.put(job)
         if not self.stop.is_set():  # stdin closed without "stop": the parent is gone
             self.orphaned.set()
             self.stop.set()
-        with self._job_ready:
-            self._jobs.append(None)
-            self._job_ready.notify()
+        self._jobs.put(None)
 
     def next_job(self) -> dict[str, Any] | None:
         """Wait for the next run (``{"run_id", "resume"}``, now ``run_id`` with a ``stop`` of its own); None
         when the parent closed the pipe."""
-        with self._job_ready:
-            while not self._jobs:
-                self._job_ready.wait()
-            job = self._jobs.pop(0)
+        job = self._jobs.get()
         return None if job is None or self.orphaned.is_set() else job
 
     def run_done(self, run_id: str) -> bool:
@@ -117,22 +105,19 @@ class ChildEnd:
 class TrainingProcess:
     """The parent's end: starts ``python -m tl_core.runner``, relays a stop, hands on snapshots.
 
-    Without ``run_id`` the process *waits* for its runs on stdin (``--wait``): :meth:`assign` gives it one,
-    :meth:`run` returns when the child says ``{"done": run_id}``, and the same process can take the next
-    run (``reusable``): a queue of short runs (a sweep, the pretraining demo) pays torch's import, a few
+    The process *waits* for its runs on stdin (``runner --wait``): :meth:`assign` gives it one, :meth:`run`
+    returns when the child says ``{"done": run_id}``, and the same process can take the next run
+    (``reusable``): a queue of short runs (a sweep, the pretraining demo) pays torch's import, a few
     seconds, once instead of once per run.
     """
 
-    def __init__(self, home: str | os.PathLike, run_id: str | None = None, resume: Path | None = None) -> None:
-        cmd = [sys.executable, "-m", "tl_core.runner", "--home", str(home)]
-        cmd += ["--run-id", run_id] if run_id is not None else ["--wait"]
-        if resume is not None:
-            cmd += ["--resume", str(resume)]
+    def __init__(self, home: str | os.PathLike) -> None:
+        cmd = [sys.executable, "-m", "tl_core.runner", "--home", str(home), "--wait"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                                      cwd=str(Path(__file__).resolve().parent.parent))
         self.pid = self.proc.pid
-        self.run_id = run_id
-        self.reusable = False  # True once a waiting process has said its run is done and lives on
+        self.run_id: str | None = None
+        self.reusable = False  # True once the process has said its run is done and lives on
 
     def assign(self, run_id: str, resume: Path | None) -> bool:
         """Give a waiting process its next run; False when it has ended meanwhile (start a new one)."""
@@ -165,7 +150,7 @@ class TrainingProcess:
                 pass
             if stop.is_set() and not finished.is_set():
                 try:
-                    self.proc.stdin.write(f"{STOP} {self.run_id}\n" if self.run_id else STOP + "\n")
+                    self.proc.stdin.write(f"{STOP} {self.run_id}\n")
                     self.proc.stdin.flush()
                 except (OSError, ValueError):  # it has just ended
                     pass
@@ -176,7 +161,7 @@ class TrainingProcess:
         for msg in receive(self.proc.stdout):  # until the run is done, or the child closes its end (died)
             if "snapshot" in msg:
                 on_snapshot(int(msg["snapshot"]))
-            elif msg.get("done") is not None and msg.get("done") == self.run_id:
+            elif "done" in msg and msg["done"] == self.run_id:
                 rc, self.reusable = 0, True
                 break
         if rc is None:

@@ -33,28 +33,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tl_core.protocol import ChildEnd
 
-    end = ChildEnd(watch=True)
+    end = ChildEnd()
     signal.signal(signal.SIGTERM, lambda *_: end.stop.set())
     from tl_core.execute import execute_run
     from tl_core.store import RunStore
 
-    if not a.wait:
+    def train(run_id: str, resume: str | None) -> None:
         store = RunStore(a.home)
-        execute_run(store, a.run_id, store.config(a.run_id), end.stop, Path(a.resume) if a.resume else None,
+        execute_run(store, run_id, store.config(run_id), end.stop, Path(resume) if resume else None,
                     end.snapshot_saved, end.orphaned)
+
+    if not a.wait:
+        end.run_id = a.run_id  # a "stop RUN_ID" line names it
+        train(a.run_id, a.resume)
         return 0
     import torch._dynamo  # noqa: F401  what torch.optim imports on a run's first optimizer (about 2 s)
 
     import tl_core.trainer  # noqa: F401
 
     while (job := end.next_job()) is not None:  # one run after another, until the parent closes the pipe
-        store = RunStore(a.home)
-        execute_run(store, end.run_id, store.config(end.run_id), end.stop,
-                    Path(job["resume"]) if job.get("resume") else None, end.snapshot_saved, end.orphaned)
-        if end.orphaned.is_set() or not end.run_done(end.run_id):
+        train(str(job["run_id"]), job.get("resume"))
+        if end.orphaned.is_set() or not end.run_done(str(job["run_id"])):
             return 0
     return 0
-
 
 if __name__ == "__main__":
     code = main()
