@@ -139,10 +139,13 @@ def render_block(args: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.selection", description=__doc__.split("\n")[0])
     ap.add_argument("--pair", nargs="+", default=["mnist-mnist-m", "syn-digits-mnist"])
-    ap.add_argument("--methods", nargs="+", default=["finetune", "dann", "coral"], help="method names (registry)")
+    ap.add_argument("--methods", nargs="+", default=["finetune", "dann", "coral"],
+                    help="method names (registry), or 'all': every method that trains on source labels (the "
+                         "methods of docs/RESULTS.md's method matrix)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--max-train", type=int, default=2000)
+    ap.add_argument("--max-train", type=int, default=2000,
+                    help="training images per domain; 0: no cap (the demo settings of the results tables)")
     ap.add_argument("--backbone", default="lenet")
     ap.add_argument("--out", default="bench/out/selection.json")
     ap.add_argument("--from-json", nargs="+", metavar="FILE", help="run nothing: print the table of these rows")
@@ -165,13 +168,18 @@ def main() -> None:
         rows = rows_from_json(a.from_json)
         print(per_run_table(rows) if a.per_run else table(rows))
         return
+    if a.methods == ["all"]:
+        from tl_core.methods import all_methods
+
+        a.methods = [name for name, cls in all_methods().items() if "source" in cls.trains_on]
+    max_train = a.max_train or None
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     for pair in a.pair:
         for method in a.methods:
             for seed in a.seeds:
-                rows.append(one_run(pair, method, seed, a.epochs, a.max_train, a.backbone))
+                rows.append(one_run(pair, method, seed, a.epochs, max_train, a.backbone))
                 print(f"[{time.perf_counter() - t0:6.0f} s] {pair} {method} seed {seed}: "
                       f"{rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
                 Path(a.out).write_text(json.dumps({  # after each run: an interrupted bench keeps what it did
