@@ -36,6 +36,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 10
+#: Epochs of each streaming-speed run: the first decodes every image, the later ones read the decoded pixels
+#: back from disk (tl_core/data/stream.py), as a run of the dashboard's default 10 epochs would.
+SPEED_EPOCHS = 3
 
 
 def _write_class(args: tuple[str, int, int, int]) -> None:
@@ -64,8 +67,8 @@ def make_folder(root: Path, n: int, side: int = 256) -> Path:
 
 
 def train_once(folder: str, size: int, backbone: str, batch: int, budget_gb: float | None,
-               max_train: int | None = None, max_test: int | None = None) -> dict[str, Any]:
-    """One epoch (source only) on ``folder``, in this process; what it took."""
+               max_train: int | None = None, max_test: int | None = None, epochs: int = 1) -> dict[str, Any]:
+    """``epochs`` epochs (source only) on ``folder``, in this process; what it took."""
     if budget_gb is not None:
         os.environ["TL_DATA_MEMORY_GB"] = str(budget_gb)
     import torch
@@ -81,17 +84,22 @@ def train_once(folder: str, size: int, backbone: str, batch: int, budget_gb: flo
     cfg.data.image_size = size
     cfg.model.backbone, cfg.model.pretrained = backbone, False
     cfg.method.name = "finetune"
-    cfg.optim.batch_size, cfg.optim.epochs = batch, 1
+    cfg.optim.batch_size, cfg.optim.epochs = batch, epochs
     cfg.data.max_train, cfg.data.max_test = max_train, max_test
     cfg.snapshot.enabled = False
     rec = MemoryRecorder()
     t0 = time.perf_counter()
     out = trainer.run(cfg, rec)
     wall = time.perf_counter() - t0
-    rates = [r["images_per_s"] for r in rec.steps[1:]] or [r["images_per_s"] for r in rec.steps]
-    steps_s = sum(batch / r for r in rates)  # time in steps (after the first), from the loop's own rows
+
+    def speed(rows: list[dict[str, Any]]) -> float | None:  # from the loop's own rows, after the first step
+        rates = [r["images_per_s"] for r in rows[1:]] or [r["images_per_s"] for r in rows]
+        steps_s = sum(batch / r for r in rates)
+        return round(len(rates) * batch / steps_s, 1) if steps_s else None
+
     return {"streamed": any(p and p.startswith("streaming") for p in rec.phases), "wall_s": round(wall, 1),
-            "images_per_s": round(len(rates) * batch / steps_s, 1) if steps_s else None,
+            "images_per_s": speed(rec.steps), "epochs": epochs,
+            "images_per_s_by_epoch": [speed([r for r in rec.steps if r["epoch"] == e]) for e in range(1, epochs + 1)],
             "steps": len(rec.steps), "source_val_acc": out.get("source_val_acc"),
             "target_test_acc": out.get("target_test_acc"),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -100,10 +108,12 @@ def train_once(folder: str, size: int, backbone: str, batch: int, budget_gb: flo
 
 
 def _in_process(folder: Path, size: int, backbone: str, batch: int, budget_gb: float | None,
-                timeout: float, max_train: int | None = None, max_test: int | None = None) -> dict[str, Any]:
+                timeout: float, max_train: int | None = None, max_test: int | None = None,
+                epochs: int = 1) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.own_data", "--train", str(folder), "--size", str(size), "--backbone",
            backbone, "--batch", str(batch)] + (["--budget-gb", str(budget_gb)] if budget_gb is not None else []) \
-        + (["--max-train", str(max_train)] if max_train else []) + (["--max-test", str(max_test)] if max_test else [])
+        + (["--max-train", str(max_train)] if max_train else []) + (["--max-test", str(max_test)] if max_test else []) \
+        + ["--epochs", str(epochs)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("TL_DATA_MEMORY_GB", None)
     try:
@@ -137,18 +147,26 @@ def run(full: bool) -> dict[str, Any]:
                          "in_memory_would_need_gb": round(hold_gb * COPIES, 2), **mem}
         small = make_folder(Path(tmp) / "small", n_small)
         speed: dict[str, list[float]] = {"in_memory": [], "streamed": []}
+        by_epoch: dict[str, list[list[float]]] = {"in_memory": [], "streamed": []}
         runs = []
         for i in range(pairs):
             for side in (("in_memory", "streamed") if i % 2 == 0 else ("streamed", "in_memory")):
-                r = _in_process(small, 64, "lenet", 64, 0.00001 if side == "streamed" else None, timeout=900)
+                r = _in_process(small, 64, "lenet", 64, 0.00001 if side == "streamed" else None, timeout=900,
+                                epochs=SPEED_EPOCHS)
                 runs.append({"side": side, **r})
                 if r.get("images_per_s"):
                     speed[side].append(r["images_per_s"])
-        ratios = [s / m for s, m in zip(speed["streamed"], speed["in_memory"])]
-        res["speed"] = {"images": n_small, "size": 64, "backbone": "lenet", "runs": runs,
+                    by_epoch[side].append(r["images_per_s_by_epoch"])
+
+        def ratio(s: list[float], m: list[float]) -> dict[str, Any] | None:
+            rs = [a / b for a, b in zip(s, m) if a and b]
+            return {"median": statistics.median(rs), "min": min(rs), "max": max(rs), "n": len(rs)} if rs else None
+
+        res["speed"] = {"images": n_small, "size": 64, "backbone": "lenet", "epochs": SPEED_EPOCHS, "runs": runs,
                         "in_memory_images_per_s": speed["in_memory"], "streamed_images_per_s": speed["streamed"],
-                        "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-                                  "n": len(ratios)} if ratios else None}
+                        "ratio": ratio(speed["streamed"], speed["in_memory"]),
+                        "ratio_by_epoch": [ratio([e[k] for e in by_epoch["streamed"]],
+                                                 [e[k] for e in by_epoch["in_memory"]]) for k in range(SPEED_EPOCHS)]}
     res["section_s"] = round(time.perf_counter() - t0, 1)
     res["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return res
@@ -165,9 +183,10 @@ def main() -> None:
     ap.add_argument("--budget-gb", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--max-train", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--max-test", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.train:
-        print(json.dumps(train_once(a.train, a.size, a.backbone, a.batch, a.budget_gb, a.max_train, a.max_test)))
+        print(json.dumps(train_once(a.train, a.size, a.backbone, a.batch, a.budget_gb, a.max_train, a.max_test, a.epochs)))
         return
     res = run(a.full)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

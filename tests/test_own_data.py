@@ -469,3 +469,64 @@ def test_an_evaluation_batch_holds_at_most_512_images_of_64_px_worth_of_pixels()
     assert eval_batch(torch.zeros(0, 3, 224, 224, dtype=torch.uint8)) == 41
     assert eval_batch(torch.zeros(0, 3, 1024, 1024, dtype=torch.uint8)) == 2
     assert eval_batch(torch.zeros(0, 3, 4096, 4096, dtype=torch.uint8)) == 1  # never 0
+
+
+def test_a_streamed_image_is_decoded_once_per_run_and_its_file_goes_with_the_run(tl_home: Path, tmp_path: Path):
+    """Epoch 1 decodes every image (in a worker process) and writes its pixels to TL_HOME/cache/stream; epoch 2
+    (the same worker process) and an evaluation read them from there, with the image files gone, and get the same
+    pixels; the file goes at the end."""
+    import torch
+
+    from tl_core.data import stream
+
+    root = class_folder(tmp_path / "pets", n=12)
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    fresh = np.stack([fo.read_image(f, 20).transpose(2, 0, 1) for f in files])
+    x = stream.StreamImages(files, 20, "cpu", workers=1)
+    [cache] = list(stream.cache_dir().glob("*.u8"))
+    assert cache.stat().st_size == len(files) * 3 * 20 * 20 and x.cached == 0
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
+    x.plan(order, 5)
+    first = torch.cat([x[order[i:i + 5]] for i in range(0, len(files), 5)])
+    assert x.cached == len(files)  # the worker process wrote them, the loop marked them
+    assert torch.equal(first, torch.from_numpy(fresh)[order])
+
+    import shutil
+
+    shutil.rmtree(root)  # decoding again would now give black images and failures
+    x.plan(order.flip(0), 6)  # the same worker process, a new epoch
+    again = torch.cat([x[order.flip(0)[i:i + 6]] for i in range(0, len(files), 6)])
+    assert torch.equal(again, torch.from_numpy(fresh)[order.flip(0)])
+    assert torch.equal(x[:], torch.from_numpy(fresh)) and not x.failed  # evaluation's path: from the file too
+    x.close()
+    assert not cache.exists() and list(stream.cache_dir().glob("*.u8")) == []
+
+
+def test_without_room_on_disk_a_streamed_image_is_decoded_each_time(tl_home: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tl_core.data import stream
+
+    root = class_folder(tmp_path / "pets", n=4)
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    monkeypatch.setattr(stream, "CACHE_SPARE_BYTES", 1 << 60)  # more than any disk has
+    x = stream.StreamImages(files, 16, "cpu", workers=0)
+    assert list(stream.cache_dir().glob("*.u8")) == []
+    decoded = []
+    real = stream._decode
+    monkeypatch.setattr(stream, "_decode", lambda path, size: decoded.append(path) or real(path, size))
+    a, b = x[:], x[:]
+    assert x.cached == 0 and len(decoded) == 2 * len(files) and bool((a == b).all())
+    x.close()
+
+
+def test_a_killed_runs_decoded_pixels_are_removed_by_the_next_streamed_run(tl_home: Path, tmp_path: Path) -> None:
+    from tl_core.data import stream
+
+    stream.cache_dir().mkdir(parents=True)
+    dead = stream.cache_dir() / f"{stream._HOST}-999999999-abc.u8"  # no process has this id
+    other_host = stream.cache_dir() / "elsewhere-1-abc.u8"  # another machine's run on a shared TL_HOME
+    dead.write_bytes(b"x"), other_host.write_bytes(b"x")
+    root = class_folder(tmp_path / "pets", n=2)
+    x = stream.StreamImages(sorted(str(p) for p in root.rglob("*") if p.is_file()), 16, "cpu", workers=0)
+    assert not dead.exists() and other_host.exists()
+    x.close()

@@ -12,13 +12,25 @@ batches on the run's device. The loop tells it each epoch's batch order (``plan`
 start hook) is decoded when asked, in a thread pool. The same files at the same size give the same
 pixels as the in-memory path, so a run reaches the same numbers either way. A file whose header
 reads but whose pixels do not (a truncated JPEG) becomes a black image, counted in ``failed``.
+
+Each image is decoded once per run: its pixels at the run's size (uint8, 3×S×S; augmentation comes after,
+on the batch) are written to a file on disk, ``TL_HOME/cache/stream/``, and read back from it (``pread``,
+not a memory map, so they stay out of the process's resident memory) every later time they are asked
+for, from the second epoch on and at every evaluation. The file goes when the run ends; when the disk has
+not room for it and 1 GB to spare, every image is decoded every time instead. The decoding worker
+processes run at a lower CPU priority (``WORKER_NICE``) so that they decode in the gaps the training
+threads leave rather than take a core from them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +39,17 @@ import numpy as np
 MAX_WORKERS = 4
 #: Batches each worker decodes ahead.
 PREFETCH = 4
+#: How much lower the decoding workers' CPU priority is than the training threads' (``os.nice`` increment).
+WORKER_NICE = int(os.environ.get("TL_STREAM_NICE", "10"))
+
+
+def _lower_priority(_worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: decode in the gaps the training threads leave."""
+    if WORKER_NICE:
+        try:
+            os.nice(WORKER_NICE)
+        except OSError:  # not allowed here: decode at the same priority
+            pass
 
 
 @dataclass
@@ -69,11 +92,102 @@ def _decode(path: str, size: int) -> tuple[np.ndarray, bool]:
         return np.zeros((3, size, size), np.uint8), False
 
 
+#: Disk space the decoded-pixel file must leave free.
+CACHE_SPARE_BYTES = 1 << 30
+
+
+def cache_dir() -> Path:
+    from tl_core.store import default_home
+
+    return default_home() / "cache" / "stream"
+
+
+_HOST = socket.gethostname().replace("-", "_") or "host"
+
+
+def _remove_stale(folder: Path) -> None:
+    """Delete this machine's decoded-pixel files whose process has gone (a run killed before its end)."""
+    for f in folder.glob(f"{_HOST}-*.u8"):
+        try:
+            os.kill(int(f.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except (ValueError, IndexError, OSError):
+            pass
+
+
+class _Decoded:
+    """The run's decoded pixels on disk: image ``i`` at offset ``i × 3·S·S``; ``flags[i]`` once written.
+
+    Readers and writers (the loop, its thread pool, the DataLoader's worker processes) each open the file
+    themselves; images never share bytes, so positional reads and writes need no lock."""
+
+    def __init__(self, n: int, size: int) -> None:
+        import torch
+
+        self.item = 3 * size * size
+        self.size, self.n = size, n
+        # in shared memory: the worker processes, which live as long as the run, see what is written since
+        self.flags = torch.zeros(n, dtype=torch.bool).share_memory_()
+        self.path: str | None = None
+        self._fd: int | None = None
+        self._pid, self._owner = -1, os.getpid()
+        folder = cache_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if shutil.disk_usage(folder).free >= n * self.item + CACHE_SPARE_BYTES:
+                _remove_stale(folder)
+                path = folder / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}.u8"
+                self.path = str(path)
+                with open(path, "wb") as f:
+                    f.truncate(n * self.item)  # sparse until written
+                self._handle()  # opened here, before any thread of the pool asks
+        except OSError:
+            self.close()
+
+    def __getstate__(self) -> dict[str, Any]:  # a worker process opens the file itself
+        return {**self.__dict__, "_fd": None, "_pid": -1}
+
+    def _handle(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDWR), os.getpid()  # type: ignore[arg-type]
+        return self._fd
+
+    def get(self, i: int, file: str) -> tuple[np.ndarray, bool, bool]:
+        """(pixels, decoded fine, in the file now) of image ``i``: read from the file when it was written,
+        else decoded (and written when it decodes)."""
+        if self.path is not None and bool(self.flags[i]):
+            buf = os.pread(self._handle(), self.item, i * self.item)
+            if len(buf) == self.item:
+                return np.frombuffer(buf, dtype=np.uint8).reshape(3, self.size, self.size).copy(), True, True
+        arr, ok = _decode(file, self.size)
+        stored = False
+        if ok and self.path is not None:
+            try:
+                stored = os.pwrite(self._handle(), arr.tobytes(), i * self.item) == self.item
+            except OSError:  # the disk filled up meanwhile: it is decoded again next time
+                pass
+            if stored:
+                self.flags[i] = True  # after the bytes: a reader that sees the flag finds them
+        return arr, ok, stored
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+        if self.path is not None and self._owner == os.getpid():
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.path = None
+
+
 class _Files:
     """torch Dataset over file paths (picklable for worker processes)."""
 
-    def __init__(self, files: list[str], size: int) -> None:
-        self.files, self.size = files, size
+    def __init__(self, files: list[str], decoded: _Decoded) -> None:
+        self.files, self.decoded = files, decoded
 
     def __len__(self) -> int:
         return len(self.files)
@@ -81,8 +195,21 @@ class _Files:
     def __getitem__(self, i: int) -> Any:
         import torch
 
-        arr, ok = _decode(self.files[i], self.size)
+        arr, ok, _ = self.decoded.get(i, self.files[i])
         return torch.from_numpy(arr), ok
+
+
+class _Plan:
+    """The DataLoader's batch sampler: this epoch's batches, replaced by :meth:`StreamImages.plan`."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class StreamImages:
@@ -98,7 +225,15 @@ class StreamImages:
         self._plan: list[np.ndarray] = []
         self._next = 0
         self._iter: Any = None
+        self._loader: Any = None
+        self._sampler = _Plan()
         self._pool: ThreadPoolExecutor | None = None
+        self._decoded = _Decoded(len(self.files), self.size)
+
+    @property
+    def cached(self) -> int:
+        """How many images are decoded on disk (read from there from now on)."""
+        return int(self._decoded.flags.sum()) if self._decoded.path else 0
 
     # ------------------------------------------------------------------ tensor-like
     @property
@@ -133,11 +268,11 @@ class StreamImages:
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
-        results = list(self._pool.map(lambda i: _decode(self.files[i], self.size), idx.tolist()))
-        for i, (_, ok) in zip(idx.tolist(), results):
+        results = list(self._pool.map(lambda i: self._decoded.get(i, self.files[i]), idx.tolist()))
+        for i, (_, ok, _) in zip(idx.tolist(), results):
             if not ok:
                 self.failed.add(i)
-        arr = np.stack([a for a, _ in results]) if results else np.zeros((0, 3, self.size, self.size), np.uint8)
+        arr = np.stack([r[0] for r in results]) if results else np.zeros((0, 3, self.size, self.size), np.uint8)
         return torch.from_numpy(arr).to(self.device)
 
     # ------------------------------------------------------------------ planned batches
@@ -154,11 +289,15 @@ class StreamImages:
         self._next = 0
         if not self._plan:
             return
-        loader = DataLoader(_Files(self.files, self.size), batch_sampler=[b.tolist() for b in self._plan],
-                            num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                            prefetch_factor=PREFETCH if self.workers else None,
-                            generator=torch.Generator().manual_seed(0))  # the run's random state is left alone
-        self._iter = iter(loader)
+        self._sampler.batches = [b.tolist() for b in self._plan]
+        if self._loader is None:  # its worker processes serve every epoch of the run: forked once
+            self._loader = DataLoader(_Files(self.files, self._decoded), batch_sampler=self._sampler,
+                                      num_workers=self.workers, persistent_workers=self.workers > 0,
+                                      pin_memory=self.device.type == "cuda",
+                                      prefetch_factor=PREFETCH if self.workers else None,
+                                      worker_init_fn=_lower_priority,
+                                      generator=torch.Generator().manual_seed(0))  # the run's random state alone
+        self._iter = iter(self._loader)
 
     def _take_planned(self, idx: np.ndarray) -> Any:
         if self._iter is None or self._next >= len(self._plan):
@@ -176,16 +315,18 @@ class StreamImages:
         return x[:len(idx)].to(self.device, non_blocking=True)
 
     def _close_iter(self) -> None:
-        it, self._iter = self._iter, None
-        shutdown = getattr(it, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        self._iter = None  # the worker processes stay for the next epoch's plan
 
     def close(self) -> None:
         self._close_iter()
+        loader, self._loader = self._loader, None
+        shutdown = getattr(getattr(loader, "_iterator", None), "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown(wait=True)
             self._pool = None
+        self._decoded.close()
 
     def __del__(self) -> None:  # worker processes and threads go with it
         try:
