@@ -29,7 +29,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 #: Most images one prediction shows.
 MAX_IMAGES = 200
 TIMEOUT_S = 600
-FORMAT_TITLES = {"bundle": "Bundle (zip: safetensors, classes, preprocessing, config)",
+FORMAT_TITLES = {"bundle": "Bundle (.zip)",
                  "torchscript": "TorchScript (.pt)", "onnx": "ONNX (.onnx)"}
 SUFFIX = {"bundle": ".zip", "torchscript": ".pt", "onnx": ".onnx"}
 
@@ -76,7 +76,9 @@ def export_controls(rec: Any, has_checkpoint: bool) -> None:
     fmt = c1.selectbox("Model export", list(FORMAT_TITLES), format_func=FORMAT_TITLES.get,
                        key=keys.RUNS_EXPORT_FORMAT, disabled=not finished, help=why or (
                            "The network the run's target domain meets (its last checkpoint), with its class names "
-                           "and preprocessing; ONNX uses opset 17. Same as python -m tl_core export."))
+                           "and preprocessing. Bundle: a zip of safetensors weights, classes, preprocessing (JSON) "
+                           "and the run's config; TorchScript and ONNX (opset 17) carry the same facts inside. "
+                           "Same as python -m tl_core export."))
     if c2.button("Export model", key=keys.RUNS_EXPORT_BUTTON, icon=":material/deployed_code:", disabled=not finished,
                  help=why):
         with st.spinner(f"Exporting the model as {FORMAT_TITLES[fmt]} (a separate process loads it)…"):
