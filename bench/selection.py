@@ -94,6 +94,30 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def by_group_table(rows: list[dict[str, Any]], key: str) -> str:
+    """Mean gap in points (and runs within 2 points) of each criterion, one column per pair or per method."""
+    from tl_core.config import method_label
+    from tl_core.selection import CRITERIA
+
+    def name(r: dict[str, Any]) -> str:
+        return r["pair"] if key == "pair" else method_label({"method": {"name": r["method"], "train_on": "source"}})
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(name(r), []).append(r)
+    per = {g: gaps(rs) for g, rs in groups.items()}
+    lines = ["| criterion | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+    for crit in per[next(iter(per))]:
+        cells = []
+        for g in groups:
+            ok = [v for v in per[g][crit] if v == v]
+            within = sum(v <= WITHIN + 1e-9 for v in ok)
+            cells.append(f"{statistics.mean(ok):.1f} ({within}/{len(per[g][crit])})" if ok else "–")
+        label = f"`{crit}`" if crit in CRITERIA else crit
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def per_run_table(rows: list[dict[str, Any]]) -> str:
     """Each run: the oracle epoch and accuracy, and each criterion's chosen epoch."""
     from tl_core.config import method_label
@@ -128,11 +152,14 @@ def render_block(args: str) -> str:
     ap = argparse.ArgumentParser(prog="<!-- bench.selection", add_help=False, exit_on_error=False)
     ap.add_argument("--from-json", nargs="+", required=True)
     ap.add_argument("--per-run", action="store_true")
+    ap.add_argument("--by", choices=["pair", "method"])
     try:
         a = ap.parse_args(shlex.split(args))
     except (argparse.ArgumentError, SystemExit) as e:
         raise ValueError(f"marker arguments {args!r}: {e}") from None
     rows = rows_from_json(a.from_json)
+    if a.by:
+        return by_group_table(rows, a.by)
     return per_run_table(rows) if a.per_run else table(rows)
 
 
@@ -150,6 +177,8 @@ def main() -> None:
     ap.add_argument("--out", default="bench/out/selection.json")
     ap.add_argument("--from-json", nargs="+", metavar="FILE", help="run nothing: print the table of these rows")
     ap.add_argument("--per-run", action="store_true", help="with --from-json: each run's chosen epochs")
+    ap.add_argument("--by", choices=["pair", "method"], help="with --from-json: each criterion's mean gap per pair "
+                    "or per method (runs within 2 points in brackets)")
     ap.add_argument("--update-md", nargs="+", metavar="MD", help="run nothing: rebuild every "
                     "'<!-- bench.selection ARGS -->' ... '<!-- end bench.selection -->' block in these files")
     a = ap.parse_args()
@@ -166,7 +195,7 @@ def main() -> None:
         return
     if a.from_json:
         rows = rows_from_json(a.from_json)
-        print(per_run_table(rows) if a.per_run else table(rows))
+        print(by_group_table(rows, a.by) if a.by else per_run_table(rows) if a.per_run else table(rows))
         return
     if a.methods == ["all"]:
         from tl_core.methods import all_methods

@@ -286,3 +286,21 @@ def test_the_results_table_of_the_criteria_is_current(repo_root):
     assert update_md(text, "docs/RESULTS.md", begin=bench_selection.BEGIN, end=bench_selection.END,
                      render_block=bench_selection.render_block) == text, (
         "docs/RESULTS.md: rebuild with .venv/bin/python -m bench.selection --update-md docs/RESULTS.md")
+
+
+def test_the_bench_table_by_pair_gives_each_criterions_mean_gap_and_runs_within_2_points():
+    from bench import selection as bench_selection
+
+    def run(pair, accs, src):  # source validation accuracy per epoch picks the epoch; accs are target accuracies
+        return {"pair": pair, "method": "dann", "seed": 0, "per_epoch": [
+            {"epoch": i + 1, "target_test_acc": a, "source_val_acc": s, **{k: 0.0 for k in selection.CRITERIA
+                                                                           if k != "source_val_acc"}}
+            for i, (a, s) in enumerate(zip(accs, src))]}
+
+    rows = [run("a-b", [0.50, 0.60, 0.55], [0.9, 0.8, 0.7]),   # chooses epoch 1: 10 points below the oracle
+            run("a-b", [0.50, 0.60, 0.59], [0.7, 0.8, 0.9]),   # chooses epoch 3: 1 point
+            run("c-d", [0.70, 0.70, 0.70], [0.7, 0.8, 0.9])]   # 0 points
+    table = bench_selection.by_group_table(rows, "pair").splitlines()
+    assert table[0] == "| criterion | a-b | c-d |"
+    assert "| `source_val_acc` | 5.5 (1/2) | 0.0 (1/1) |" in table
+    assert "| last epoch | 3.0 (1/2) | 0.0 (1/1) |" in table  # 5 and 1 points
