@@ -53,7 +53,7 @@ def one_run(pair: str, method: str, seed: int, epochs: int, max_train: int | Non
     rec = MemoryRecorder()
     t0 = time.perf_counter()
     res = trainer.run(cfg, rec)
-    keep = ["epoch", "target_test_acc", *CRITERIA]
+    keep = ["epoch", "phase", "target_test_acc", *CRITERIA]  # phase: a multi-phase method's (ADDA)
     return {"pair": pair, "method": method, "seed": seed, "backbone": backbone, "epochs": epochs,
             "max_train": max_train, "device": res["device"], "seconds": time.perf_counter() - t0,
             "per_epoch": [{k: e.get(k) for k in keep} for e in rec.epochs]}

@@ -187,3 +187,37 @@ def test_the_monitor_card_says_which_phase_an_adda_run_is_in(tl_home, monkeypatc
         assert any("Phase 1 of 2: source encoder + classifier on source labels" in c for c in captions), captions
     finally:
         resources.get_manager.clear()
+
+
+def test_no_criterion_chooses_a_phase_one_checkpoint_which_is_source_only_training():
+    """ADDA's source encoder and head do not change in phase 2, so source validation accuracy cannot see the
+    adaptation: chosen over all epochs it took a phase-1 epoch (on MNIST → MNIST-M, 51 % where the run ended at
+    78 %). The epochs carry their phase; the choice and the selected checkpoint come from the last phase."""
+    from tl_core import selection
+
+    cfg = tiny_config("adda", epochs=4)
+    cfg.method.params["source_phase"] = 0.5  # epochs 1-2 in phase 1, 3-4 in phase 2
+    cfg.snapshot.enabled = False
+    rec = MemoryRecorder()
+    trainer.run(cfg, rec)
+    assert [e["phase"] for e in rec.epochs] == [1, 1, 2, 2]
+    for name in selection.CRITERIA:
+        assert selection.choose(rec.epochs, name)["epoch"] in (3, 4), name
+    assert rec.selected_epochs[-1] in (3, 4) and 3 in rec.selected_epochs  # phase 2's first epoch starts afresh
+
+
+def test_the_choice_among_phases_and_the_tracker_restart_on_rows_by_hand():
+    from tl_core import selection
+
+    rows = [{"epoch": 1, "phase": 1, "source_val_acc": 0.97, "target_test_acc": 0.51},
+            {"epoch": 2, "phase": 2, "source_val_acc": 0.96, "target_test_acc": 0.70},
+            {"epoch": 3, "phase": 2, "source_val_acc": 0.96, "target_test_acc": 0.78}]
+    assert selection.choose(rows, "source_val_acc")["epoch"] == 2
+    assert selection.choose(rows[:1], "source_val_acc")["epoch"] == 1  # during phase 1: its best so far
+    assert selection.choose([{k: v for k, v in r.items() if k != "phase"} for r in rows], "source_val_acc")["epoch"] == 1
+    t = selection.Tracker("source_val_acc", patience=1)
+    assert [t.update(r["epoch"], r) for r in rows] == [True, True, False]
+    assert t.best_epoch == 2 and t.should_stop()
+    again = selection.Tracker("source_val_acc", patience=1)
+    again.load(t.state())
+    assert again.phase == 2 and not again.update(4, {"phase": 2, "source_val_acc": 0.95})

@@ -199,9 +199,19 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _latest_phase(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The epochs of the latest phase a multi-phase method reached (epoch metric ``phase``; e.g. ADDA's
+    target encoder, phase 2): an epoch of an earlier phase is not yet a model of the method (ADDA's phase 1
+    is source-only training), so no criterion may choose it. Rows without a phase are all kept."""
+    phases = [_num(r.get("phase")) for r in rows]
+    last = max((f for f in phases if f is not None), default=None)
+    return rows if last is None else [r for r, f in zip(rows, phases) if f == last]
+
+
 def choose(epoch_rows: Iterable[dict[str, Any]] | Any, criterion: str = DEFAULT_CRITERION) -> dict[str, Any]:
-    """The epoch a criterion chooses: the first with the best score (the rule :class:`Tracker` applies while
-    training, so the selected checkpoint is this epoch's). Reads ``target_test_acc`` only to report it.
+    """The epoch a criterion chooses: the first with the best score among the epochs of the latest phase
+    (see :func:`_latest_phase`; the rule :class:`Tracker` applies while training, so the selected checkpoint
+    is this epoch's). Reads ``target_test_acc`` only to report it.
 
     Returns:
         ``{"criterion", "epoch", "score", "target_test_acc"}``; epoch and score None when no epoch has a
@@ -209,7 +219,7 @@ def choose(epoch_rows: Iterable[dict[str, Any]] | Any, criterion: str = DEFAULT_
     """
     c = get(criterion)
     best: dict[str, Any] | None = None
-    for row in _rows(epoch_rows):
+    for row in _latest_phase(_rows(epoch_rows)):
         if c.better(_num(row.get(c.name)), None if best is None else _num(best.get(c.name))):
             best = row
     if best is None:
@@ -248,10 +258,15 @@ class Tracker:
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.bad = 0  # epochs since the last improvement
+        self.phase: float | None = None  # a multi-phase method's phase (see _latest_phase)
 
     def update(self, epoch: int, metrics: dict[str, Any]) -> bool:
-        """Record one evaluation (``epoch`` counted from 1); True when it is the best so far."""
+        """Record one evaluation (``epoch`` counted from 1); True when it is the best so far. The first
+        epoch of a new phase starts the count afresh."""
         score = _num(metrics.get(self.criterion.name))
+        phase = _num(metrics.get("phase"))
+        if phase is not None and phase != self.phase:
+            self.phase, self.best, self.best_epoch, self.bad = phase, None, None, 0
         if self.criterion.better(score, self.best):
             self.best, self.best_epoch, self.bad = score, int(epoch), 0
             return True
@@ -267,12 +282,14 @@ class Tracker:
                 f"{'s' if self.bad != 1 else ''}")
 
     def state(self) -> dict[str, Any]:
-        return {"criterion": self.criterion.name, "best": self.best, "best_epoch": self.best_epoch, "bad": self.bad}
+        return {"criterion": self.criterion.name, "best": self.best, "best_epoch": self.best_epoch, "bad": self.bad,
+                "phase": self.phase}
 
     def load(self, state: dict[str, Any] | None) -> None:
         """Continue from a checkpoint's state (one of another criterion, or none, starts afresh)."""
         if state and state.get("criterion") == self.criterion.name:
             self.best, self.best_epoch, self.bad = state.get("best"), state.get("best_epoch"), int(state.get("bad", 0))
+            self.phase = state.get("phase")
 
 
 def problems(criterion: Any, patience: Any) -> list[str]:

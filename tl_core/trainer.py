@@ -104,6 +104,7 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
     step, start_epoch, in_epoch, rng = 0, 0, 0, None
     # The label-free criterion: the selected checkpoint when it improves, early stopping on it (no target label).
     tracker = Tracker(config.selection.criterion, config.selection.patience)
+    last_phase: float | None = None  # the phase of the last step (a multi-phase method logs it)
     if resume is not None:
         where["phase"] = "while loading the checkpoint"
         _phase(recorder, "loading the checkpoint")
@@ -180,6 +181,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
                 raise
             step += 1
             steps_this_session += 1
+            if "phase" in metrics:
+                last_phase = float(metrics["phase"])
             train_s += time.perf_counter() - t0
             ips = idx.shape[0] / max(time.perf_counter() - t0, 1e-9)
             ips_ema = ips if ips_ema is None else 0.9 * ips_ema + 0.1 * ips
@@ -215,6 +218,8 @@ def _run(config: RunConfig, recorder: Recorder, stop: threading.Event, resume: P
         t_eval = time.perf_counter()
         evaluated: dict[str, np.ndarray] = {}
         final_metrics, extra = evaluate(p, evaluated if sample is not None else None)
+        if p.method.phases and last_phase is not None:  # which phase this epoch's model is of (selection)
+            final_metrics["phase"] = last_phase
         eval_s = time.perf_counter() - t_eval
         recorder.log_epoch(epoch + 1, step, final_metrics, extra)
         where["phase"] = f"while saving the checkpoint of epoch {epoch + 1}"
