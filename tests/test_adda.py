@@ -212,12 +212,13 @@ def test_the_choice_among_phases_and_the_tracker_restart_on_rows_by_hand():
     rows = [{"epoch": 1, "phase": 1, "source_val_acc": 0.97, "target_test_acc": 0.51},
             {"epoch": 2, "phase": 2, "source_val_acc": 0.96, "target_test_acc": 0.70},
             {"epoch": 3, "phase": 2, "source_val_acc": 0.96, "target_test_acc": 0.78}]
-    assert selection.choose(rows, "source_val_acc")["epoch"] == 2
+    assert selection.choose(rows, "source_val_acc")["epoch"] == 3  # phase 2 only; a tie goes to the later epoch
+    assert selection.oracle(rows) == {"epoch": 3, "target_test_acc": 0.78}
     assert selection.choose(rows[:1], "source_val_acc")["epoch"] == 1  # during phase 1: its best so far
     assert selection.choose([{k: v for k, v in r.items() if k != "phase"} for r in rows], "source_val_acc")["epoch"] == 1
     t = selection.Tracker("source_val_acc", patience=1)
-    assert [t.update(r["epoch"], r) for r in rows] == [True, True, False]
-    assert t.best_epoch == 2 and t.should_stop()
+    assert [t.update(r["epoch"], r) for r in rows] == [True, True, True]  # epoch 3 ties: the selection moves
+    assert t.best_epoch == 3 and t.should_stop()  # but a tie is no improvement for early stopping
     again = selection.Tracker("source_val_acc", patience=1)
     again.load(t.state())
     assert again.phase == 2 and not again.update(4, {"phase": 2, "source_val_acc": 0.95})

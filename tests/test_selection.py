@@ -126,11 +126,12 @@ ROWS = [{"epoch": 1, "source_val_acc": 0.80, "dev_risk": 0.9, "target_test_acc":
 
 def test_choose_follows_the_criterion_not_the_target_accuracy():
     chosen = selection.choose(ROWS, "source_val_acc")
-    assert chosen == {"criterion": "source_val_acc", "epoch": 2, "score": 0.95, "target_test_acc": 0.25}  # first best
+    # epochs 2 and 3 tie: the later, more trained one
+    assert chosen == {"criterion": "source_val_acc", "epoch": 3, "score": 0.95, "target_test_acc": 0.60}
     assert selection.choose(ROWS, "dev_risk")["epoch"] == 2  # lower is better; NaN never chosen
     assert selection.oracle(ROWS) == {"epoch": 3, "target_test_acc": 0.60}
     blind = [{k: v for k, v in r.items() if k != "target_test_acc"} for r in ROWS]  # an unlabelled target
-    assert selection.choose(blind, "source_val_acc")["epoch"] == 2
+    assert selection.choose(blind, "source_val_acc")["epoch"] == 3
     assert selection.choose(blind, "source_val_acc")["target_test_acc"] is None
     assert selection.oracle(blind) == {"epoch": None, "target_test_acc": None}
     with pytest.raises(KeyError, match="known: source_val_acc"):

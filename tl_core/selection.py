@@ -60,6 +60,12 @@ class Criterion:
             return True
         return a > b if self.higher_is_better else a < b
 
+    def at_least(self, a: float | None, b: float | None) -> bool:
+        """Whether score ``a`` is as good as ``b`` or better (a tie counts); NaN never is."""
+        if a is None or not math.isfinite(a):
+            return False
+        return self.better(a, b) or a == b
+
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (
     Criterion("source_val_acc", "Source validation accuracy", True,
@@ -209,9 +215,10 @@ def _latest_phase(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def choose(epoch_rows: Iterable[dict[str, Any]] | Any, criterion: str = DEFAULT_CRITERION) -> dict[str, Any]:
-    """The epoch a criterion chooses: the first with the best score among the epochs of the latest phase
-    (see :func:`_latest_phase`; the rule :class:`Tracker` applies while training, so the selected checkpoint
-    is this epoch's). Reads ``target_test_acc`` only to report it.
+    """The epoch a criterion chooses: the last with the best score (a tie goes to the later, more trained
+    epoch: ADDA's source validation accuracy is the same in every epoch of its phase 2) among the epochs of
+    the latest phase (see :func:`_latest_phase`); the rule :class:`Tracker` applies while training, so the
+    selected checkpoint is this epoch's. Reads ``target_test_acc`` only to report it.
 
     Returns:
         ``{"criterion", "epoch", "score", "target_test_acc"}``; epoch and score None when no epoch has a
@@ -220,7 +227,7 @@ def choose(epoch_rows: Iterable[dict[str, Any]] | Any, criterion: str = DEFAULT_
     c = get(criterion)
     best: dict[str, Any] | None = None
     for row in _latest_phase(_rows(epoch_rows)):
-        if c.better(_num(row.get(c.name)), None if best is None else _num(best.get(c.name))):
+        if c.at_least(_num(row.get(c.name)), None if best is None else _num(best.get(c.name))):
             best = row
     if best is None:
         return {"criterion": c.name, "epoch": None, "score": None, "target_test_acc": None}
@@ -229,12 +236,13 @@ def choose(epoch_rows: Iterable[dict[str, Any]] | Any, criterion: str = DEFAULT_
 
 
 def oracle(epoch_rows: Iterable[dict[str, Any]] | Any) -> dict[str, Any]:
-    """The epoch with the best target test accuracy: uses target labels, for reporting only (never a choice).
+    """The epoch with the best target test accuracy among those a criterion may choose (the latest phase's):
+    uses target labels, for reporting only (never a choice).
 
     Returns ``{"epoch", "target_test_acc"}``, both None with an unlabelled target.
     """
     best: dict[str, Any] | None = None
-    for row in _rows(epoch_rows):
+    for row in _latest_phase(_rows(epoch_rows)):
         acc = _num(row.get("target_test_acc"))
         if acc is not None and (best is None or acc > best["target_test_acc"]):
             best = {"epoch": int(row["epoch"]), "target_test_acc": acc}
@@ -261,8 +269,9 @@ class Tracker:
         self.phase: float | None = None  # a multi-phase method's phase (see _latest_phase)
 
     def update(self, epoch: int, metrics: dict[str, Any]) -> bool:
-        """Record one evaluation (``epoch`` counted from 1); True when it is the best so far. The first
-        epoch of a new phase starts the count afresh."""
+        """Record one evaluation (``epoch`` counted from 1); True when it is the best so far or ties with it
+        (the selected checkpoint moves to the later epoch; early stopping counts a tie as no improvement). The
+        first epoch of a new phase starts the count afresh."""
         score = _num(metrics.get(self.criterion.name))
         phase = _num(metrics.get("phase"))
         if phase is not None and phase != self.phase:
@@ -271,6 +280,9 @@ class Tracker:
             self.best, self.best_epoch, self.bad = score, int(epoch), 0
             return True
         self.bad += 1
+        if self.criterion.at_least(score, self.best):
+            self.best_epoch = int(epoch)
+            return True
         return False
 
     def should_stop(self) -> bool:
