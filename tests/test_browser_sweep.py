@@ -78,7 +78,8 @@ def test_a_small_grid_runs_survives_a_restart_and_shows_its_results(browser, ser
     assert sorted(completed) == sorted(LRS)  # each setting finished once: nothing finished ran again
     table = page.locator("[data-testid='stMain'] [data-testid='stDataFrame']").first
     table.wait_for()
-    assert page.locator("[data-testid='stMain'] .js-plotly-plot").count() >= 2  # parallel coordinates + per field
+    plots = page.locator("[data-testid='stMain'] .js-plotly-plot")  # parallel coordinates + per field
+    wait_until(page, lambda: plots.count() >= 2, "both result charts to draw (plotly draws after the table)", 60)
     page.get_by_text("oracle: uses target labels").first.wait_for()
     page.get_by_text("Label-free choice").first.wait_for()
     shot(page, "sweep-browser")
