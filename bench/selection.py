@@ -74,6 +74,12 @@ def gaps(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
+def _finite_and_within(values: list[float]) -> tuple[list[float], int]:
+    """The gaps that are numbers (a NaN: no epoch had a score), and how many are within WITHIN points."""
+    ok = [v for v in values if v == v]
+    return ok, sum(v <= WITHIN + 1e-9 for v in ok)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table: one line per criterion over all runs."""
     from tl_core.selection import CRITERIA
@@ -85,10 +91,9 @@ def table(rows: list[dict[str, Any]]) -> str:
              "| criterion | better | mean gap (points) | worst gap (points) | within 2 points |",
              "|---|---|---:|---:|---:|"]
     for name, values in g.items():
-        ok = [v for v in values if v == v]
+        ok, within = _finite_and_within(values)
         label = CRITERIA[name].label + f" (`{name}`)" if name in CRITERIA else name
         better = ("higher" if CRITERIA[name].higher_is_better else "lower") if name in CRITERIA else "–"
-        within = sum(v <= WITHIN + 1e-9 for v in ok)
         lines.append(f"| {label} | {better} | {statistics.mean(ok):.2f} | {max(ok):.2f} | "
                      f"{within}/{len(values)} ({100 * within / len(values):.0f} %) |")
     return "\n".join(lines)
@@ -110,8 +115,7 @@ def by_group_table(rows: list[dict[str, Any]], key: str) -> str:
     for crit in per[next(iter(per))]:
         cells = []
         for g in groups:
-            ok = [v for v in per[g][crit] if v == v]
-            within = sum(v <= WITHIN + 1e-9 for v in ok)
+            ok, within = _finite_and_within(per[g][crit])
             cells.append(f"{statistics.mean(ok):.1f} ({within}/{len(per[g][crit])})" if ok else "–")
         label = f"`{crit}`" if crit in CRITERIA else crit
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

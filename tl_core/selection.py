@@ -62,9 +62,7 @@ class Criterion:
 
     def at_least(self, a: float | None, b: float | None) -> bool:
         """Whether score ``a`` is as good as ``b`` or better (a tie counts); NaN never is."""
-        if a is None or not math.isfinite(a):
-            return False
-        return self.better(a, b) or a == b
+        return self.better(a, b) or (a is not None and a == b)
 
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (

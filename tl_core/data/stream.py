@@ -153,23 +153,21 @@ class _Decoded:
             self._fd, self._pid = os.open(self.path, os.O_RDWR), os.getpid()  # type: ignore[arg-type]
         return self._fd
 
-    def get(self, i: int, file: str) -> tuple[np.ndarray, bool, bool]:
-        """(pixels, decoded fine, in the file now) of image ``i``: read from the file when it was written,
-        else decoded (and written when it decodes)."""
+    def get(self, i: int, file: str) -> tuple[np.ndarray, bool]:
+        """(pixels, decoded fine) of image ``i``: read from the file when it was written, else decoded (and
+        written, and flagged, when it decodes)."""
         if self.path is not None and bool(self.flags[i]):
             buf = os.pread(self._handle(), self.item, i * self.item)
             if len(buf) == self.item:
-                return np.frombuffer(buf, dtype=np.uint8).reshape(3, self.size, self.size).copy(), True, True
+                return np.frombuffer(buf, dtype=np.uint8).reshape(3, self.size, self.size).copy(), True
         arr, ok = _decode(file, self.size)
-        stored = False
         if ok and self.path is not None:
             try:
-                stored = os.pwrite(self._handle(), arr.tobytes(), i * self.item) == self.item
+                if os.pwrite(self._handle(), arr.tobytes(), i * self.item) == self.item:
+                    self.flags[i] = True  # after the bytes: a reader that sees the flag finds them
             except OSError:  # the disk filled up meanwhile: it is decoded again next time
                 pass
-            if stored:
-                self.flags[i] = True  # after the bytes: a reader that sees the flag finds them
-        return arr, ok, stored
+        return arr, ok
 
     def close(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
@@ -195,7 +193,7 @@ class _Files:
     def __getitem__(self, i: int) -> Any:
         import torch
 
-        arr, ok, _ = self.decoded.get(i, self.files[i])
+        arr, ok = self.decoded.get(i, self.files[i])
         return torch.from_numpy(arr), ok
 
 
@@ -269,10 +267,10 @@ class StreamImages:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
         results = list(self._pool.map(lambda i: self._decoded.get(i, self.files[i]), idx.tolist()))
-        for i, (_, ok, _) in zip(idx.tolist(), results):
+        for i, (_, ok) in zip(idx.tolist(), results):
             if not ok:
                 self.failed.add(i)
-        arr = np.stack([r[0] for r in results]) if results else np.zeros((0, 3, self.size, self.size), np.uint8)
+        arr = np.stack([a for a, _ in results]) if results else np.zeros((0, 3, self.size, self.size), np.uint8)
         return torch.from_numpy(arr).to(self.device)
 
     # ------------------------------------------------------------------ planned batches
