@@ -267,6 +267,7 @@ def feature_version(run_ids: list[str]) -> tuple[tuple[str, int, float, int], ..
 
 def main() -> None:
     st.title("Monitor")
+    widgets.live_page_style()
     store = resources.get_store()
     runs = store.list_runs()
     if not runs:

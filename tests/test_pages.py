@@ -436,6 +436,9 @@ def test_monitor_draws_a_real_tiny_run_from_the_store(tl_home, monkeypatch):
         assert real.wait(run_id, 120)
         at = open_app(keys.PAGE_MONITOR)
         assert "Completed" in texts(at)
+        assert len(at.get("plotly_chart")) == 4  # the training charts; per-class results are closed
+        at.session_state[keys.MONITOR_DETAILS_OPEN] = True
+        at.run()
         charts = at.get("plotly_chart")
         assert len(charts) == 6  # 4 training charts + confusion matrix and per-class accuracy
         assert "target accuracy" in texts(at)
@@ -477,8 +480,20 @@ def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager
     at.session_state[keys.MONITOR_REQUEST] = [first, second]
     at.switch_page(keys.PAGE_MONITOR).run()
     assert not at.exception, [e.value for e in at.exception]
+    # closed by default: the sections are there, their charts are not drawn (issue 18: no cost while closed)
+    labels = [e.label for e in at.expander]
+    for label in ("Before and now, side by side", "Domain distance over training",
+                  "Per-class results on the target test set"):
+        assert label in labels, labels
+    assert len(at.get("plotly_chart")) == 4 + 2, [c.proto.id for c in at.get("plotly_chart")]  # training, 2 animations
+    assert "true → predicted" not in texts(at)
+    for key in (keys.MONITOR_FS_PAIR_PREFIX + first, keys.MONITOR_FS_PAIR_PREFIX + second, keys.MONITOR_DISTANCE_OPEN,
+                keys.MONITOR_DETAILS_OPEN):
+        at.session_state[key] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
     text = texts(at)
-    assert "Feature space" in text and "Domain distance over training" in text
+    assert "Feature space" in text
     for metric in ("a_distance", "mmd", "target_acc"):
         assert METRIC_HELP[metric] in text
     chart_keys = {c.proto.id for c in at.get("plotly_chart")}
@@ -495,6 +510,7 @@ def test_monitor_per_class_results_follow_the_latest_epoch_until_one_is_picked(m
     run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=3)  # epochs 1 and 2 logged
     at = open_app()
     at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.session_state[keys.MONITOR_DETAILS_OPEN] = True
     at.switch_page(keys.PAGE_MONITOR).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Misclassified target test images, epoch 2" in texts(at)
@@ -533,6 +549,8 @@ def test_a_long_runs_animation_keeps_at_most_max_frames_with_the_first_and_the_l
     # each frame names its own snapshot in the title, so the title follows ▶ and the slider
     frame_titles = [f["layout"]["title"]["text"].replace("<br>", " ") for f in animated[0]["frames"]]
     assert all(t.endswith(n) for t, n in zip(frame_titles, names)), frame_titles
+    at.session_state[keys.MONITOR_FS_PAIR_PREFIX + run_id] = True  # open "Before and now"
+    at.run()
     titles = [json.dumps(json.loads(c.proto.spec)["layout"].get("title", "")) for c in at.get("plotly_chart")]
     assert any(f"Now: epoch {MAX_FRAMES + 14}" in t for t in titles), titles  # the latest, beside the first
 

@@ -280,6 +280,7 @@ def test_monitor_shows_the_classification_report_beside_the_per_class_results(ma
     run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=3)
     at = open_app()
     at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.session_state[keys.MONITOR_DETAILS_OPEN] = True  # the per-class section, open
     at.switch_page(keys.PAGE_MONITOR).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Classification report, epoch 2" in m.value for m in at.markdown)

@@ -101,10 +101,22 @@ def render_feature_space(rec: RunRecord, color_by: str = "domain") -> None:
         st.caption(f"{waiting} newer snapshot{'s' if waiting > 1 else ''} waiting to be projected "
                    "(the projector runs at low priority and catches up when training leaves it time).")
     if before is not None:
-        left, right = st.columns(2)
-        for col, fig, tag in ((left, before, "before"), (right, now, "now")):
-            with col:
-                st.plotly_chart(fig, key=f"monitor.features.{tag}.{rec.id}", config=CHART_CONFIG)
+        pair = lazy_expander("Before and now, side by side", keys.MONITOR_FS_PAIR_PREFIX + rec.id)
+        if pair.open:
+            with pair:
+                left, right = st.columns(2)
+                for col, fig, tag in ((left, before, "before"), (right, now, "now")):
+                    with col:
+                        st.plotly_chart(fig, key=f"monitor.features.{tag}.{rec.id}", config=CHART_CONFIG)
+
+
+def lazy_expander(label: str, key: str) -> Any:
+    """A closed-by-default section whose content is drawn only while it is open (``.open``).
+
+    On the Monitor every new epoch or snapshot redraws what it changes; a chart nobody opened costs
+    the server's encoding and the browser's drawing on the cores that train (issue 18, BENCHMARKS.md
+    section 4). The open state is the session's: a section stays open across refreshes."""
+    return st.expander(label, key=key, on_change="rerun")
 
 
 def render_snapshot_metrics(recs: list[RunRecord]) -> None:
@@ -231,7 +243,9 @@ def render_epoch_details(recs: list[RunRecord]) -> None:
 
 
 def render_feature_section(recs: list[RunRecord]) -> None:
-    """The whole feature-space section of the Monitor for the selected runs."""
+    """The whole feature-space section of the Monitor for the selected runs: the animated scatter of each
+    run, then, each in a section drawn only while the user has it open, the before/now pair, the domain
+    distance curves and the per-class results."""
     st.subheader("Feature space")
     st.caption("Each dot is an image's backbone features, projected to 2-D: blue source, orange target. "
                "When adaptation works, the two colours mix while the classes stay apart. "
@@ -244,7 +258,11 @@ def render_feature_section(recs: list[RunRecord]) -> None:
             render_feature_space(rec, color_by)
     store = resources.get_store()
     if any(not store.list_snapshots(r.id).empty for r in recs):
-        st.subheader("Domain distance over training")
-        render_snapshot_metrics(recs)
-    st.subheader("Per-class results on the target test set")
-    render_epoch_details(recs)
+        distance = lazy_expander("Domain distance over training", keys.MONITOR_DISTANCE_OPEN)
+        if distance.open:
+            with distance:
+                render_snapshot_metrics(recs)
+    details = lazy_expander("Per-class results on the target test set", keys.MONITOR_DETAILS_OPEN)
+    if details.open:
+        with details:
+            render_epoch_details(recs)

@@ -78,6 +78,9 @@ def monitor_fs_epoch_widget(newest_epoch: int) -> str:
     """The per-class epoch slider's key while ``newest_epoch`` is the newest (a new widget per epoch; see
     tl_ui/feature_space.py); the user's choice itself is kept under MONITOR_FS_EPOCH."""
     return f"{MONITOR_FS_EPOCH}.upto{int(newest_epoch)}"
+MONITOR_FS_PAIR_PREFIX = "monitor.fs.pair."       # + run id: the "before and now" expander is open
+MONITOR_DISTANCE_OPEN = "monitor.distance.open"    # the "Domain distance over training" expander is open
+MONITOR_DETAILS_OPEN = "monitor.details.open"      # the "Per-class results" expander is open
 MONITOR_FS_VERSION = "monitor.fs.version"         # (run, projected snapshots, epochs) the feature section drew
 
 # ------------------------------------------------------------------- runs

@@ -70,6 +70,24 @@ def plain(text: object) -> str:
     return "  \n".join(lines)
 
 
+#: For pages that refresh while runs train (the Monitor): Streamlit dims each element a rerun is
+#: about to replace and fades it back (CSS opacity transitions). Every fade repaints the page in
+#: the browser, every two seconds, on the cores that train; without a GPU that cost a watching
+#: Chromium about 0.1 of a core (issue 18, BENCHMARKS.md section 4). Here elements stay as drawn
+#: until their replacement arrives.
+_LIVE_CSS = """
+<style>
+[data-testid="stElementContainer"], [data-testid="stVerticalBlock"], [data-testid="stHorizontalBlock"],
+[data-testid="stColumn"] { opacity: 1 !important; transition: none !important; }
+</style>
+"""
+
+
+def live_page_style() -> None:
+    """No fading of the elements a refresh replaces (see ``_LIVE_CSS``)."""
+    st.html(_LIVE_CSS)
+
+
 def page_style() -> None:
     """Inject the dashboard's CSS (larger type for projectors, the stage diagram)."""
     st.html(_CSS)
