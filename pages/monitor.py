@@ -205,16 +205,37 @@ def _series(recs: list[RunRecord]) -> list[charts.Series]:
 
 def render_charts(recs: list[RunRecord]) -> None:
     series = _series(recs)
+    figures = step_figures(recs, series)
     left, right = st.columns(2)
     with left:
         st.plotly_chart(charts.accuracy_figure(series), key="monitor.chart.accuracy", config=CHART_CONFIG)
     with right:
-        st.plotly_chart(charts.loss_figure(series), key="monitor.chart.loss", config=CHART_CONFIG)
-    figures = method_figures(recs, series)
+        key, fig = figures[0]
+        st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+    figures = figures[1:]
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2]):
             with col:
                 st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+
+
+def step_figures(recs: list[RunRecord], series: list[charts.Series]) -> list[tuple[str, Any]]:
+    """The per-step charts (loss, the methods' step charts, learning rate), built at most every
+    ``STEP_CHARTS_REFRESH_S`` while every run shown trains.
+
+    A new epoch reruns the page (the accuracy chart and the feature space show it at once); the step
+    curves drawn then are the ones built less than a refresh ago, so the browser, which redraws only
+    a chart whose spec changed, does not redraw them twice within a few seconds (issue 18)."""
+    ss = st.session_state
+    ids = tuple(r.id for r in recs)
+    kept = ss.get(keys.MONITOR_STEP_FIGURES)
+    now = time.monotonic()
+    # 0.5 s of slack: the charts' own refresh comes every STEP_CHARTS_REFRESH_S and must find them due
+    if kept and kept[0] == ids and now - kept[1] < STEP_CHARTS_REFRESH_S - 0.5 and all(r.active for r in recs):
+        return kept[2]
+    figures = [("monitor.chart.loss", charts.loss_figure(series)), *method_figures(recs, series)]
+    ss[keys.MONITOR_STEP_FIGURES] = (ids, now, figures)
+    return figures
 
 
 def method_figures(recs: list[RunRecord], series: list[charts.Series]) -> list[tuple[str, Any]]:

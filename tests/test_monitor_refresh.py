@@ -109,3 +109,44 @@ def test_epoch_rows_are_read_again_only_when_they_change(manager) -> None:
     assert after is not first and list(after["epoch"]) == [1, 2, 3]
     assert after.equals(store.epoch_metrics(run_id))
     assert live_cache.version([run_id]) == ((run_id, *store.data_version(run_id)),)
+
+
+def test_a_rerun_within_a_chart_refresh_draws_the_step_charts_it_drew_then(manager, monkeypatch):
+    """A new epoch reruns the page; the step curves are rebuilt only once a chart refresh is due (while
+    every run shown trains), and always for a run that has ended."""
+    import json
+    import time as time_mod
+
+    run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=3)
+    manager.store.set_status(run_id, "running")
+    manager.active.add(run_id)
+    manager.store.log_steps(run_id, [{"step": s, "epoch": 1, "loss_task": 1.0 / s, "lr": 0.01} for s in range(1, 50)])
+    clock = [1000.0]
+    monkeypatch.setattr(time_mod, "monotonic", lambda: clock[0])
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    def loss_steps() -> int:
+        # the loss chart ("Training loss per step"); its longest line's data grows with the steps drawn
+        spec = next(spec for c in at.get("plotly_chart") if "Training loss per step" in
+                    (spec := json.loads(c.proto.spec))["layout"].get("title", {}).get("text", ""))
+        return max(len(t.get("x", {}).get("bdata", "")) if isinstance(t.get("x"), dict) else len(t.get("x") or [])
+                   for t in spec["data"])
+
+    before = loss_steps()
+    manager.store.log_steps(run_id, [{"step": s, "epoch": 2, "loss_task": 1.0 / s, "lr": 0.01} for s in range(50, 200)])
+    clock[0] += STEP_CHARTS_REFRESH_S - 2  # a rerun soon after: the curves drawn then
+    at.run()
+    assert loss_steps() == before
+    clock[0] += 2  # the chart refresh is due: new curves
+    at.run()
+    grown = loss_steps()
+    assert grown > before
+    manager.store.log_steps(run_id, [{"step": s, "epoch": 2, "loss_task": 1.0 / s, "lr": 0.01} for s in range(200, 400)])
+    manager.store.set_status(run_id, "completed")
+    manager.active.discard(run_id)
+    clock[0] += 1  # the run ended: its final curves at once
+    at.run()
+    assert loss_steps() > grown

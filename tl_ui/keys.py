@@ -81,6 +81,7 @@ def monitor_fs_epoch_widget(newest_epoch: int) -> str:
 MONITOR_FS_PAIR_PREFIX = "monitor.fs.pair."       # + run id: the "before and now" expander is open
 MONITOR_DISTANCE_OPEN = "monitor.distance.open"    # the "Domain distance over training" expander is open
 MONITOR_DETAILS_OPEN = "monitor.details.open"      # the "Per-class results" expander is open
+MONITOR_STEP_FIGURES = "monitor.step_figures"     # (run ids, time built, figures) of the per-step charts
 MONITOR_FS_VERSION = "monitor.fs.version"         # (run, projected snapshots, epochs) the feature section drew
 
 # ------------------------------------------------------------------- runs
