@@ -427,10 +427,14 @@ def _dashboard(b: dict[str, Any]) -> list[str]:
              "**How the Monitor refreshes** (`tl_ui/monitor_refresh.py`): while runs train, the run cards (status, "
              "progress, ETA) are redrawn every 2 s; the charts (accuracy, loss, the method's step charts, learning "
              "rate) every 6 s, each step curve thinned to at most 1,000 points (each bucket's lowest and highest "
-             "value kept); what changes per epoch or per projected snapshot (feature space, domain distance, "
-             "per-class results) by one rerun of the page at the first 2-s refresh that finds a new epoch or "
-             "snapshot. A chart whose data did not change keeps its spec and the browser does not redraw it; the "
-             "feature-space animation sends each frame's coordinates only.", "",
+             "value kept); what changes per epoch or per projected snapshot (the accuracy chart, the feature "
+             "space) by one rerun of the page at the first 2-s refresh that finds a new epoch or snapshot, which "
+             "draws the step curves built less than 6 s before instead of new ones. The before/now pair, the "
+             "domain-distance curves and the per-class results are drawn only while their section is open "
+             "(closed by default). A chart whose data did not change keeps its spec and the browser does not "
+             "redraw it; the feature-space animation sends each frame's coordinates only; on the Monitor, "
+             "elements are not faded while a refresh replaces them; and the server does not force a full "
+             "garbage collection after each rerun (`runner.postScriptGC = false` in `.streamlit/config.toml`).", "",
              "**Render time.** The real pages, driven by Streamlit's `AppTest` in the benchmark's process, while "
              "a real `JobManager` trains the MNIST→MNIST-M DANN demo (lenet, snapshots on) in a training "
              "process of its own, as in the server. `st.fragment` is wrapped so that each call of the Monitor's "

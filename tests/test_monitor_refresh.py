@@ -150,3 +150,24 @@ def test_a_rerun_within_a_chart_refresh_draws_the_step_charts_it_drew_then(manag
     clock[0] += 1  # the run ended: its final curves at once
     at.run()
     assert loss_steps() > grown
+
+
+def test_the_sidebar_refreshes_at_the_charts_pace_on_the_monitor_and_every_2_s_elsewhere(manager, monkeypatch):
+    from tl_ui import widgets
+
+    every: list[object] = []
+    real_fragment = st.fragment
+
+    def fragment(func=None, *, run_every=None, **kw):
+        if func is not None and func.__name__ == "_active_runs":
+            every.append(run_every)
+        return real_fragment(func, run_every=run_every, **kw) if func is not None else \
+            (lambda f: fragment(f, run_every=run_every, **kw))
+
+    monkeypatch.setattr(st, "fragment", fragment)
+    add_run_with_snapshots(manager.store, "dann", n_snaps=2)
+    at = open_app()
+    assert every[-1] == widgets.SIDEBAR_REFRESH_S == REFRESH_S  # Home
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert every[-1] == widgets.SIDEBAR_REFRESH_ON_MONITOR_S == STEP_CHARTS_REFRESH_S

@@ -19,6 +19,9 @@ from tl_core.store import RunRecord
 from tl_ui import keys, resources, runinfo, theme
 
 SIDEBAR_REFRESH_S = 2.0
+#: On the Monitor, whose own run cards refresh every 2 s, the sidebar's list refreshes at the charts'
+#: pace: each refresh is a rerun the browser draws on the cores that train (issue 18).
+SIDEBAR_REFRESH_ON_MONITOR_S = 6.0
 
 _CSS = """
 <style>
@@ -125,18 +128,18 @@ def open_in_present(run_ids: list[str]) -> None:
     switch_to(keys.PAGE_PRESENT)
 
 
-def render_sidebar() -> None:
-    """The shared sidebar below the page list: who you are, and the runs training now."""
+def render_sidebar(refresh_s: float = SIDEBAR_REFRESH_S) -> None:
+    """The shared sidebar below the page list: who you are, and the runs training now (refreshed every
+    ``refresh_s``)."""
     from tl_ui import access
 
     with st.sidebar:
         access.render_sign_in()
         if not access.may_act():
             st.caption(":material/lock: " + access.why_read_only())
-        _active_runs()
+        st.fragment(_active_runs, run_every=refresh_s)()
 
 
-@st.fragment(run_every=SIDEBAR_REFRESH_S)
 def _active_runs() -> None:
     store = resources.get_store()
     active: list[RunRecord] = [r for r in store.list_runs() if r.active]
