@@ -29,6 +29,5 @@ with entry.app_run():
         st.caption("Fix it as the message says, then reload this page. The store's file was left as it is.")
         st.stop()
     resources.owner_id()
-    widgets.render_sidebar(widgets.SIDEBAR_REFRESH_ON_MONITOR_S if navigation.url_path == "monitor"
-                           else widgets.SIDEBAR_REFRESH_S)
+    widgets.render_sidebar(navigation.url_path)
     navigation.run()

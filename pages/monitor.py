@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from tl_core.checkpoint import WHEN_WRITTEN, last_saved
@@ -195,46 +196,52 @@ def render_outcome(rec: RunRecord, mine: bool) -> None:
 
 
 # ---------------------------------------------------------------- charts
-def _series(recs: list[RunRecord]) -> list[charts.Series]:
+def _series(recs: list[RunRecord], with_steps: bool = True) -> list[charts.Series]:
+    """Each run's data for the overlay charts; without ``with_steps``, no step rows (empty frames)."""
     store = resources.get_store()
     styles = theme.run_styles(recs)
-    return [charts.Series(label=runinfo.run_title(rec), steps=store.step_metrics(rec.id),
-                          epochs=live_cache.epoch_metrics(rec.id), color=styles[rec.id][0], dash=styles[rec.id][1])
+    return [charts.Series(label=runinfo.run_title(rec), steps=store.step_metrics(rec.id) if with_steps else
+                          pd.DataFrame(), epochs=live_cache.epoch_metrics(rec.id), color=styles[rec.id][0],
+                          dash=styles[rec.id][1])
             for rec in recs]
 
 
 def render_charts(recs: list[RunRecord]) -> None:
-    series = _series(recs)
-    figures = step_figures(recs, series)
+    kept = kept_step_figures(recs)
+    series = _series(recs, with_steps=kept is None)  # step rows are read only to build new step charts
+    figures = kept if kept is not None else step_figures(recs, series)
+    (loss_key, loss), *figures = figures
     left, right = st.columns(2)
     with left:
         st.plotly_chart(charts.accuracy_figure(series), key="monitor.chart.accuracy", config=CHART_CONFIG)
     with right:
-        key, fig = figures[0]
-        st.plotly_chart(fig, key=key, config=CHART_CONFIG)
-    figures = figures[1:]
+        st.plotly_chart(loss, key=loss_key, config=CHART_CONFIG)
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2]):
             with col:
                 st.plotly_chart(fig, key=key, config=CHART_CONFIG)
 
 
-def step_figures(recs: list[RunRecord], series: list[charts.Series]) -> list[tuple[str, Any]]:
-    """The per-step charts (loss, the methods' step charts, learning rate), built at most every
-    ``STEP_CHARTS_REFRESH_S`` while every run shown trains.
+def kept_step_figures(recs: list[RunRecord]) -> list[tuple[str, Any]] | None:
+    """The per-step charts built less than ``STEP_CHARTS_REFRESH_S`` ago for these runs while every one
+    of them trains, else None (build new ones with :func:`step_figures`).
 
     A new epoch reruns the page (the accuracy chart and the feature space show it at once); the step
     curves drawn then are the ones built less than a refresh ago, so the browser, which redraws only
     a chart whose spec changed, does not redraw them twice within a few seconds (issue 18)."""
-    ss = st.session_state
-    ids = tuple(r.id for r in recs)
-    kept = ss.get(keys.MONITOR_STEP_FIGURES)
-    now = time.monotonic()
+    kept = st.session_state.get(keys.MONITOR_STEP_FIGURES)
     # 0.5 s of slack: the charts' own refresh comes every STEP_CHARTS_REFRESH_S and must find them due
-    if kept and kept[0] == ids and now - kept[1] < STEP_CHARTS_REFRESH_S - 0.5 and all(r.active for r in recs):
+    if kept and kept[0] == tuple(r.id for r in recs) and time.monotonic() - kept[1] < STEP_CHARTS_REFRESH_S - 0.5 \
+            and all(r.active for r in recs):
         return kept[2]
+    return None
+
+
+def step_figures(recs: list[RunRecord], series: list[charts.Series]) -> list[tuple[str, Any]]:
+    """The per-step charts (loss, the methods' step charts, learning rate), kept for
+    :func:`kept_step_figures`."""
     figures = [("monitor.chart.loss", charts.loss_figure(series)), *method_figures(recs, series)]
-    ss[keys.MONITOR_STEP_FIGURES] = (ids, now, figures)
+    st.session_state[keys.MONITOR_STEP_FIGURES] = (tuple(r.id for r in recs), time.monotonic(), figures)
     return figures
 
 

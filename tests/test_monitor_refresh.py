@@ -11,7 +11,7 @@ import streamlit as st
 from bench.dashboard import GOAL_FRESH_S, _freshness
 from test_pages import add_run_with_snapshots, manager, open_app  # noqa: F401 (manager: a fixture)
 from tl_ui import keys
-from tl_ui.monitor_refresh import REFRESH_S, STEP_CHARTS_REFRESH_S
+from tl_ui.monitor_refresh import REFRESH_S, SIDEBAR_REFRESH_ON_MONITOR_S, STEP_CHARTS_REFRESH_S
 
 
 @pytest.fixture
@@ -170,4 +170,4 @@ def test_the_sidebar_refreshes_at_the_charts_pace_on_the_monitor_and_every_2_s_e
     assert every[-1] == widgets.SIDEBAR_REFRESH_S == REFRESH_S  # Home
     at.switch_page(keys.PAGE_MONITOR).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert every[-1] == widgets.SIDEBAR_REFRESH_ON_MONITOR_S == STEP_CHARTS_REFRESH_S
+    assert every[-1] == SIDEBAR_REFRESH_ON_MONITOR_S == STEP_CHARTS_REFRESH_S

@@ -21,3 +21,6 @@ redraw it (checked in Chromium: no ``plotly_afterplot`` event).
 
 REFRESH_S = 2.0
 STEP_CHARTS_REFRESH_S = 6.0
+#: The sidebar's list of active runs (tl_ui/widgets.py): every ``REFRESH_S`` on other pages; on the
+#: Monitor, whose run cards already refresh every ``REFRESH_S``, at the charts' pace.
+SIDEBAR_REFRESH_ON_MONITOR_S = STEP_CHARTS_REFRESH_S

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import re
 
+from pathlib import Path
+
 import streamlit as st
 
 from tl_core.store import RunRecord
 from tl_ui import keys, resources, runinfo, theme
 
 SIDEBAR_REFRESH_S = 2.0
-#: On the Monitor, whose own run cards refresh every 2 s, the sidebar's list refreshes at the charts'
-#: pace: each refresh is a rerun the browser draws on the cores that train (issue 18).
-SIDEBAR_REFRESH_ON_MONITOR_S = 6.0
 
 _CSS = """
 <style>
@@ -128,11 +127,14 @@ def open_in_present(run_ids: list[str]) -> None:
     switch_to(keys.PAGE_PRESENT)
 
 
-def render_sidebar(refresh_s: float = SIDEBAR_REFRESH_S) -> None:
-    """The shared sidebar below the page list: who you are, and the runs training now (refreshed every
-    ``refresh_s``)."""
+def render_sidebar(page_path: str) -> None:
+    """The shared sidebar below the page list: who you are, and the runs training now. On the Monitor
+    (``page_path``: the page's URL path) the list refreshes at the charts' pace: its run cards already
+    refresh every 2 s, and each refresh is a rerun the browser draws on the cores that train (issue 18)."""
     from tl_ui import access
+    from tl_ui.monitor_refresh import SIDEBAR_REFRESH_ON_MONITOR_S
 
+    refresh_s = SIDEBAR_REFRESH_ON_MONITOR_S if page_path == Path(keys.PAGE_MONITOR).stem else SIDEBAR_REFRESH_S
     with st.sidebar:
         access.render_sign_in()
         if not access.may_act():
