@@ -287,10 +287,11 @@ def _own_data(b: dict[str, Any]) -> list[str]:
     if sp:
         epochs = sp.get("epochs", 1)
         lines += [f"Streaming speed: {sp['images']:,} JPEGs that fit in memory, {sp['backbone']} at {sp['size']} px, "
-                  + (f"runs of {epochs} epochs (the first decodes every image, the later ones read the decoded pixels "
-                     "back from disk)" if epochs > 1 else "one epoch per run")
+                  + (f"runs of {epochs} epochs" if epochs > 1 else "one epoch per run")
                   + ", in-memory and streamed runs alternating; training images/s from the loop's step rows "
-                  "(after each run's first step).", "",
+                  "(after each run's first step). A streamed run decodes every image into a file on disk before its "
+                  "first step, as an in-memory run decodes every image into memory; the wall times (whole run, in a "
+                  "fresh process) include that.", "",
                   f"| in memory, images/s | {', '.join(_f(v, 0) for v in sp.get('in_memory_images_per_s', []))} |",
                   "|---|---|",
                   f"| streamed, images/s | {', '.join(_f(v, 0) for v in sp.get('streamed_images_per_s', []))} |",
@@ -298,6 +299,10 @@ def _own_data(b: dict[str, Any]) -> list[str]:
         if epochs > 1:
             lines += [f"| streamed ÷ in memory, epoch {k + 1} | {_spread(r)} |"
                       for k, r in enumerate(sp.get("ratio_by_epoch") or [])]
+        if sp.get("wall_ratio"):
+            lines += [f"| wall time, s: in memory / streamed | {', '.join(_f(v, 1) for v in sp['in_memory_wall_s'])} / "
+                      f"{', '.join(_f(v, 1) for v in sp['streamed_wall_s'])} |",
+                      f"| in-memory ÷ streamed wall time (above 1: streamed quicker) | {_spread(sp['wall_ratio'])} |"]
         lines += [""]
     return lines
 

@@ -390,22 +390,18 @@ def test_a_folder_over_the_budget_streams_and_trains_to_the_same_numbers(tmp_pat
     in_memory = trainer.run(cfg, held)
     assert not _streamed(held)
     monkeypatch.setenv(fo.MEMORY_BUDGET_ENV, "0.000001")  # 1 KB: every folder streams
-    from tl_core.data.stream import StreamImages
+    from tl_core.data import stream
 
-    hits = []
-    real = StreamImages._take_planned
-
-    def counted(self, idx):
-        out = real(self, idx)
-        hits.append(out is not None)
-        return out
-
-    monkeypatch.setattr(StreamImages, "_take_planned", counted)
+    decoded = []
+    real = stream._decode
+    monkeypatch.setattr(stream, "_decode", lambda path, size: decoded.append(path) or real(path, size))
     streamed_rec = MemoryRecorder()
     streamed = trainer.run(cfg, streamed_rec)
-    assert _streamed(streamed_rec) and "over the memory budget" in " ".join(p or "" for p in streamed_rec.phases)
-    steps = len(streamed_rec.steps)
-    assert sum(hits) >= 2 * steps - 1  # source and target batches came from the workers' planned decoding
+    phases = " ".join(p or "" for p in streamed_rec.phases)
+    assert _streamed(streamed_rec) and "over the memory budget" in phases
+    assert "decoding the streamed images once, to disk: " in phases and "images of pets2" in phases
+    every = sorted(str(f) for f in [*src.rglob("*"), *tgt.rglob("*")] if f.is_file())
+    assert sorted(decoded) == every  # each file decoded once in the whole run: steps and evaluations read back
     assert streamed["target_test_acc"] == pytest.approx(in_memory["target_test_acc"])
     assert streamed["source_val_acc"] == pytest.approx(in_memory["source_val_acc"])
     assert [r["loss"] for r in streamed_rec.steps] == pytest.approx([r["loss"] for r in held.steps], rel=1e-4)
@@ -502,6 +498,39 @@ def test_a_streamed_image_is_decoded_once_per_run_and_its_file_goes_with_the_run
     assert not cache.exists() and list(stream.cache_dir().glob("*.u8")) == []
 
 
+def test_a_filled_stream_reads_every_batch_back_from_disk_without_worker_processes(tl_home: Path, tmp_path: Path):
+    """``fill`` (what a run does) decodes every image once, up front, reporting progress; the planned batches of
+    each epoch are then read back from the file in the loop's own thread, with the same pixels."""
+    import torch
+
+    from tl_core.data import stream
+
+    root = class_folder(tmp_path / "pets", n=6)
+    (root / "circle" / "broken.jpg").write_bytes(b"not a jpeg")  # its header is all a scan reads
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    fresh = np.stack([fo.read_image(f, 18).transpose(2, 0, 1) if not f.endswith("broken.jpg")
+                      else np.zeros((3, 18, 18), np.uint8) for f in files])
+    x = stream.StreamImages(files, 18, "cpu", workers=1)
+    heard: list[tuple[int, int, str]] = []
+    token = fo.DECODE_PROGRESS.set(lambda done, total, name: heard.append((done, total, name)))
+    try:
+        x.fill("pets")
+    finally:
+        fo.DECODE_PROGRESS.reset(token)
+    assert heard[-1] == (len(files), len(files), "pets (1 unreadable, skipped)")
+    assert x.cached == len(files) - 1 and x.failed == {files.index(str(root / "circle" / "broken.jpg"))}
+    import shutil
+
+    shutil.rmtree(root)  # decoding now would give black images and failures: every pixel comes from the file
+    for epoch in range(2):
+        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(epoch))
+        x.plan(order, 4)
+        got = torch.cat([x[order[i:i + 4]] for i in range(0, len(files), 4)])
+        assert torch.equal(got, torch.from_numpy(fresh)[order])
+    assert x._loader is None  # no worker process was started
+    x.close()
+
+
 def test_without_room_on_disk_a_streamed_image_is_decoded_each_time(tl_home: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from tl_core.data import stream
@@ -530,3 +559,21 @@ def test_a_killed_runs_decoded_pixels_are_removed_by_the_next_streamed_run(tl_ho
     x = stream.StreamImages(sorted(str(p) for p in root.rglob("*") if p.is_file()), 16, "cpu", workers=0)
     assert not dead.exists() and other_host.exists()
     x.close()
+
+
+def test_decoding_progress_on_the_run_card_says_how_long_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tl_core import prepare
+
+    clock = iter([100.0, 100.0, 104.0, 104.0, 106.0, 106.0, 200.0, 200.0, 201.0, 201.0])
+    monkeypatch.setattr(prepare.time, "monotonic", lambda: next(clock))
+    said: list[str] = []
+    report = prepare._decode_progress(said.append, "decoding the streamed images once, to disk")
+    report(100, 1000, "pets")
+    report(500, 1000, "pets (2 unreadable, skipped)")  # 400 images in 4 s: 500 left take 5 s
+    report(1000, 1000, "pets (2 unreadable, skipped)")
+    report(10, 1000, "pets")  # a new pass over the same folder (its test split): timed afresh
+    assert said == ["decoding the streamed images once, to disk: 100 of 1,000 images of pets",
+                    "decoding the streamed images once, to disk: 500 of 1,000 images of pets (2 unreadable, skipped), "
+                    "about 5 s left",
+                    "decoding the streamed images once, to disk: 1,000 of 1,000 images of pets (2 unreadable, skipped)",
+                    "decoding the streamed images once, to disk: 10 of 1,000 images of pets"]

@@ -10,6 +10,7 @@ kind of input (text with a small pretrained encoder, say) is a new class here an
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -78,8 +79,10 @@ class ImageModality(Modality):
         size = config.data.image_size
         from tl_core.data.stream import FolderFiles, StreamImages
 
-        if isinstance(dataset, FolderFiles):
-            return StreamImages(dataset.files, size, device)  # type: ignore[return-value]
+        if isinstance(dataset, FolderFiles):  # decoded once, now, into a file on disk; the steps read it back
+            images = StreamImages(dataset.files, size, device)
+            images.fill(Path(dataset.name.removeprefix("folder:")).name)
+            return images  # type: ignore[return-value]
         chunks = []
         for i in range(0, len(dataset.labels), 1024):
             part = tld.ImageSet(images=dataset.images[i:i + 1024], labels=dataset.labels[i:i + 1024],

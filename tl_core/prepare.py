@@ -63,9 +63,7 @@ def prepare(config: RunConfig, device: torch.device,
     d, m = config.data, config.model
     modality = modality_for(config)
     phase("loading and decoding the data")
-    token = DECODE_PROGRESS.set(throttled(lambda done, total, name: phase(
-        f"loading and decoding the data: {done:,} of {total:,} images of {name}"),
-        last=lambda done, total, name: done == total))
+    token = DECODE_PROGRESS.set(_decode_progress(phase, "loading and decoding the data"))
     try:
         src_train = modality.load(config, "source", "train", d.max_train)
         src_test = modality.load(config, "source", "test", d.max_test)
@@ -117,12 +115,35 @@ def prepare(config: RunConfig, device: torch.device,
     def on_device(s: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return modality.to_device(s, config, device), torch.as_tensor(s.labels, dtype=torch.long, device=device)
 
-    train_x, train_y = on_device(labelled)
-    tgt_x = modality.to_device(tgt_train, config, device) if method.uses_target else None
+    # a streamed folder's images are decoded once here, into a file on disk (tl_core/data/stream.py)
+    token = DECODE_PROGRESS.set(_decode_progress(phase, "decoding the streamed images once, to disk"))
+    try:
+        train_x, train_y = on_device(labelled)
+        tgt_x = modality.to_device(tgt_train, config, device) if method.uses_target else None
+        src_val, tgt_eval = on_device(src_test), on_device(tgt_test)
+    finally:
+        DECODE_PROGRESS.reset(token)
     return Prepared(device=device, classes=list(src_train.classes), train_x=train_x, train_y=train_y,
-                    tgt_x=tgt_x, src_val=on_device(src_test), tgt_test=on_device(tgt_test), model=model,
+                    tgt_x=tgt_x, src_val=src_val, tgt_test=tgt_eval, model=model,
                     method=method, extras=extras, modality=modality, skipped=skipped,
                     target_labelled=bool(tgt_test.labelled))
+
+
+def _decode_progress(phase: Callable[[str], None], what: str) -> Callable[[int, int, str], None]:
+    """A ``DECODE_PROGRESS`` listener that tells ``phase`` "<what>: 1,200 of 4,000 images of pets, about 12 s
+    left" (the time left at the pace since this folder's first report), at most twice a second."""
+    began: dict[tuple[str, int], list[float]] = {}  # (folder, total) -> [time, done] of its first report, done now
+
+    def report(done: int, total: int, name: str) -> None:
+        key, now = (name.split(" (", 1)[0], total), time.monotonic()  # the unreadable count grows, not the folder
+        if key not in began or done < began[key][2]:  # a new pass over the same folder
+            began[key] = [now, done, done]
+        t0, d0, _ = began[key]
+        began[key][2] = done
+        rate = (done - d0) / max(now - t0, 1e-9)
+        left = f", about {(total - done) / rate:,.0f} s left" if done < total and done > d0 and rate > 0 else ""
+        phase(f"{what}: {done:,} of {total:,} images of {name}{left}")
+    return throttled(report, last=lambda done, total, name: done == total)
 
 
 def throttled(report: Callable[..., None], last: Callable[..., bool], every_s: float = 0.5) -> Callable[..., None]:

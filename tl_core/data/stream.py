@@ -1,25 +1,28 @@
 """Image folders larger than memory: the files are listed (and their headers read) up front, and the
-pixels are decoded on the fly at the run's image size.
+pixels are decoded at the run's image size into a file on disk, once per run, and read back from it.
 
 When a folder's pixels would pass the memory budget (:func:`tl_core.data.folder.check_memory`:
 ``TL_DATA_MEMORY_GB``, else half of the memory available), a run's ``load_split(..., stream=True)``
 returns a :class:`FolderFiles` (the file list, labels and classes; no pixels) instead of refusing, and
 ``ImageModality.to_device`` turns it into a :class:`StreamImages`, which stands where the compact
 uint8 tensor stands: ``x.shape``, ``len(x)``, ``x[slice]``, ``x[index tensor]`` give uint8 (n, 3, S, S)
-batches on the run's device. The loop tells it each epoch's batch order (``plan``), and a
-``torch.utils.data.DataLoader`` with worker processes decodes the coming batches ahead of the steps
-(pinned memory on CUDA); anything else (evaluation, snapshots, the frozen-stage cache, a method's
-start hook) is decoded when asked, in a thread pool. The same files at the same size give the same
-pixels as the in-memory path, so a run reaches the same numbers either way. A file whose header
-reads but whose pixels do not (a truncated JPEG) becomes a black image, counted in ``failed``.
+batches on the run's device. The same files at the same size give the same pixels as the in-memory path,
+so a run reaches the same numbers either way. A file whose header reads but whose pixels do not (a
+truncated JPEG) becomes a black image, counted in ``failed``.
 
-Each image is decoded once per run: its pixels at the run's size (uint8, 3×S×S; augmentation comes after,
-on the batch) are written to a file on disk, ``TL_HOME/cache/stream/``, and read back from it (``pread``,
-not a memory map, so they stay out of the process's resident memory) every later time they are asked
-for, from the second epoch on and at every evaluation. The file goes when the run ends; when the disk has
-not room for it and 1 GB to spare, every image is decoded every time instead. The decoding worker
-processes run at a lower CPU priority (``WORKER_NICE``) so that they decode in the gaps the training
-threads leave rather than take a core from them.
+Each image is decoded once per run. Before the first step (:meth:`StreamImages.fill`, called by
+``to_device``) a thread pool decodes every image at the run's size, as the in-memory path decodes a
+folder, with progress and a time left on the run's card, and writes its pixels (uint8, 3×S×S;
+augmentation comes after, on the batch) to a file on disk, ``TL_HOME/cache/stream/``. The steps, every
+evaluation and the snapshots then read them back from there in the loop's own thread (``preadv`` into the
+batch, not a memory map, so they stay out of the process's resident memory; no worker process, no
+copy between processes). The file goes when the run ends.
+
+When the disk has not room for the file and 1 GB to spare, nothing is decoded ahead: the loop tells
+``StreamImages`` each epoch's batch order (``plan``), and a ``torch.utils.data.DataLoader`` with worker
+processes decodes the coming batches on the fly, every epoch (pinned memory on CUDA); anything else is
+decoded when asked, in a thread pool. The worker processes run at a lower CPU priority (``WORKER_NICE``)
+so that they decode in the gaps the training threads leave rather than take a core from them.
 """
 
 from __future__ import annotations
@@ -169,6 +172,22 @@ class _Decoded:
                 pass
         return arr, ok
 
+    def write(self, i: int, file: str) -> bool:
+        """Decode image ``i`` into the file unless it is there already; whether its pixels decoded."""
+        return bool(self.flags[i]) or self.get(i, file)[1]
+
+    def read(self, idx: np.ndarray, files: list[str]) -> tuple[np.ndarray, list[int]]:
+        """uint8 (len(idx), 3, S, S) of images ``idx``, read from the file (one ``preadv`` each, into the batch);
+        an image not written there (its file did not decode) is decoded again. Also: the images that failed."""
+        out = np.empty((len(idx), 3, self.size, self.size), np.uint8)
+        flat, fd, bad = out.reshape(len(idx), -1), self._handle(), []
+        for j, i in enumerate(idx.tolist()):
+            if not (self.flags[i] and os.preadv(fd, [flat[j]], i * self.item) == self.item):
+                out[j], ok = self.get(i, files[i])
+                if not ok:
+                    bad.append(i)
+        return out, bad
+
     def close(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)
@@ -227,6 +246,22 @@ class StreamImages:
         self._sampler = _Plan()
         self._pool: ThreadPoolExecutor | None = None
         self._decoded = _Decoded(len(self.files), self.size)
+        self._filled = False  # every image decoded into the file (:meth:`fill`): batches are read back from it
+
+    def fill(self, name: str) -> None:
+        """Decode every image once, now, into the run's file on disk (a thread pool, as the in-memory path
+        decodes a folder, telling ``DECODE_PROGRESS`` how far it got under ``name``), so that the steps only
+        read pixels back; without a file (no room on disk) nothing happens and the worker processes decode
+        each epoch's batches on the fly."""
+        from tl_core.data.folder import _map_reporting
+
+        if self._decoded.path is None:
+            return
+        ok = _map_reporting(lambda i: self._decoded.write(i, self.files[i]), list(range(len(self.files))),
+                            failed=lambda good: not good, name=name, chunksize=16,
+                            every=max(1, len(self.files) // 100))
+        self.failed.update(i for i, good in enumerate(ok) if not good)
+        self._filled = True
 
     @property
     def cached(self) -> int:
@@ -264,6 +299,10 @@ class StreamImages:
     def _decode_now(self, idx: np.ndarray) -> Any:
         import torch
 
+        if self._filled:
+            arr, bad = self._decoded.read(idx, self.files)
+            self.failed.update(bad)
+            return torch.from_numpy(arr).to(self.device)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
         results = list(self._pool.map(lambda i: self._decoded.get(i, self.files[i]), idx.tolist()))
@@ -285,7 +324,7 @@ class StreamImages:
         order = order.detach().cpu().numpy() if hasattr(order, "detach") else np.asarray(order)
         self._plan = [order[i:i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
         self._next = 0
-        if not self._plan:
+        if not self._plan or self._filled:  # filled: each batch is read back when asked, in this thread
             return
         self._sampler.batches = [b.tolist() for b in self._plan]
         if self._loader is None:  # its worker processes serve every epoch of the run: forked once
