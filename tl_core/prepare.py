@@ -141,7 +141,8 @@ def _decode_progress(phase: Callable[[str], None], what: str) -> Callable[[int, 
         t0, d0, _ = began[key]
         began[key][2] = done
         rate = (done - d0) / max(now - t0, 1e-9)
-        left = f", about {(total - done) / rate:,.0f} s left" if done < total and done > d0 and rate > 0 else ""
+        secs = (total - done) / rate if done < total and rate > 0 else 0.0
+        left = f", about {secs:,.0f} s left" if secs >= 1 else ""  # not "0 s" while the last few decode
         phase(f"{what}: {done:,} of {total:,} images of {name}{left}")
     return throttled(report, last=lambda done, total, name: done == total)
 
