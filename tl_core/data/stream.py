@@ -302,6 +302,8 @@ class StreamImages:
         if self._filled:
             arr, bad = self._decoded.read(idx, self.files)
             self.failed.update(bad)
+            if self.device.type == "cuda":  # pinned (torch caches the blocks): the copy to the GPU is asynchronous
+                return torch.from_numpy(arr).pin_memory().to(self.device, non_blocking=True)
             return torch.from_numpy(arr).to(self.device)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
