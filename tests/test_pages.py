@@ -731,3 +731,20 @@ def test_feature_scatter_interleaves_source_and_target_so_neither_covers_the_oth
     by_class = charts.feature_traces(coords, domains, labels, None, color_by="class")
     first = by_class[0]  # one class: its source and target points alternate in drawing order
     assert first["marker"]["symbol"][:2] in (["circle", "x"], ["x", "circle"])
+
+
+def test_feature_scatters_lay_out_once_without_automatic_axis_margins():
+    """The feature scatters show no tick labels or axis titles: plotly's automatic axis margins would only
+    make the browser lay each draw out twice (docs/ARCHITECTURE.md, "Monitor refresh")."""
+    from tl_ui import charts
+
+    coords = np.random.default_rng(0).normal(size=(40, 2))
+    domains, labels = np.repeat([0, 1], 20), np.arange(40) % 4
+    anim = charts.feature_animation([("epoch 1", coords), ("epoch 2", coords * 2)], domains, labels, None,
+                                    "Features {frame}", "r").to_dict()
+    one = charts.feature_scatter(coords, domains, labels, None, "Features", "r").to_dict()
+    line = charts.loss_figure([]).to_dict()
+    for fig in (anim, one):
+        for axis in ("xaxis", "yaxis"):
+            assert fig["layout"][axis]["showticklabels"] is False and fig["layout"][axis]["automargin"] is False
+    assert line["layout"]["yaxis"]["automargin"] is True  # charts with tick labels keep them

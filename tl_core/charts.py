@@ -360,8 +360,11 @@ def _scatter_layout(title: str, revision: str, xr: list[float] | None, yr: list[
                     title_size: int = theme.CHART_TITLE_SIZE) -> dict[str, Any]:
     layout = _layout(title, revision=revision, x_title="", y_title="", height=height, hovermode="closest",
                      title_chars=title_chars, title_size=title_size)
-    layout["xaxis"].update(showticklabels=False, **({"range": xr, "autorange": False} if xr else {}))
-    layout["yaxis"].update(showticklabels=False, **({"range": yr, "autorange": False} if yr else {}))
+    # No tick labels and no axis titles, so nothing for plotly's automatic axis margins to make room for; with
+    # them on, each draw of a scatter lays out twice (about 200 against 100 ms for the 1,000-point animation in
+    # a CPU-only Chromium: docs/ARCHITECTURE.md, "Monitor refresh")
+    layout["xaxis"].update(showticklabels=False, automargin=False, **({"range": xr, "autorange": False} if xr else {}))
+    layout["yaxis"].update(showticklabels=False, automargin=False, **({"range": yr, "autorange": False} if yr else {}))
     return layout
 
 
