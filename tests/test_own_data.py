@@ -213,7 +213,7 @@ def test_folders_decode_at_the_run_image_size(tmp_path: Path) -> None:
 
 
 def test_a_run_hands_the_model_inputs_of_its_image_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 96-px run (300-px files) trains on 96-px pictures: what the loop hands the method's step."""
+    """A 224-px run (300-px files) trains on 224-px pictures: what the loop hands the method's step."""
     from tl_core import trainer
     from tl_core.methods.finetune import FineTune
 
@@ -227,9 +227,9 @@ def test_a_run_hands_the_model_inputs_of_its_image_size(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(FineTune, "train_step", spy)
     cfg = folder_config(root, root, "finetune")
-    cfg.data.image_size, cfg.snapshot.enabled, cfg.optim.batch_size = 96, False, 3
+    cfg.data.image_size, cfg.snapshot.enabled, cfg.optim.batch_size = 224, False, 3
     trainer.run(cfg, MemoryRecorder())
-    assert seen and all(s[1:] == (3, 96, 96) for s in seen)
+    assert seen and all(s[1:] == (3, 224, 224) for s in seen)
 
 
 def test_a_folder_over_the_memory_budget_is_refused_before_decoding(tmp_path: Path,
@@ -405,6 +405,44 @@ def test_a_folder_over_the_budget_streams_and_trains_to_the_same_numbers(tmp_pat
     assert streamed["target_test_acc"] == pytest.approx(in_memory["target_test_acc"])
     assert streamed["source_val_acc"] == pytest.approx(in_memory["source_val_acc"])
     assert [r["loss"] for r in streamed_rec.steps] == pytest.approx([r["loss"] for r in held.steps], rel=1e-4)
+
+
+def test_without_room_on_disk_a_streamed_run_decodes_in_worker_processes_to_the_same_numbers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room for the decoded pixels on disk: a DataLoader's worker process decodes each epoch's planned batches
+    on the fly, and the run's losses and accuracies are still the in-memory run's."""
+    from tl_core import trainer
+    from tl_core.data import stream
+
+    src, tgt = class_folder(tmp_path / "pets", n=12), flat_folder(tmp_path / "street", n=20)
+    cfg = folder_config(src, tgt, "dann")
+    cfg.optim.epochs, cfg.snapshot.enabled = 2, False
+    held = MemoryRecorder()
+    in_memory = trainer.run(cfg, held)
+    monkeypatch.setenv(fo.MEMORY_BUDGET_ENV, "0.000001")
+    monkeypatch.setattr(stream, "CACHE_SPARE_BYTES", 1 << 60)  # more than any disk has
+    planned, workers = [], []
+    real_take, real_plan = stream.StreamImages._take_planned, stream.StreamImages.plan
+
+    def take(self, idx):
+        out = real_take(self, idx)
+        planned.append(out is not None)
+        return out
+
+    def plan(self, *a, **kw):
+        real_plan(self, *a, **kw)
+        workers.append(self._loader.num_workers if self._loader is not None else 0)
+
+    monkeypatch.setattr(stream.StreamImages, "_take_planned", take)
+    monkeypatch.setattr(stream.StreamImages, "plan", plan)
+    rec = MemoryRecorder()
+    streamed = trainer.run(cfg, rec)
+    assert _streamed(rec) and not any("once, to disk" in (p or "") for p in rec.phases)
+    assert workers and all(w >= 1 for w in workers)  # every epoch's batches came from worker processes
+    assert sum(planned) >= 2 * len(rec.steps) - 1  # source and target batches, as planned
+    assert streamed["target_entropy"] == pytest.approx(in_memory["target_entropy"], rel=1e-4)
+    assert streamed["source_val_acc"] == pytest.approx(in_memory["source_val_acc"])
+    assert [r["loss"] for r in rec.steps] == pytest.approx([r["loss"] for r in held.steps], rel=1e-4)
 
 
 def test_a_streamed_run_resumes_inside_an_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
