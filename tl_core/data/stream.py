@@ -299,19 +299,17 @@ class StreamImages:
     def _decode_now(self, idx: np.ndarray) -> Any:
         import torch
 
-        if self._filled:
+        if self._filled:  # read back from the file, in this thread
             arr, bad = self._decoded.read(idx, self.files)
-            self.failed.update(bad)
-            if self.device.type == "cuda":  # pinned (torch caches the blocks): the copy to the GPU is asynchronous
-                return torch.from_numpy(arr).pin_memory().to(self.device, non_blocking=True)
-            return torch.from_numpy(arr).to(self.device)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
-        results = list(self._pool.map(lambda i: self._decoded.get(i, self.files[i]), idx.tolist()))
-        for i, (_, ok) in zip(idx.tolist(), results):
-            if not ok:
-                self.failed.add(i)
-        arr = np.stack([a for a, _ in results]) if results else np.zeros((0, 3, self.size, self.size), np.uint8)
+        else:  # decoded (or read back, where written) in a thread pool
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
+            results = list(self._pool.map(lambda i: self._decoded.get(i, self.files[i]), idx.tolist()))
+            bad = [i for i, (_, ok) in zip(idx.tolist(), results) if not ok]
+            arr = np.stack([a for a, _ in results]) if results else np.zeros((0, 3, self.size, self.size), np.uint8)
+        self.failed.update(bad)
+        if self.device.type == "cuda":  # pinned (torch caches the blocks): the copy to the GPU is asynchronous
+            return torch.from_numpy(arr).pin_memory().to(self.device, non_blocking=True)
         return torch.from_numpy(arr).to(self.device)
 
     # ------------------------------------------------------------------ planned batches
