@@ -17,6 +17,13 @@ opens one tab on the Monitor, waits until its charts are drawn, and then, for ea
   redraws charts).
 
 Each window opens a fresh tab. A JSON summary goes to ``--out`` (and stdout).
+
+    .venv/bin/python -m bench.tab_cost --synthetic 0 0.05 0.1 0.15 0.25 [--rounds 3] [--window-s 20]
+
+With ``--synthetic``, no browser: a process burns the given share of a core in one burst every
+2 s (as a tab's refreshes come in bursts), the loads taking turns window by window, and each
+window's training images/s is reported against the no-load windows of its round: how much
+training a given load on the same machine costs, whatever causes it.
 """
 
 from __future__ import annotations
@@ -30,16 +37,17 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from bench.common import summary
 from bench.dashboard import (CHROMIUM, CHROMIUM_ARGS, ROOT, _comm, _cpu_s, _descendants, _free_port, _role,
                              _StepPoller, _wait_drawn, _wait_for, _window_rate)
 
 
-def measure(windows: int, window_s: float) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
-
+@contextmanager
+def _serving() -> Iterator[tuple[str, _StepPoller, subprocess.Popen, Path]]:
+    """``bench/_serve.py`` training the long run, once it has finished an epoch: (url, poller, server, log)."""
     home = Path(tempfile.mkdtemp(prefix="tl-bench-tab-"))
     log_path, port = home / "serve.log", _free_port()
     env = {**os.environ, "TL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
@@ -48,7 +56,6 @@ def measure(windows: int, window_s: float) -> dict[str, Any]:
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     poller = _StepPoller(home, log_path)
-    rows: list[dict[str, Any]] = []
 
     def healthy() -> bool:
         if proc.poll() is not None:
@@ -61,6 +68,27 @@ def measure(windows: int, window_s: float) -> dict[str, Any]:
     try:
         _wait_for(healthy, 120, "the Streamlit server")
         _wait_for(lambda: poller.epochs > 0, 300, "the first epoch")
+        yield url, poller, proc, log_path
+    finally:
+        poller.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        out.close()
+
+
+def _batch(log_path: Path) -> int:
+    return next((e.get("batch_size", 64) for e in map(json.loads, log_path.read_text().splitlines())
+                 if e.get("kind") == "start"), 64)
+
+
+def measure(windows: int, window_s: float) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    rows: list[dict[str, Any]] = []
+    with _serving() as (url, poller, proc, log_path):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
@@ -87,16 +115,7 @@ def measure(windows: int, window_s: float) -> dict[str, Any]:
                 page.close()
                 time.sleep(1.0)
             browser.close()
-    finally:
-        poller.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        out.close()
-    batch = next((e.get("batch_size", 64) for e in map(json.loads, log_path.read_text().splitlines())
-                  if e.get("kind") == "start"), 64)
+        batch = _batch(log_path)
     for r in rows:
         r["images_per_s"] = _window_rate(poller.progress, r["start"], r["end"], batch)
     keys = ["tab_busy", "tab_script", "browser_cores", "server_cores", "training_cores", "projector_cores",
@@ -105,12 +124,77 @@ def measure(windows: int, window_s: float) -> dict[str, Any]:
             **{k: summary([r[k] for r in rows if r.get(k) is not None]) for k in keys}}
 
 
+BURST_PERIOD_S = 2.0  #: one burst per refresh of the run cards
+
+
+def _burn(load: float, stop: Any) -> None:
+    """Busy for ``load`` of every ``BURST_PERIOD_S``, in one burst, until ``stop`` is set."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + load * BURST_PERIOD_S:
+            pass
+        time.sleep(max(0.0, t0 + BURST_PERIOD_S - time.monotonic()))
+
+
+def synthetic(loads: list[float], rounds: int, window_s: float) -> dict[str, Any]:
+    """Training images/s under each bursty load, the loads taking turns; slowdown against the round's
+    no-load window."""
+    import multiprocessing as mp
+
+    loads = sorted(set(loads) | {0.0})
+    windows: list[dict[str, Any]] = []
+    with _serving() as (_url, poller, _proc, log_path):
+        for i in range(rounds):
+            for load in loads if i % 2 == 0 else loads[::-1]:
+                stop = mp.Event()
+                burner = mp.Process(target=_burn, args=(load, stop)) if load > 0 else None
+                if burner:
+                    burner.start()
+                time.sleep(2.0)
+                a = time.time()
+                time.sleep(window_s)
+                b = time.time()
+                stop.set()
+                if burner:
+                    burner.join()
+                windows.append({"round": i, "load": load, "start": a, "end": b})
+                time.sleep(1.0)
+        batch = _batch(log_path)
+    for w in windows:
+        w["images_per_s"] = _window_rate(poller.progress, w["start"], w["end"], batch)
+    out: dict[str, Any] = {"window_s": window_s, "rounds": rounds, "burst_period_s": BURST_PERIOD_S,
+                           "windows": windows}
+    for load in loads:
+        slow = []
+        for i in range(rounds):
+            base = next(w["images_per_s"] for w in windows if w["round"] == i and w["load"] == 0.0)
+            seen = next(w["images_per_s"] for w in windows if w["round"] == i and w["load"] == load)
+            if base and seen:
+                slow.append(1 - seen / base)
+        out[f"load {load:g}"] = {"images_per_s": summary([w["images_per_s"] for w in windows if w["load"] == load]),
+                                 "slowdown": summary(slow)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--window-s", type=float, default=30.0)
     ap.add_argument("--out", help="write the JSON summary here too")
+    ap.add_argument("--synthetic", type=float, nargs="+", metavar="CORES",
+                    help="no browser: training under these bursty loads (shares of a core) instead")
+    ap.add_argument("--rounds", type=int, default=3, help="with --synthetic: rounds of one window per load")
     a = ap.parse_args()
+    if a.synthetic:
+        result = synthetic(a.synthetic, a.rounds, a.window_s)
+        if a.out:
+            Path(a.out).write_text(json.dumps(result, indent=1))
+        for key in (k for k in result if k.startswith("load ")):
+            r = result[key]
+            print(f"{key} cores: {r['images_per_s']['median']:.0f} images/s, slowdown "
+                  f"{100 * (r['slowdown']['median'] or 0):.1f} % ({100 * (r['slowdown']['min'] or 0):.1f}–"
+                  f"{100 * (r['slowdown']['max'] or 0):.1f}, n={r['slowdown']['n']})")
+        return
     result = measure(a.windows, a.window_s)
     text = json.dumps(result, indent=1)
     if a.out:
