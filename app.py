@@ -7,7 +7,7 @@ pages/ (one file per page) and tl_ui/ (shared widgets, charts, cached resources)
 import streamlit as st
 
 from tl_core.store import StoreError
-from tl_ui import entry, keys, resources, widgets
+from tl_ui import entry, keys, live_chart, resources, widgets
 
 with entry.app_run():
     st.set_page_config(layout="wide", page_title="Transfer Lab", page_icon=":material/model_training:")
@@ -21,6 +21,7 @@ with entry.app_run():
         st.Page(keys.PAGE_PREDICT, title="Predict", icon=":material/image_search:"),
     ], expanded=True)
     widgets.page_style()
+    live_chart.ensure_plotly_js()  # the Monitor's live charts load plotly.js from app/static/
     try:
         resources.get_manager()  # starts the snapshot projector (and its UMAP warm-up) with the server
     except StoreError as exc:  # a damaged runs.db or an unwritable TL_HOME: say so on every page, serve on

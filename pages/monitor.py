@@ -14,7 +14,7 @@ import streamlit as st
 
 from tl_core.checkpoint import WHEN_WRITTEN, last_saved
 from tl_core.store import RunRecord
-from tl_ui import access, charts, entry, gain_view, keys, live_cache, resources, runinfo, theme, widgets
+from tl_ui import access, charts, entry, gain_view, keys, live_cache, live_chart, resources, runinfo, theme, widgets
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
 from tl_ui.monitor_refresh import REFRESH_S, STEP_CHARTS_REFRESH_S
@@ -211,15 +211,17 @@ def render_charts(recs: list[RunRecord]) -> None:
     series = _series(recs, with_steps=kept is None)  # step rows are read only to build new step charts
     figures = kept if kept is not None else step_figures(recs, series)
     (loss_key, loss), *figures = figures
+    # drawn in place (tl_ui/live_chart.py): a new epoch or step-chart refresh updates the chart already on
+    # the page rather than mounting a new one
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(charts.accuracy_figure(series), key="monitor.chart.accuracy", config=CHART_CONFIG)
+        live_chart.live_chart(charts.accuracy_figure(series), "monitor.chart.accuracy", CHART_CONFIG)
     with right:
-        st.plotly_chart(loss, key=loss_key, config=CHART_CONFIG)
+        live_chart.live_chart(loss, loss_key, CHART_CONFIG)
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2]):
             with col:
-                st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+                live_chart.live_chart(fig, key, CHART_CONFIG)
 
 
 def kept_step_figures(recs: list[RunRecord]) -> list[tuple[str, Any]] | None:

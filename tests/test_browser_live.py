@@ -130,11 +130,19 @@ def test_monitor_shows_new_epochs_and_snapshots_without_a_reload(chromium_path, 
         # A busy machine takes a while for the first epoch; a reload is never needed after this goto.
         first = _wait_for(page, lambda s: s["epoch"] is not None and s["snapshot"] is not None,
                           "no epoch on the accuracy chart or no projected snapshot", 300, {})
+        # the training charts and the animation are updated in place (tl_ui/live_chart.py): mark the elements
+        marked = page.evaluate("() => [...document.querySelectorAll('.tl-live-chart .js-plotly-plot')]"
+                               ".map((gd, i) => (gd.__tlMark = i, i)).length")
+        assert marked == 5, marked  # accuracy, loss, two of DANN's step charts, the feature-space animation
         # Each part's refresh runs at most a few seconds apart; 120 s leaves room for a busy machine.
         later = _wait_for(page, lambda s: s["epoch"] >= first["epoch"] + 2 and (s["confusion"] or 0) >= first["epoch"] + 2,
                           "no new epoch appeared on the accuracy chart and the confusion matrix", 120, first)
         later = _wait_for(page, lambda s: s["snapshot"] > first["snapshot"], "no new snapshot appeared", 120, first)
         assert later["step"] is not None and first["step"] is not None and later["step"] > first["step"]
+        # the newer epochs, steps and snapshots were drawn into the same chart elements, not new ones
+        still = page.evaluate("() => [...document.querySelectorAll('.tl-live-chart .js-plotly-plot')]"
+                              ".map(gd => gd.__tlMark)")
+        assert sorted(still) == list(range(marked)), still
         # nothing the Monitor showed is gone after these refreshes
         titles = " | ".join(later["titles"])
         for part in ("Accuracy (%) per epoch", "Training loss per step", "Domain discriminator accuracy",

@@ -9,14 +9,15 @@ import pytest
 import streamlit as st
 
 from bench.dashboard import GOAL_FRESH_S, _freshness
-from test_pages import add_run_with_snapshots, manager, open_app  # noqa: F401 (manager: a fixture)
-from tl_ui import keys
+from test_pages import add_run_with_snapshots, live_charts, manager, open_app  # noqa: F401 (manager: a fixture)
+from tl_ui import keys, live_chart
 from tl_ui.monitor_refresh import REFRESH_S, SIDEBAR_REFRESH_ON_MONITOR_S, STEP_CHARTS_REFRESH_S
 
 
 @pytest.fixture
 def drawn_by(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, str | None, object]]:
-    """(fragment body's name or None, plotly chart key, the fragment's run_every) of every chart drawn."""
+    """(fragment body's name or None, chart key, the fragment's run_every) of every chart drawn, by
+    st.plotly_chart or tl_ui.live_chart."""
     out: list[tuple[str | None, str | None, object]] = []
     current: list[tuple[str, object]] = []
     real_fragment, real_chart = st.fragment, st.plotly_chart
@@ -39,8 +40,15 @@ def drawn_by(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, str | No
         out.append((name, key, every))
         return real_chart(fig, *a, key=key, **k)
 
+    def live(fig, key, config=None):
+        name, every = current[-1] if current else (None, None)
+        out.append((name, key, every))
+        return real_live(fig, key, config)
+
+    real_live = live_chart.live_chart
     monkeypatch.setattr(st, "fragment", fragment)
     monkeypatch.setattr(st, "plotly_chart", chart)
+    monkeypatch.setattr(live_chart, "live_chart", live)  # the Monitor's training charts (drawn in place)
     return out
 
 
@@ -130,8 +138,8 @@ def test_a_rerun_within_a_chart_refresh_draws_the_step_charts_it_drew_then(manag
 
     def loss_steps() -> int:
         # the loss chart ("Training loss per step"); its longest line's data grows with the steps drawn
-        spec = next(spec for c in at.get("plotly_chart") if "Training loss per step" in
-                    (spec := json.loads(c.proto.spec))["layout"].get("title", {}).get("text", ""))
+        spec = next(spec for spec in live_charts(at) if "Training loss per step" in
+                    spec["layout"].get("title", {}).get("text", ""))
         return max(len(t.get("x", {}).get("bdata", "")) if isinstance(t.get("x"), dict) else len(t.get("x") or [])
                    for t in spec["data"])
 
@@ -171,3 +179,50 @@ def test_the_sidebar_refreshes_at_the_charts_pace_on_the_monitor_and_every_2_s_e
     at.switch_page(keys.PAGE_MONITOR).run()
     assert not at.exception, [e.value for e in at.exception]
     assert every[-1] == SIDEBAR_REFRESH_ON_MONITOR_S == STEP_CHARTS_REFRESH_S
+
+
+def test_live_charts_send_the_spec_st_plotly_chart_would_and_keep_one_element_per_key(manager) -> None:
+    """Same JSON as st.plotly_chart; the element's id follows its key, not its data, so the browser
+    updates the chart already there (tl_ui/live_chart.py)."""
+    import pandas as pd
+    import plotly.io as pio
+
+    from tl_core import charts
+
+    series = [charts.Series(label="r", steps=pd.DataFrame({"step": [1, 2, 3], "loss_task": [1.0, 0.5, 0.25]}),
+                            epochs=pd.DataFrame(), color="#1f6feb")]
+    fig = charts.loss_figure(series)
+    assert live_chart.chart_spec(fig) == pio.to_json(fig, validate=False)
+    run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=2)
+    manager.store.log_steps(run_id, [{"step": s, "epoch": 1, "loss_task": 1.0 / s, "lr": 0.01} for s in range(1, 20)])
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    ids, specs = {c.proto.id for c in at.get("bidi_component")}, live_charts(at)
+    manager.store.log_steps(run_id, [{"step": s, "epoch": 2, "loss_task": 1.0 / s, "lr": 0.01} for s in range(20, 60)])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert live_charts(at) != specs  # the loss curve grew
+    assert {c.proto.id for c in at.get("bidi_component")} == ids and len(ids) == 4 + 1  # the same elements
+    # (4 training charts and the animation)
+
+
+def test_plotly_js_is_served_from_the_installed_package(tmp_path, monkeypatch) -> None:
+    """Offline: plotly.js is copied from the plotly package into static/ (served at app/static/), once,
+    and again when the package's copy changes."""
+    import plotly.io as pio
+    import tomllib
+    from pathlib import Path
+
+    monkeypatch.setattr(live_chart, "STATIC_DIR", tmp_path / "static")
+    live_chart.ensure_plotly_js.clear()
+    target = live_chart.ensure_plotly_js()
+    source = Path(pio.__file__).resolve().parents[1] / "package_data" / "plotly.min.js"
+    assert target == tmp_path / "static" / "plotly.min.js" and target.read_bytes() == source.read_bytes()
+    target.write_text("stale")
+    live_chart.ensure_plotly_js.clear()
+    assert live_chart.ensure_plotly_js().read_bytes() == source.read_bytes()
+    live_chart.ensure_plotly_js.clear()
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["enableStaticServing"] is True
+    assert f'"app/static/{live_chart.PLOTLY_JS}"' in live_chart._JS  # where the component loads it from

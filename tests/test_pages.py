@@ -101,6 +101,14 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def live_charts(at: AppTest) -> list[dict]:
+    """The specs of the Monitor's live charts (tl_ui/live_chart.py: drawn in place, not by st.plotly_chart)."""
+    import json
+
+    return [json.loads(json.loads(c.proto.json)["spec"]) for c in at.get("bidi_component")
+            if c.proto.component_name == "tl_live_chart"]
+
+
 def add_run(store: RunStore, status: str, *, owner: str | None = None, error: str | None = None,
             hint: str | None = None, name: str = "") -> str:
     cfg = RunConfig(name=name)
@@ -362,7 +370,7 @@ def test_monitor_shows_a_failed_runs_error_and_hint_without_traceback(manager):
     assert any("The run failed" in e and "exploded in the discriminator" in e for e in errors), errors
     assert any("Lower the learning rate." in w.value for w in at.warning)
     assert "Traceback" not in texts(at)
-    assert len(at.get("plotly_chart")) == 4
+    assert len(live_charts(at)) == 4
 
 
 def test_monitor_shows_a_diverged_run_as_a_warning(manager):
@@ -436,11 +444,12 @@ def test_monitor_draws_a_real_tiny_run_from_the_store(tl_home, monkeypatch):
         assert real.wait(run_id, 120)
         at = open_app(keys.PAGE_MONITOR)
         assert "Completed" in texts(at)
-        assert len(at.get("plotly_chart")) == 4  # the training charts; per-class results are closed
+        assert len(live_charts(at)) == 4  # the training charts
+        assert not at.get("plotly_chart")  # per-class results are closed
         at.session_state[keys.MONITOR_DETAILS_OPEN] = True
         at.run()
-        charts = at.get("plotly_chart")
-        assert len(charts) == 6  # 4 training charts + confusion matrix and per-class accuracy
+        assert len(live_charts(at)) == 4
+        assert len(at.get("plotly_chart")) == 2  # confusion matrix and per-class accuracy
         assert "target accuracy" in texts(at)
         assert "Feature snapshots are off" in texts(at)
     finally:
@@ -485,7 +494,8 @@ def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager
     for label in ("Before and now, side by side", "Domain distance over training",
                   "Per-class results on the target test set"):
         assert label in labels, labels
-    assert len(at.get("plotly_chart")) == 4 + 2, [c.proto.id for c in at.get("plotly_chart")]  # training, 2 animations
+    assert len(live_charts(at)) == 4 + 2  # training, 2 animations
+    assert not at.get("plotly_chart"), [c.proto.id for c in at.get("plotly_chart")]
     assert "true → predicted" not in texts(at)
     for key in (keys.MONITOR_FS_PAIR_PREFIX + first, keys.MONITOR_FS_PAIR_PREFIX + second, keys.MONITOR_DISTANCE_OPEN,
                 keys.MONITOR_DETAILS_OPEN):
@@ -497,7 +507,8 @@ def test_monitor_feature_space_shows_snapshots_metrics_and_epoch_details(manager
     for metric in ("a_distance", "mmd", "target_acc"):
         assert METRIC_HELP[metric] in text
     chart_keys = {c.proto.id for c in at.get("plotly_chart")}
-    assert len(at.get("plotly_chart")) >= 4 + 2 * 3 + 3 + 2, chart_keys  # training, 2 × (animation, before, now), curves, per class
+    assert len(live_charts(at)) == 4 + 2  # training, 2 animations
+    assert len(at.get("plotly_chart")) >= 2 * 2 + 3 + 2, chart_keys  # 2 × (before, now), curves, per class
     assert "true → predicted" in text
     at.select_slider(key=keys.monitor_fs_epoch_widget(2)).set_value(1).run()
     assert not at.exception
@@ -541,7 +552,7 @@ def test_a_long_runs_animation_keeps_at_most_max_frames_with_the_first_and_the_l
     at.session_state[keys.MONITOR_REQUEST] = [run_id]
     at.switch_page(keys.PAGE_MONITOR).run()
     assert not at.exception, [e.value for e in at.exception]
-    animated = [spec for c in at.get("plotly_chart") if (spec := json.loads(c.proto.spec)).get("frames")]
+    animated = [spec for spec in live_charts(at) if spec.get("frames")]
     assert len(animated) == 1
     names = [f["name"] for f in animated[0]["frames"]]
     assert len(names) == MAX_FRAMES and len(set(names)) == MAX_FRAMES

@@ -18,7 +18,7 @@ from tl_core.figures import MAX_FRAMES as MAX_FRAMES  # noqa: F401 - read by the
 from tl_core.figures import SNAPSHOT_CURVES as _CURVES
 from tl_core.figures import sample_index as _sample_index  # noqa: F401 - read by present_view
 from tl_core.store import RunRecord
-from tl_ui import charts, keys, resources, runinfo, theme
+from tl_ui import charts, keys, live_chart, resources, runinfo, theme
 from tl_ui.widgets import plain
 
 CHART_CONFIG = {"displaylogo": False}
@@ -80,7 +80,7 @@ def render_feature_space(rec: RunRecord, color_by: str = "domain") -> None:
                    else "This run has no projected feature snapshot.")
         return
     anim, before, now, latest = figs
-    st.plotly_chart(anim, key=f"monitor.features.{rec.id}", config=CHART_CONFIG)
+    live_chart.live_chart(anim, f"monitor.features.{rec.id}", CHART_CONFIG)  # a new snapshot: the animation in place
     waiting = len(snaps) - len(version)
     proj = snaps[snaps["projected"]]
     row = proj.iloc[-1]
