@@ -32,8 +32,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from bench.common import summary
 
@@ -368,29 +369,20 @@ def browser_slowdown(full: bool) -> dict[str, Any]:
     return result
 
 
-def _browser_windows(full: bool, train_threads: int | None) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"Chromium not found at {CHROMIUM}: install Debian's chromium (make browser) "
-                           "or set TL_CHROMIUM.")
-    from tl_ui.monitor_refresh import REFRESH_S
-
-    (ROOT / "bench" / "out" / "browser-failure.png").unlink(missing_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="tl-bench-browser-"))
+@contextmanager
+def serving(prefix: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, "_StepPoller", subprocess.Popen, Path]]:
+    """``bench/_serve.py`` (``streamlit run app.py`` with the long run training) under a scratch
+    ``TL_HOME``, once the run has finished an epoch; yields (url, step poller, server process, its event
+    log) and stops the server afterwards. ``env``: more variables for the server (and the training
+    process it starts)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     log_path = home / "serve.log"
     port = _free_port()
-    env = {**os.environ, "TL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    if train_threads:
-        env["OMP_NUM_THREADS"] = str(train_threads)
     server_out = open(home / "server.out", "w")
     proc = subprocess.Popen([sys.executable, "-m", "bench._serve", "--port", str(port), "--log", str(log_path)],
-                            cwd=ROOT, env=env, stdout=server_out, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env={**os.environ, "TL_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})},
+                            stdout=server_out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    window_s = 15.0 if full else 12.0
-    rounds = 5 if full else 3
-    orders = [(0, 1, 2), (2, 1, 0), (1, 2, 0), (0, 2, 1), (2, 0, 1), (1, 0, 2)]
-    windows: list[dict[str, Any]] = []
     poller = _StepPoller(home, log_path)
     try:
         def healthy() -> bool:
@@ -404,6 +396,32 @@ def _browser_windows(full: bool, train_threads: int | None) -> dict[str, Any]:
         _wait_for(healthy, 120, "the Streamlit server")
         # Training has warmed up once it has finished an epoch (snapshot and projection too).
         _wait_for(lambda: poller.epochs > 0, 300, "the first epoch")
+        yield url, poller, proc, log_path
+    finally:
+        poller.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        server_out.close()
+
+
+def _browser_windows(full: bool, train_threads: int | None) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"Chromium not found at {CHROMIUM}: install Debian's chromium (make browser) "
+                           "or set TL_CHROMIUM.")
+    from tl_ui.monitor_refresh import REFRESH_S
+
+    (ROOT / "bench" / "out" / "browser-failure.png").unlink(missing_ok=True)
+    window_s = 15.0 if full else 12.0
+    rounds = 5 if full else 3
+    orders = [(0, 1, 2), (2, 1, 0), (1, 2, 0), (0, 2, 1), (2, 0, 1), (1, 0, 2)]
+    windows: list[dict[str, Any]] = []
+    env = {"OMP_NUM_THREADS": str(train_threads)} if train_threads else {}
+    with serving("tl-bench-browser-", env) as (url, poller, proc, log_path):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
@@ -442,18 +460,10 @@ def _browser_windows(full: bool, train_threads: int | None) -> dict[str, Any]:
                     time.sleep(1.0)  # let closed sessions wind down
             context.close()
             browser.close()
-    finally:
-        poller.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        server_out.close()
     events_log = _read_log(log_path)
     start = next((e for e in events_log if e.get("kind") == "start"), {})
     batch = start.get("batch_size", 64)
-    store_events = _store_events(home, start["run_id"]) if start.get("run_id") else []
+    store_events = _store_events(log_path.parent, start["run_id"]) if start.get("run_id") else []
     progress = poller.progress
     frags = [(e["t"], e["s"], e["name"]) for e in events_log if e.get("kind") == "fragment"
              and e["name"].rsplit(".", 1)[-1] in ("live_view", "step_view")]

@@ -31,52 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from bench.common import summary
-from bench.dashboard import (CHROMIUM, CHROMIUM_ARGS, ROOT, _comm, _cpu_s, _descendants, _free_port, _role,
-                             _StepPoller, _wait_drawn, _wait_for, _window_rate)
-
-
-@contextmanager
-def _serving() -> Iterator[tuple[str, _StepPoller, subprocess.Popen, Path]]:
-    """``bench/_serve.py`` training the long run, once it has finished an epoch: (url, poller, server, log)."""
-    home = Path(tempfile.mkdtemp(prefix="tl-bench-tab-"))
-    log_path, port = home / "serve.log", _free_port()
-    env = {**os.environ, "TL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    out = open(home / "server.out", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "bench._serve", "--port", str(port), "--log", str(log_path)],
-                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    poller = _StepPoller(home, log_path)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {(home / 'server.out').read_text()[-2000:]}")
-        try:
-            return urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200
-        except OSError:
-            return False
-
-    try:
-        _wait_for(healthy, 120, "the Streamlit server")
-        _wait_for(lambda: poller.epochs > 0, 300, "the first epoch")
-        yield url, poller, proc, log_path
-    finally:
-        poller.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        out.close()
+from bench.dashboard import (CHROMIUM, CHROMIUM_ARGS, _comm, _cpu_s, _descendants, _role, _wait_drawn, _window_rate,
+                             serving)
 
 
 def _batch(log_path: Path) -> int:
@@ -88,7 +49,7 @@ def measure(windows: int, window_s: float) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     rows: list[dict[str, Any]] = []
-    with _serving() as (url, poller, proc, log_path):
+    with serving("tl-bench-tab-") as (url, poller, proc, log_path):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
@@ -143,7 +104,7 @@ def synthetic(loads: list[float], rounds: int, window_s: float) -> dict[str, Any
 
     loads = sorted(set(loads) | {0.0})
     windows: list[dict[str, Any]] = []
-    with _serving() as (_url, poller, _proc, log_path):
+    with serving("tl-bench-tab-") as (_url, poller, _proc, log_path):
         for i in range(rounds):
             for load in loads if i % 2 == 0 else loads[::-1]:
                 stop = mp.Event()

@@ -223,6 +223,14 @@ def test_plotly_js_is_served_from_the_installed_package(tmp_path, monkeypatch) -
     live_chart.ensure_plotly_js.clear()
     assert live_chart.ensure_plotly_js().read_bytes() == source.read_bytes()
     live_chart.ensure_plotly_js.clear()
+
+    def read_only(*_a, **_k):
+        raise PermissionError("read-only file system")
+
+    target.unlink()
+    monkeypatch.setattr(live_chart.shutil, "copyfile", read_only)  # a read-only checkout: no crash
+    assert live_chart.ensure_plotly_js() is None  # (each live chart then says plotly.js did not load)
+    live_chart.ensure_plotly_js.clear()
     config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["server"]["enableStaticServing"] is True
     assert f'"app/static/{live_chart.PLOTLY_JS}"' in live_chart._JS  # where the component loads it from

@@ -16,6 +16,7 @@ copied by :func:`ensure_plotly_js` into ``static/`` beside ``app.py``, which Str
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import plotly.io as pio
 import streamlit as st
 
+_LOG = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 STATIC_DIR = ROOT / "static"  # served by Streamlit at app/static/ (server.enableStaticServing)
 PLOTLY_JS = "plotly.min.js"
@@ -102,16 +104,22 @@ _component = st.components.v2.component("tl_live_chart", js=_JS, isolate_styles=
 
 
 @st.cache_resource(show_spinner=False)
-def ensure_plotly_js() -> Path:
+def ensure_plotly_js() -> Path | None:
     """``static/plotly.min.js``: the installed plotly package's own copy of plotly.js, copied once per
-    server (again when the package's copy differs, e.g. after an upgrade)."""
+    server (again when the package's copy differs, e.g. after an upgrade). None when it cannot be
+    written (a read-only checkout): the pages still work, and each live chart says that plotly.js did
+    not load, and from where."""
     source = Path(pio.__file__).resolve().parents[1] / "package_data" / PLOTLY_JS
     target = STATIC_DIR / PLOTLY_JS
-    if not target.exists() or target.stat().st_size != source.stat().st_size:
-        STATIC_DIR.mkdir(exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)  # whole or not at all, even with two servers starting at once
+    try:
+        if not target.exists() or target.stat().st_size != source.stat().st_size:
+            STATIC_DIR.mkdir(exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)  # whole or not at all, even with two servers starting at once
+    except OSError as exc:
+        _LOG.warning("The Monitor's live charts need %s; it could not be written: %s", target, exc)
+        return None
     return target
 
 
