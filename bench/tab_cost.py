@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import summary
-from bench.dashboard import (CHROMIUM, CHROMIUM_ARGS, _comm, _cpu_s, _descendants, _role, _wait_drawn, _window_rate,
-                             serving)
+from bench.dashboard import (CHROMIUM, CHROMIUM_ARGS, _comm, _cpu_s, _descendants, _read_log, _role, _wait_drawn,
+                             _window_rate, serving)
 
 
 def _batch(log_path: Path) -> int:
-    return next((e.get("batch_size", 64) for e in map(json.loads, log_path.read_text().splitlines())
-                 if e.get("kind") == "start"), 64)
+    return next((e.get("batch_size", 64) for e in _read_log(log_path) if e.get("kind") == "start"), 64)
 
 
 def measure(windows: int, window_s: float) -> dict[str, Any]:
