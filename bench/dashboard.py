@@ -127,7 +127,7 @@ def render_time(full: bool) -> dict[str, Any]:
         at.switch_page(keys.PAGE_MONITOR).run()
         if at.exception:
             raise RuntimeError(f"the Monitor page raised: {[e.value for e in at.exception]}")
-        charts_drawn = len(at.get("plotly_chart"))
+        charts_drawn = len(at.get("plotly_chart")) + len(at.get("bidi_component"))  # live charts too (tl_ui/live_chart.py)
         frag_times.clear()
         n = 20 if full else 10
         page_s = []

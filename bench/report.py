@@ -9,6 +9,10 @@ from typing import Any
 MISSED = "**MISSED**"
 
 
+#: Single-section runs kept by hand between whole runs of `make bench` (this report links to them).
+HISTORY = "docs/BENCHMARK_HISTORY.md"
+
+
 def _dann_warmup() -> float:
     """DANN's default source-only start, from its own parameters (the registry owns it)."""
     from tl_core.methods import make_params
@@ -234,7 +238,7 @@ OWN_DATA_SPEED_GOAL = 0.8
 def _own_data_glance(od: dict[str, Any] | None) -> list[str]:
     """Goal rows of the own-data section (issue 16): a streamed folder's peak RSS, streaming vs in-memory speed."""
     if not od:
-        why = "not in this run (`python -m bench --only own_data`)"
+        why = "not in the quick version (`make bench FULL=1`; earlier full runs: docs/BENCHMARK_HISTORY.md)"
         return [f"| 6 | own folder larger than memory, peak RSS of the training process | ≤ 2 GB | {why} | not measured |",
                 f"| 6 | streamed ÷ in-memory images/s, lenet 64 px | ≥ {OWN_DATA_SPEED_GOAL} | {why} | not measured |"]
     rows = []
@@ -260,12 +264,17 @@ def _own_data_glance(od: dict[str, Any] | None) -> list[str]:
 def _own_data(b: dict[str, Any]) -> list[str]:
     od = b.get("own_data")
     if not od:
-        return []
+        return ["## 6. Own data larger than memory", "",
+                "Not part of this run: the quick version leaves it out (about 7 minutes more on 2 cores). "
+                "`make bench FULL=1` runs it, or `python -m bench --only own_data --full` alone. The full runs made "
+                f"so far, with their commands and raw numbers, are in [{HISTORY}]({HISTORY}#section-6-own-data-larger-"
+                "than-memory-issue-16).", ""]
     lines = ["## 6. Own data larger than memory", "",
              "`python -m bench --only own_data` (bench/own_data.py). A generated folder of 256×256 JPEGs in 10 classes; "
              "each training run in a fresh process, its peak RSS read there (`ru_maxrss`). The memory budget "
              "(`TL_DATA_MEMORY_GB`) is set below what holding the folder's pixels would take, so the run streams "
-             "(tl_core/data/stream.py); the in-memory path would decode the whole folder first."
+             "(tl_core/data/stream.py); the in-memory path would decode the whole folder first. Earlier runs: "
+             f"[{HISTORY}]({HISTORY}#section-6-own-data-larger-than-memory-issue-16)."
              + (f" Measured {od['date']} ({'quick' if od.get('quick') else 'full'} version), on the machine above unless "
                 "this run of `make bench` did not include it." if od.get("date") else ""), ""]
     m = od.get("memory") or {}
@@ -436,10 +445,15 @@ def _dashboard(b: dict[str, Any]) -> list[str]:
              "space) by one rerun of the page at the first 2-s refresh that finds a new epoch or snapshot, which "
              "draws the step curves built less than 6 s before instead of new ones. The before/now pair, the "
              "domain-distance curves and the per-class results are drawn only while their section is open "
-             "(closed by default). A chart whose data did not change keeps its spec and the browser does not "
-             "redraw it; the feature-space animation sends each frame's coordinates only; on the Monitor, "
+             "(closed by default). The training charts and each run's feature-space animation are drawn in place "
+             "(`tl_ui/live_chart.py`: one element per chart whose JavaScript hands a new spec to `Plotly.react`; a "
+             "spec equal to the one drawn is skipped), not mounted anew; the feature-space animation sends each "
+             "frame's coordinates only; on the Monitor, "
              "elements are not faded while a refresh replaces them; and the server does not force a full "
-             "garbage collection after each rerun (`runner.postScriptGC = false` in `.streamlit/config.toml`).", "",
+             "garbage collection after each rerun (`runner.postScriptGC = false` in `.streamlit/config.toml`). How "
+             "it got here, with the single-section runs that measured each change (what a watching tab spends, part "
+             f"by part; torch's threads; the load a training run tolerates): [{HISTORY}]({HISTORY}#section-4-the-"
+             "monitor-while-a-run-trains-issue-18).", "",
              "**Render time.** The real pages, driven by Streamlit's `AppTest` in the benchmark's process, while "
              "a real `JobManager` trains the MNIST→MNIST-M DANN demo (lenet, snapshots on) in a training "
              "process of its own, as in the server. `st.fragment` is wrapped so that each call of the Monitor's "

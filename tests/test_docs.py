@@ -72,3 +72,17 @@ def test_the_link_finder_sees_inline_image_and_reference_links(tmp_path):
     assert _links(md) == ["b.md#x", "img/p.png", "other.md"]
     assert _anchors(md) == {"a-title-here"}
     assert _slug("SYN digits → MNIST (10 epochs, 3 seeds)") == "syn-digits--mnist-10-epochs-3-seeds"
+
+
+def test_benchmarks_md_is_what_make_bench_wrote_from_bench_out():
+    """BENCHMARKS.md holds one whole `make bench` run and nothing else: it is the report rendered from that run's
+    raw numbers (bench/out/bench.json). Single-section runs between whole runs go to docs/BENCHMARK_HISTORY.md."""
+    import json
+
+    from bench import report
+
+    rendered = report.render(json.loads((ROOT / "bench" / "out" / "bench.json").read_text(encoding="utf-8")))
+    assert (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8") == rendered, (
+        "BENCHMARKS.md differs from `python -m bench --render-only`; rerun `make bench` (or, after a change to "
+        "bench/report.py alone, `.venv/bin/python -m bench --render-only`) and keep hand-written runs in "
+        "docs/BENCHMARK_HISTORY.md")
