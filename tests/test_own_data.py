@@ -493,7 +493,8 @@ def test_decoding_and_scanning_report_progress_with_skipped_counts(tmp_path: Pat
 
 
 def test_an_evaluation_batch_holds_at_most_512_images_of_64_px_worth_of_pixels():
-    # 512 held-out images at 224 px in one forward pass took 1.3 GB more than training (BENCHMARKS.md, section 6).
+    # 512 held-out images at 224 px in one forward pass took 1.3 GB more than training
+    # (docs/BENCHMARK_HISTORY.md, section 6).
     import torch
 
     from tl_core.evaluation import eval_batch

@@ -16,8 +16,8 @@ from tl_core.selection import label_free_scores
 
 
 #: An evaluation batch holds at most this many pixels per channel: 512 images at 64×64, 41 at 224×224. Without the
-#: cap a 224-px MobileNetV3 run evaluated 512 images at a time, 1.3 GB more than training needed (BENCHMARKS.md,
-#: "Own data larger than memory").
+#: cap a 224-px MobileNetV3 run evaluated 512 images at a time, 1.3 GB more than training needed
+#: (docs/BENCHMARK_HISTORY.md, "Own data larger than memory").
 EVAL_PIXELS = 512 * 64 * 64
 
 

@@ -114,8 +114,9 @@ def lazy_expander(label: str, key: str) -> Any:
     """A closed-by-default section whose content is drawn only while it is open (``.open``).
 
     On the Monitor every new epoch or snapshot redraws what it changes; a chart nobody opened costs
-    the server's encoding and the browser's drawing on the cores that train (issue 18, BENCHMARKS.md
-    section 4). The open state is the session's: a section stays open across refreshes."""
+    the server's encoding and the browser's drawing on the cores that train (issue 18,
+    docs/BENCHMARK_HISTORY.md section 4). The open state is the session's: a section stays open
+    across refreshes."""
     return st.expander(label, key=key, on_change="rerun")
 
 

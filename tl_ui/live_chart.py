@@ -7,7 +7,7 @@ trains, that is CPU taken from training at every new epoch and every step-chart 
 :func:`live_chart` keeps one element per ``key`` (a ``st.components.v2`` component, whose id is
 its key) and hands each new spec to ``Plotly.react`` on the same ``<div>``; a spec equal to the one
 drawn costs nothing. The Monitor draws its training charts and each run's feature-space animation
-this way (BENCHMARKS.md section 4 has what it saves a CPU-only Chromium).
+this way (docs/BENCHMARK_HISTORY.md, section 4, has what it saves a CPU-only Chromium).
 
 plotly.js comes from the installed ``plotly`` package (never a CDN: the dashboard works offline),
 copied by :func:`ensure_plotly_js` into ``static/`` beside ``app.py``, which Streamlit serves at

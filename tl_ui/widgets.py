@@ -75,8 +75,8 @@ def plain(text: object) -> str:
 #: For pages that refresh while runs train (the Monitor): Streamlit dims each element a rerun is
 #: about to replace and fades it back (CSS opacity transitions). Every fade repaints the page in
 #: the browser, every two seconds, on the cores that train; without a GPU that cost a watching
-#: Chromium about 0.1 of a core (issue 18, BENCHMARKS.md section 4). Here elements stay as drawn
-#: until their replacement arrives.
+#: Chromium about 0.1 of a core (issue 18, docs/BENCHMARK_HISTORY.md section 4). Here elements stay
+#: as drawn until their replacement arrives.
 _LIVE_CSS = """
 <style>
 [data-testid="stElementContainer"], [data-testid="stVerticalBlock"], [data-testid="stHorizontalBlock"],
