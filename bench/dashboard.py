@@ -453,7 +453,11 @@ def _browser_windows(full: bool, train_threads: int | None) -> dict[str, Any]:
                 return {"tabs": tabs, "start": a, "end": b, "shown": shown,
                         **{f"{k}_cores": (cpu1[k] - cpu0[k]) / (b - a) for k in groups if k != "gone"}}
 
-            watch(0)  # settle
+            # warm-up, not measured: one tab draws the Monitor once, so that no window pays the first load (the
+            # server's first figures and caches, plotly.js fetched into the browser's cache); then a quiet window
+            watch(1)
+            time.sleep(1.0)
+            watch(0)
             for i in range(rounds):
                 for tabs in orders[i % len(orders)]:
                     windows.append(watch(tabs))

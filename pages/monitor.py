@@ -339,6 +339,13 @@ def main() -> None:
         render_feature_section(recs)
         st.subheader("Report")
         report_controls(recs, "monitor")  # one HTML file of the runs shown (tl_ui/report_view.py)
+    # An epoch or snapshot that reached the store while this page was drawn is shown by one more rerun now,
+    # not a refresh later (a snapshot often lands half a second after its epoch's rerun started). At most
+    # one such rerun in a row: runs that log faster than the page draws wait for the next refresh.
+    chained = ss.pop(keys.MONITOR_FS_CHAINED, False)
+    if live and not chained and feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION):
+        ss[keys.MONITOR_FS_CHAINED] = True
+        st.rerun()
 
 
 entry.require_app()

@@ -234,3 +234,38 @@ def test_plotly_js_is_served_from_the_installed_package(tmp_path, monkeypatch) -
     config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["server"]["enableStaticServing"] is True
     assert f'"app/static/{live_chart.PLOTLY_JS}"' in live_chart._JS  # where the component loads it from
+
+
+@pytest.mark.parametrize("every_draw", [False, True])
+def test_an_epoch_that_arrives_while_the_page_draws_is_shown_by_one_more_rerun_at_most(manager, monkeypatch, every_draw):
+    """A new epoch or snapshot reruns the page; one that reaches the store while that rerun draws is shown by one
+    more rerun at once (not a refresh later), and never by a chain of them when runs log faster than the page draws."""
+    from tl_ui import feature_space
+
+    store = manager.store
+    run_id = add_run_with_snapshots(store, "dann", n_snaps=3)  # epochs 1 and 2
+    store.set_status(run_id, "running")
+    manager.active.add(run_id)
+    real = feature_space.render_feature_section
+    drawn: list[int] = []
+
+    def drawing(recs):
+        drawn.append(store.data_version(run_id)[0])  # the epochs in the store as the feature space is drawn
+        if every_draw or len(drawn) == 1:
+            n = drawn[-1] + 1
+            store.log_epoch(run_id, n, 10 * n, {"source_val_acc": 0.9, "target_test_acc": 0.5})  # lands meanwhile
+        return real(recs)
+
+    monkeypatch.setattr(feature_space, "render_feature_section", drawing)
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert drawn == [2, 3], "the epoch logged during the first draw is drawn by the rerun right after it, once"
+    assert keys.MONITOR_FS_CHAINED not in at.session_state  # the rerun it caused took the mark: the next may chain
+    drawn.clear()
+    store.set_status(run_id, "completed")  # nothing trains any more: nothing to chain
+    manager.active.discard(run_id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(drawn) == 1

@@ -10,7 +10,8 @@ as its data changes (see docs/ARCHITECTURE.md, "Monitor refresh"):
   now: every ``STEP_CHARTS_REFRESH_S``;
 - what changes per epoch or per projected snapshot (the feature space, domain distance, per-class
   results, and the accuracy chart again): by one rerun of the page on the first card refresh that
-  finds a new epoch or snapshot in the store, so it appears within one refresh. That rerun draws the
+  finds a new epoch or snapshot in the store, so it appears within one refresh (one that arrives while
+  that rerun draws: by one more rerun at its end, at most one in a row). That rerun draws the
   step curves built less than ``STEP_CHARTS_REFRESH_S`` before (pages/monitor.py, ``step_figures``);
 - the before/now pair, the domain distance and the per-class results: only while the user has their
   section open (closed by default; tl_ui/feature_space.py, ``lazy_expander``).
