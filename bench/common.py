@@ -70,9 +70,79 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
-def cpu_counters() -> dict[str, float] | None:
-    """Machine-wide busy and steal CPU seconds (/proc/stat), our own CPU seconds (this process
-    and its finished children), and the time, for :func:`other_work`. None where /proc is missing."""
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
+class ProcessTreeCPU:
+    """CPU seconds used by every process this one started, directly or not, sampled from /proc.
+
+    ``RUSAGE_CHILDREN`` counts a child only once it is waited for, and a grandchild only if its own
+    parent waited for it: a benchmark's Chromium (under Playwright's driver) and the server's projector and
+    training processes are killed without that, and their CPU time would show up as other work on the
+    machine. A thread samples the process tree every ``interval`` seconds and keeps each process's latest
+    CPU time (a process keeps being read after its parent exits); a process loses at most its last interval.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        import threading
+
+        self._interval = interval
+        self._seen: dict[tuple[int, int], float] = {}  # (pid, start time): CPU seconds
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu-sampler", daemon=True)
+
+    def start(self) -> ProcessTreeCPU:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        with self._lock:
+            ours = set(descendants(os.getpid())[1:])  # under this process now
+            for pid in ours | {pid for pid, _ in self._seen}:  # and those seen before, whose parent may be gone
+                try:
+                    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    key, cpu = (pid, int(f[19])), (int(f[11]) + int(f[12])) / tick
+                except (OSError, IndexError, ValueError):
+                    continue
+                if pid in ours or key in self._seen:  # a seen pid now used by another process is not ours
+                    self._seen[key] = max(self._seen.get(key, 0.0), cpu)
+
+    def cpu_s(self) -> float:
+        """CPU seconds of all the processes seen so far (sampled once more now)."""
+        self.sample()
+        with self._lock:
+            return sum(self._seen.values())
+
+
+def cpu_counters(tree: ProcessTreeCPU | None = None) -> dict[str, float] | None:
+    """Machine-wide busy and steal CPU seconds (/proc/stat), our own CPU seconds (this process and its
+    children: with ``tree``, every process started under it, finished or not; else the finished
+    children it waited for), and the time, for :func:`other_work`. None where /proc is missing."""
     import resource
 
     try:
@@ -83,8 +153,8 @@ def cpu_counters() -> dict[str, float] | None:
     v = [int(x) for x in fields]
     user, nice, system, idle, iowait, irq, softirq = v[:7]
     steal = v[7] if len(v) > 7 else 0
-    ours = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-               for f in ("ru_utime", "ru_stime"))
+    usage = [resource.getrusage(resource.RUSAGE_SELF)] + ([] if tree else [resource.getrusage(resource.RUSAGE_CHILDREN)])
+    ours = sum(u.ru_utime + u.ru_stime for u in usage) + (tree.cpu_s() if tree else 0.0)
     return {"busy_s": (user + nice + system + irq + softirq) / hz, "steal_s": steal / hz, "ours_s": ours,
             "t": time.monotonic()}
 

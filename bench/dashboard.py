@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bench.common import summary
+from bench.common import descendants, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("TL_CHROMIUM", "/usr/bin/chromium")
@@ -222,22 +222,7 @@ def _cpu_s(pids: list[int]) -> float:
     return total / tick
 
 
-def _descendants(pid: int) -> list[int]:
-    """pid and every process below it (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(parents.get(p, []))
-    return out
+_descendants = descendants  # (bench.tab_cost imports it from here)
 
 
 def _comm(pid: int) -> str:

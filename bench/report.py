@@ -127,7 +127,8 @@ def _header(b: dict[str, Any]) -> list[str]:
         f"| CPU | {mc['cpu']}, {mc['cores']} usable cores, {_f(mc.get('memory_gb'), 1)} GB memory |",
         f"| device | {device} |",
         f"| software | Python {mc['python']}, torch {mc['torch']} ({mc['torch_threads']} CPU threads) |",
-        f"| other work on the machine | {_other(ow)} on average while this ran (worst section: "
+        f"| other work on the machine{' (beyond every process the bench started)' if m.get('own_cpu') else ''} "
+        f"| {_other(ow)} on average while this ran (worst section: "
         f"{worst:.2f} cores); load average {_f(load0)} at start, {_f(load1)} at end"
         + (" — **the machine was busy with other work while this ran: speed numbers are noisy, read the "
            "spreads**" if busy else "") + " |",
@@ -494,7 +495,7 @@ def _dashboard(b: dict[str, Any]) -> list[str]:
     elif _err(br):
         lines += [_err(br) or "", ""]
     else:
-        lines += _browser_table(br)
+        lines += _browser_table({**br, "own_cpu_counted": bool(b["meta"].get("own_cpu"))})
         fewer = br.get("one_thread_fewer")
         if fewer and "error" not in fewer:
             lines += [f"**One torch thread fewer** (the same windows with `OMP_NUM_THREADS={fewer['train_threads']}` "
@@ -540,8 +541,9 @@ def _browser_table(br: dict[str, Any], where: bool = True) -> list[str]:
               f"| {verdict} |", "",
               f"Windows of {br['window_s']:.0f} s, {br.get('rounds', br.get('pairs'))} rounds; live-part renders "
               f"per two-tab window: {br['fragment_runs_per_window_two_tabs']}; training threads: "
-              f"{br.get('train_threads', 'default')}. Chromium's own CPU time may show up as \"other work\" in the "
-              "machine table above.", ""]
+              f"{br.get('train_threads', 'default')}."
+              + ("" if br.get("own_cpu_counted") else " Chromium's own CPU time may show up as \"other work\" in "
+                 "the machine table above."), ""]
     if where and "training_cores_two_tabs" in br:
         lines += ["**Where the CPU goes** (cores busy on average over a window, from `/proc`): the server process "
                   "(Streamlit, the pages), the run's training process, the snapshot projector, and this benchmark's "
