@@ -222,8 +222,6 @@ def _cpu_s(pids: list[int]) -> float:
     return total / tick
 
 
-_descendants = descendants  # (bench.tab_cost imports it from here)
-
 
 def _comm(pid: int) -> str:
     try:
@@ -413,7 +411,7 @@ def _browser_windows(full: bool, train_threads: int | None) -> dict[str, Any]:
 
             def chromium_pids() -> list[int]:
                 # this process's own Chromium (under Playwright's driver), not other browsers on the machine
-                return [pid for pid in _descendants(os.getpid()) if "chrom" in _comm(pid)]
+                return [pid for pid in descendants(os.getpid()) if "chrom" in _comm(pid)]
 
             def watch(tabs: int) -> dict[str, Any]:
                 pages = []
@@ -425,7 +423,7 @@ def _browser_windows(full: bool, train_threads: int | None) -> dict[str, Any]:
                     _wait_drawn(page)
                     page.evaluate(_SHOWN_JS)
                 groups: dict[str, list[int]] = {"browser": chromium_pids()}
-                for pid in _descendants(proc.pid):
+                for pid in descendants(proc.pid):
                     groups.setdefault(_role(pid), []).append(pid)
                 cpu0 = {k: _cpu_s(v) for k, v in groups.items()}
                 a = time.time()

@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import summary
-from bench.dashboard import (CHROMIUM, CHROMIUM_ARGS, _comm, _cpu_s, _descendants, _read_log, _role, _wait_drawn,
+from bench.common import descendants, summary
+from bench.dashboard import (CHROMIUM, CHROMIUM_ARGS, _comm, _cpu_s, _read_log, _role, _wait_drawn,
                              _window_rate, serving)
 
 
@@ -59,8 +59,8 @@ def measure(windows: int, window_s: float) -> dict[str, Any]:
                 cdp = context.new_cdp_session(page)
                 cdp.send("Performance.enable")
                 time.sleep(4)  # past the first drawing
-                groups = {"browser": [p for p in _descendants(os.getpid()) if "chrom" in _comm(p)]}
-                for pid in _descendants(proc.pid):
+                groups = {"browser": [p for p in descendants(os.getpid()) if "chrom" in _comm(p)]}
+                for pid in descendants(proc.pid):
                     groups.setdefault(_role(pid), []).append(pid)
                 m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
                 c0, e0, a = {k: _cpu_s(p) for k, p in groups.items()}, poller.epochs, time.time()
