@@ -14,7 +14,8 @@ import streamlit as st
 
 from tl_core.checkpoint import WHEN_WRITTEN, last_saved
 from tl_core.store import RunRecord
-from tl_ui import access, charts, entry, gain_view, keys, live_cache, live_chart, resources, runinfo, theme, widgets
+from tl_ui import (access, charts, entry, gain_view, keys, live_cache, live_chart, monitor_refresh, resources, runinfo,
+                   theme, widgets)
 from tl_ui.feature_space import render_feature_section
 from tl_ui.freezing_view import render_freezing_view
 from tl_ui.monitor_refresh import REFRESH_S, STEP_CHARTS_REFRESH_S
@@ -268,6 +269,22 @@ def method_figures(recs: list[RunRecord], series: list[charts.Series]) -> list[t
     return out
 
 
+def epochs_pace_the_charts(recs: list[RunRecord]) -> bool:
+    """Whether each epoch's rerun of the page redraws the step charts, with no timer of their own
+    (tl_ui/monitor_refresh.py, ``epochs_pace``): every chosen run trains and logs epochs fast."""
+    if not recs or not all(r.active for r in recs):
+        return False
+    return monitor_refresh.epochs_pace([live_cache.epoch_metrics(r.id).get("t", pd.Series(dtype=float)).tolist()
+                                        for r in recs], time.time())
+
+
+def step_charts_overdue() -> bool:
+    """Step charts that no epoch's rerun redrew in time (tl_ui/monitor_refresh.py, ``step_charts_overdue``)."""
+    kept = st.session_state.get(keys.MONITOR_STEP_FIGURES)
+    return monitor_refresh.step_charts_overdue(bool(st.session_state.get(keys.MONITOR_STEPS_BY_EPOCH)),
+                                               kept[1] if kept else None, time.monotonic())
+
+
 def render_live(run_ids: list[str]) -> None:
     """The run cards (status, progress, ETA, controls): the fast refresh redraws only these."""
     store = resources.get_store()
@@ -314,24 +331,32 @@ def main() -> None:
     live = any(r.active or manager.is_active(r.id) for r in runs if r.id in selected) or manager.projecting()
     ss = st.session_state
     ss[keys.MONITOR_FS_VERSION] = feature_version(selected)  # read before drawing: newer data → one more rerun
+    # epochs faster than the step charts' pace: each epoch's rerun redraws those charts, no timer of their own
+    ss[keys.MONITOR_STEPS_BY_EPOCH] = live and epochs_pace_the_charts(
+        [r for r in (store.get_run(i) for i in selected) if r is not None])
+
+    page_run = [True]  # False once this page run has drawn the cards: the fragment's own reruns see that
 
     @st.fragment(run_every=REFRESH_S if live else None)
     def live_view() -> None:
-        render_live(selected)
-        if live:
+        if live and not page_run[0]:  # (a run of the whole page draws everything anyway)
             now_active = [i for i in selected if (rec := store.get_run(i)) is not None and rec.active]
             busy = bool(now_active) or manager.projecting()
-            if not busy or feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION):
+            if not busy or feature_version(selected) != ss.get(keys.MONITOR_FS_VERSION) or step_charts_overdue():
                 # everything finished (one full rerun turns the timers off), or a new snapshot or
                 # epoch: what shows it (accuracy, feature space, per-class results) is redrawn now,
-                # by one rerun of the page, not on every refresh
+                # by one rerun of the page, not on every refresh (which also redraws step charts
+                # that no epoch's rerun redrew in time). Asked before the cards are drawn:
+                # the rerun draws them too, and the browser would draw them twice (issue 18)
                 st.rerun()
+        render_live(selected)
 
-    @st.fragment(run_every=STEP_CHARTS_REFRESH_S if live else None)
+    @st.fragment(run_every=STEP_CHARTS_REFRESH_S if live and not ss[keys.MONITOR_STEPS_BY_EPOCH] else None)
     def step_view() -> None:
         render_step_view(selected)
 
     live_view()
+    page_run[0] = False
     step_view()
     recs = [r for r in (store.get_run(i) for i in selected) if r is not None]
     if recs:

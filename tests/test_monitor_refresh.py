@@ -11,7 +11,8 @@ import streamlit as st
 from bench.dashboard import GOAL_FRESH_S, _freshness
 from test_pages import add_run_with_snapshots, live_charts, manager, open_app  # noqa: F401 (manager: a fixture)
 from tl_ui import keys, live_chart
-from tl_ui.monitor_refresh import REFRESH_S, SIDEBAR_REFRESH_ON_MONITOR_S, STEP_CHARTS_REFRESH_S
+from tl_ui.monitor_refresh import (REFRESH_S, SIDEBAR_REFRESH_ON_MONITOR_S, STEP_CHARTS_REFRESH_S, epochs_pace,
+                                   step_charts_overdue)
 
 
 @pytest.fixture
@@ -52,10 +53,19 @@ def drawn_by(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, str | No
     return out
 
 
+def _epochs_at(store, run_id: str, times: list[float]) -> None:
+    """Give the run's epoch rows (epoch 1, 2, ...) these times, as if they had been logged then."""
+    for epoch, t in enumerate(times, start=1):
+        store._write("UPDATE epoch_metrics SET t=? WHERE run_id=? AND epoch=?", (t, run_id, epoch))
+
+
 def test_the_fast_refresh_draws_cards_only_and_the_charts_refresh_on_their_own(manager, drawn_by):
+    import time
+
     run_id = add_run_with_snapshots(manager.store, "dann", n_snaps=3)
     manager.store.set_status(run_id, "running")  # a run that trains: the refresh timers are on
     manager.active.add(run_id)
+    _epochs_at(manager.store, run_id, [time.time() - 60, time.time() - 30])  # slow epochs: the charts' own timer
     manager.store.log_steps(run_id, [{"step": s, "epoch": 1, "loss_task": 1.0 / s, "lr": 0.01}
                                      for s in range(1, 50)])
     at = open_app()
@@ -72,6 +82,50 @@ def test_the_fast_refresh_draws_cards_only_and_the_charts_refresh_on_their_own(m
     assert STEP_CHARTS_REFRESH_S > REFRESH_S
     # the cards' fragment refreshes fast while the run trains
     assert at.get("progress"), "the run card's progress bar is drawn"
+
+
+def test_epochs_faster_than_the_charts_refresh_redraw_them_and_their_timer_is_off(manager, drawn_by):
+    """Epochs logged faster than the step charts' pace rerun the page often enough: the charts have no timer of
+    their own then (each rerun costs the browser a redraw of the page's frame); slow epochs switch it on."""
+    import time
+
+    store = manager.store
+    run_id = add_run_with_snapshots(store, "dann", n_snaps=3)  # epochs 1 and 2, logged just now
+    store.set_status(run_id, "running")
+    manager.active.add(run_id)
+    now = time.time()
+    _epochs_at(store, run_id, [now - 4, now - 1])
+    at = open_app()
+    at.session_state[keys.MONITOR_REQUEST] = [run_id]
+    at.switch_page(keys.PAGE_MONITOR).run()
+    assert not at.exception, [e.value for e in at.exception]
+    by_key = {k: (f, e) for f, k, e in drawn_by if k and str(k).startswith("monitor.chart.")}
+    assert by_key["monitor.chart.loss"] == ("step_view", None)  # drawn by the page's run, no timer
+    assert at.session_state[keys.MONITOR_STEPS_BY_EPOCH] is True
+    drawn_by.clear()
+    _epochs_at(store, run_id, [now - 4, now - 1 - STEP_CHARTS_REFRESH_S])  # the epochs slowed down
+    at.run()
+    by_key = {k: (f, e) for f, k, e in drawn_by if k and str(k).startswith("monitor.chart.")}
+    assert by_key["monitor.chart.loss"] == ("step_view", STEP_CHARTS_REFRESH_S)
+    assert at.session_state[keys.MONITOR_STEPS_BY_EPOCH] is False
+
+
+def test_epochs_pace_the_step_charts_only_while_every_run_logs_them_fast() -> None:
+    pace = STEP_CHARTS_REFRESH_S
+    assert epochs_pace([[100.0, 104.0]], 105.0)
+    assert epochs_pace([[100.0, 104.0], [90.0, 97.0, 101.0]], 105.0)  # the last two count
+    assert not epochs_pace([[100.0, 104.0], [90.0, 101.0]], 105.0), "one run with slow epochs keeps the timer"
+    assert not epochs_pace([[100.0, 100.0 + pace]], 100.0 + pace), "epochs a refresh apart or more"
+    assert not epochs_pace([[100.0, 104.0]], 104.0 + pace), "no epoch for a refresh: the epochs stalled"
+    assert not epochs_pace([[104.0]], 105.0) and not epochs_pace([[]], 105.0) and not epochs_pace([], 105.0)
+
+
+def test_step_charts_paced_by_epochs_are_overdue_after_their_refresh_and_a_card_refresh() -> None:
+    due = STEP_CHARTS_REFRESH_S + REFRESH_S
+    assert not step_charts_overdue(True, 1000.0, 1000.0 + due)
+    assert step_charts_overdue(True, 1000.0, 1000.0 + due + 0.1)
+    assert step_charts_overdue(True, None, 1000.0)  # never built while paced: rerun
+    assert not step_charts_overdue(False, 1000.0, 1000.0 + 10 * due), "with their own timer, never overdue"
 
 
 def test_freshness_is_the_delay_to_the_first_view_showing_that_epoch_or_a_later_one() -> None:
@@ -160,7 +214,7 @@ def test_a_rerun_within_a_chart_refresh_draws_the_step_charts_it_drew_then(manag
     assert loss_steps() > grown
 
 
-def test_the_sidebar_refreshes_at_the_charts_pace_on_the_monitor_and_every_2_s_elsewhere(manager, monkeypatch):
+def test_the_sidebar_refreshes_every_30_s_on_the_monitor_and_every_2_s_elsewhere(manager, monkeypatch):
     from tl_ui import widgets
 
     every: list[object] = []
@@ -178,7 +232,7 @@ def test_the_sidebar_refreshes_at_the_charts_pace_on_the_monitor_and_every_2_s_e
     assert every[-1] == widgets.SIDEBAR_REFRESH_S == REFRESH_S  # Home
     at.switch_page(keys.PAGE_MONITOR).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert every[-1] == SIDEBAR_REFRESH_ON_MONITOR_S == STEP_CHARTS_REFRESH_S
+    assert every[-1] == SIDEBAR_REFRESH_ON_MONITOR_S == 30.0  # the Monitor's page reruns at each epoch refresh it too
 
 
 def test_live_charts_send_the_spec_st_plotly_chart_would_and_keep_one_element_per_key(manager) -> None:

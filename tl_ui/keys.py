@@ -83,6 +83,7 @@ MONITOR_DISTANCE_OPEN = "monitor.distance.open"    # the "Domain distance over t
 MONITOR_DETAILS_OPEN = "monitor.details.open"      # the "Per-class results" expander is open
 MONITOR_STEP_FIGURES = "monitor.step_figures"     # (run ids, time built, figures) of the per-step charts
 MONITOR_FS_VERSION = "monitor.fs.version"         # (run, projected snapshots, epochs) the feature section drew
+MONITOR_STEPS_BY_EPOCH = "monitor.steps_by_epoch"  # the step charts' timer is off: each epoch's rerun redraws them
 MONITOR_FS_CHAINED = "monitor.fs.chained"         # this page run is the rerun for data that came during the last one
 
 # ------------------------------------------------------------------- runs
