@@ -619,7 +619,8 @@ def _cuda(b: dict[str, Any]) -> list[str]:
     if not cu.get("available"):
         return lines + ["No CUDA device on this machine: nothing measured here. On a machine with one, "
                         "`make bench` repeats sections 1–3 on the GPU and measures images/s of resnet18 and "
-                        "efficientnet_lite0 at 224×224 with mixed precision.", ""]
+                        "efficientnet_lite0 at 224×224 with mixed precision. This section alone, run once on a lent "
+                        f"NVIDIA H200: [{HISTORY}]({HISTORY}#section-5-on-a-cuda-gpu).", ""]
     lines += [f"Device: **{cu['device_name']}**. The same measurements as above with `device='cuda'` "
               "(mixed precision off for sections 1–2, as on the CPU), then 224×224 with mixed precision "
               "(bf16 where supported, else fp16 with a gradient scaler), trainer against the bare loop.", ""]
