@@ -332,8 +332,7 @@ def main() -> None:
     ss = st.session_state
     ss[keys.MONITOR_FS_VERSION] = feature_version(selected)  # read before drawing: newer data → one more rerun
     # epochs faster than the step charts' pace: each epoch's rerun redraws those charts, no timer of their own
-    ss[keys.MONITOR_STEPS_BY_EPOCH] = live and epochs_pace_the_charts(
-        [r for r in (store.get_run(i) for i in selected) if r is not None])
+    ss[keys.MONITOR_STEPS_BY_EPOCH] = live and epochs_pace_the_charts([r for r in runs if r.id in selected])
 
     page_run = [True]  # False once this page run has drawn the cards: the fragment's own reruns see that
 
